@@ -1,0 +1,175 @@
+//! The HTTP API: shared state, the route table and the middleware stack.
+//!
+//! HTTP only: handlers extract, parse into domain types, call a service and map the answer.
+//! Every non-2xx answer is an RFC 9457 problem (see `error`).
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod middleware;
+pub mod request_id;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter, on};
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::ApiError;
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::service::principals::AuthFailure;
+use crate::service::{KeyService, TokenService};
+use crate::store::Store;
+
+/// Limits and timeouts of the HTTP layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSettings {
+    /// Longest a request may run.
+    pub request_timeout: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// Everything a handler needs, behind one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: Arc<dyn Store>,
+    keys: Arc<KeyService>,
+    tokens: TokenService,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    settings: ApiSettings,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyService>,
+        tokens: TokenService,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+        settings: ApiSettings,
+    ) -> AppState {
+        AppState(Arc::new(Inner {
+            store,
+            keys,
+            tokens,
+            clock,
+            metrics,
+            settings,
+        }))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    /// The key service.
+    pub fn keys(&self) -> &KeyService {
+        &self.0.keys
+    }
+
+    /// The token service.
+    pub fn tokens(&self) -> &TokenService {
+        &self.0.tokens
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        self.0.clock.as_ref()
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Limits and timeouts.
+    pub fn settings(&self) -> &ApiSettings {
+        &self.0.settings
+    }
+
+    /// The one place where authentication failures are observed: counted and logged (by
+    /// reason and source address, never the presented key). The audit trail hooks in here.
+    pub fn observe_auth_failure(&self, failure: AuthFailure, peer: Option<SocketAddr>) {
+        self.0.metrics.observe_auth_failure(failure.as_str());
+        tracing::warn!(
+            request_id = %request_id::current(),
+            reason = failure.as_str(),
+            source = %peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+            "authentication failed"
+        );
+    }
+}
+
+/// One route: method, path template and handler. The route table is data so that a test can
+/// hold it against `openapi.yaml`.
+pub struct Route {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path template, in axum's and OpenAPI's shared `{param}` syntax.
+    pub path: &'static str,
+    handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    /// A route for `handler`.
+    pub fn new<H, T>(method: Method, path: &'static str, handler: H) -> Route
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        Route {
+            method,
+            path,
+            handler: on(filter, handler),
+        }
+    }
+}
+
+/// Every route the server answers.
+pub fn routes() -> Vec<Route> {
+    let mut routes = tokens::routes();
+    routes.extend(health::routes());
+    routes
+}
+
+/// The application: routes and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.settings().max_body_bytes;
+    let routes = routes()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler));
+    routes
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // Layers run outside-in from the last added: request id first (so every answer, even
+        // a panic or a timeout, carries one), then the access log and metrics, security
+        // headers, panic capture, the timeout, and the body limit read by `JsonBody`.
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::timeout,
+        ))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::access_log,
+        ))
+        .layer(axum::middleware::from_fn(request_id::layer))
+        .with_state(state)
+}

@@ -1,0 +1,296 @@
+//! Extractors: the authenticated caller, and JSON bodies parsed strictly.
+//!
+//! Strict means: `application/json` only, no duplicate keys at any depth, unknown fields
+//! refused, and no error that repeats what the caller sent (serde's messages can quote input,
+//! so they are never passed on). Nothing here logs a header value or a body.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use super::{ApiError, AppState};
+use crate::domain::metadata::is_sensitive_field;
+use crate::domain::{Principal, Role};
+use crate::service::principals;
+
+/// The authenticated principal making the request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// The principal, if it holds `role`; otherwise 403.
+    pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
+        if self.0.has(role) {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let authorization = match parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(value)) => Some(value),
+            // Not visible ASCII: cannot be one of our keys.
+            Some(Err(_)) => Some(""),
+        };
+        match principals::authenticate(state.store(), state.clock(), authorization).await? {
+            Ok(principal) => Ok(Caller(principal)),
+            Err(failure) => {
+                let peer = parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0);
+                state.observe_auth_failure(failure, peer);
+                Err(ApiError::Unauthenticated)
+            }
+        }
+    }
+}
+
+/// A JSON body: checked for media type, size, syntax and duplicate keys, and refused outright
+/// if any top-level field carries sensitive authentication data.
+#[derive(Debug)]
+pub struct JsonBody(pub Value);
+
+impl FromRequest<AppState> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::MalformedJson
+                }
+            })?;
+        let value = parse_strict(&bytes)?;
+        if let Value::Object(map) = &value
+            && map.keys().any(|k| is_sensitive_field(k))
+        {
+            return Err(sensitive_top_level());
+        }
+        Ok(JsonBody(value))
+    }
+}
+
+/// The refusal for sensitive authentication data next to the card number.
+pub fn sensitive_top_level() -> ApiError {
+    ApiError::SensitiveData(
+        "sensitive authentication data (CVV, PIN, track data) must never be sent",
+    )
+}
+
+/// Parses JSON, refusing duplicate object keys at any depth (serde_json keeps the last).
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice::<StrictValue>(bytes)
+        .map(|v| v.0)
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::DuplicateField,
+            _ => ApiError::MalformedJson,
+        })
+}
+
+/// Converts a parsed body into a request struct (`deny_unknown_fields`), with errors that name
+/// the field by its path in our schema and never quote the value.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let message = err.inner().to_string();
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            let name = rest
+                .split('`')
+                .next()
+                .filter(|n| is_plain_name(n))
+                .map(str::to_owned);
+            return ApiError::UnknownField(name);
+        }
+        if let Some(rest) = message.strip_prefix("missing field `") {
+            let name = rest.split('`').next().unwrap_or_default();
+            let field = if path == "." {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
+            return ApiError::InvalidField {
+                field: plain_path(&field),
+                expected: "a value (it is required)",
+            };
+        }
+        let field = plain_path(&path);
+        let expected = expected_for(field.rsplit('.').next().unwrap_or_default());
+        ApiError::InvalidField { field, expected }
+    })
+}
+
+/// What a field of ours must hold, for error details.
+fn expected_for(field: &str) -> &'static str {
+    match field {
+        "value" => "a string of 12-19 digits (spaces and hyphens allowed)",
+        "format" => "one of six_four, last_four, length_preserving, opaque",
+        "metadata" => "a JSON object",
+        "expires_at" => "an RFC 3339 time, e.g. 2030-01-01T00:00:00Z",
+        "items" => "an array of 1-1000 tokenize requests",
+        _ => "a value of the documented type",
+    }
+}
+
+fn is_plain_name(name: &str) -> bool {
+    (1..=40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_')
+}
+
+/// A path built from our own field names and array indexes; anything else is not shown.
+fn plain_path(path: &str) -> String {
+    let ok = path.len() <= 64
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'[' | b']'));
+    if ok {
+        path.to_owned()
+    } else {
+        "body".to_owned()
+    }
+}
+
+struct StrictValue(Value);
+
+impl<'de> de::Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            if map.contains_key(&key) {
+                // The key itself is not quoted: it could be anything.
+                return Err(de::Error::custom("duplicate key"));
+            }
+            let StrictValue(v) = access.next_value()?;
+            map.insert(key, v);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        assert!(matches!(
+            parse_strict(br#"{"a":1,"a":2}"#),
+            Err(ApiError::DuplicateField)
+        ));
+        assert!(matches!(
+            parse_strict(br#"{"m":{"x":1,"x":1}}"#),
+            Err(ApiError::DuplicateField)
+        ));
+        assert!(matches!(
+            parse_strict(br#"[{"k":1,"k":1}]"#),
+            Err(ApiError::DuplicateField)
+        ));
+        assert!(parse_strict(br#"{"a":1,"b":{"a":2}}"#).is_ok());
+    }
+
+    #[test]
+    fn broken_json_is_malformed() {
+        for body in [&b"{"[..], b"", b"{\"a\":}", b"{} trailing", b"\xff"] {
+            assert!(
+                matches!(parse_strict(body), Err(ApiError::MalformedJson)),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_field_names_are_only_shown_when_plain() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct R {
+            value: String,
+        }
+        let e = from_value::<R>(serde_json::json!({"value": "x", "colour": 1})).unwrap_err();
+        assert!(matches!(e, ApiError::UnknownField(Some(ref n)) if n == "colour"));
+        let e =
+            from_value::<R>(serde_json::json!({"value": "x", "4111111111111111": 1})).unwrap_err();
+        assert!(matches!(e, ApiError::UnknownField(None)));
+        let e = from_value::<R>(serde_json::json!({"value": 4111111111111111u64})).unwrap_err();
+        assert!(!e.to_problem().detail.contains("4111"));
+    }
+}

@@ -1,0 +1,221 @@
+//! `/v1/tokens`: tokenize (single and batch), look up, delete. Tokenizer role only.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use super::error::Problem;
+use super::extract::{Caller, JsonBody, from_value, sensitive_top_level};
+use super::{ApiError, AppState, Route};
+use crate::domain::metadata::{has_sensitive_field, is_sensitive_field};
+use crate::domain::{Metadata, MetadataError, Pan, Role, Token, TokenFormat};
+use crate::service::{TokenView, TokenizeItem};
+
+/// Most items in one batch call.
+pub const MAX_BATCH: usize = 1000;
+
+/// The routes of this resource.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::POST, "/v1/tokens", tokenize),
+        Route::new(Method::POST, "/v1/tokens/batch", tokenize_batch),
+        Route::new(Method::GET, "/v1/tokens/{token}", lookup),
+        Route::new(Method::DELETE, "/v1/tokens/{token}", delete),
+    ]
+}
+
+/// The submitted card number. Wiped on drop, never printed.
+struct RawPan(Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for RawPan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| RawPan(Zeroizing::new(s)))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenizeRequest {
+    value: RawPan,
+    #[serde(default)]
+    format: Option<TokenFormat>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    items: Vec<Value>,
+}
+
+impl TryFrom<TokenizeRequest> for TokenizeItem {
+    type Error = ApiError;
+
+    fn try_from(request: TokenizeRequest) -> Result<Self, Self::Error> {
+        Ok(TokenizeItem {
+            pan: Pan::parse(&request.value.0)?,
+            format: request.format.unwrap_or_default(),
+            metadata: request.metadata.map(Metadata::parse).transpose()?,
+            expires_at: request.expires_at,
+        })
+    }
+}
+
+/// One tokenize request from its JSON. Sensitive authentication data anywhere in it is refused
+/// before anything else is looked at.
+fn parse_item(value: Value) -> Result<TokenizeItem, ApiError> {
+    if let Value::Object(map) = &value {
+        if map.keys().any(|k| is_sensitive_field(k)) {
+            return Err(sensitive_top_level());
+        }
+        if map.get("metadata").is_some_and(has_sensitive_field) {
+            return Err(MetadataError::SensitiveField.into());
+        }
+    }
+    from_value::<TokenizeRequest>(value)?.try_into()
+}
+
+/// A token as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct TokenBody {
+    token: Token,
+    format: TokenFormat,
+    masked: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<bool>,
+    metadata: Option<Map<String, Value>>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl TokenBody {
+    fn new(view: TokenView, with_created: bool) -> TokenBody {
+        TokenBody {
+            created: with_created.then_some(view.created),
+            token: view.token,
+            format: view.format,
+            masked: view.masked,
+            metadata: view.metadata,
+            created_at: view.created_at,
+            expires_at: view.expires_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchResult {
+    Token(TokenBody),
+    Error { error: Problem },
+}
+
+#[derive(Serialize)]
+struct BatchBody {
+    results: Vec<BatchResult>,
+}
+
+async fn tokenize(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let principal = caller.require(Role::Tokenizer)?;
+    let item = parse_item(body)?;
+    let mut results = state
+        .tokens()
+        .tokenize(principal.tenant, std::slice::from_ref(&item))
+        .await?;
+    let view = results.pop().ok_or(ApiError::Internal)??;
+    let status = if view.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(TokenBody::new(view, true))).into_response())
+}
+
+async fn tokenize_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Json<BatchBody>, ApiError> {
+    let principal = caller.require(Role::Tokenizer)?;
+    let batch: BatchRequest = from_value(body)?;
+    if batch.items.is_empty() || batch.items.len() > MAX_BATCH {
+        return Err(ApiError::InvalidField {
+            field: "items".into(),
+            expected: "an array of 1-1000 tokenize requests",
+        });
+    }
+    // Parse every item; only the valid ones go to the service, answers keep input order.
+    let parsed: Vec<Result<TokenizeItem, ApiError>> =
+        batch.items.into_iter().map(parse_item).collect();
+    let mut valid: Vec<TokenizeItem> = Vec::with_capacity(parsed.len());
+    let mut slots = Vec::with_capacity(parsed.len());
+    for p in parsed {
+        match p {
+            Ok(item) => {
+                slots.push(Ok(valid.len()));
+                valid.push(item);
+            }
+            Err(e) => slots.push(Err(e)),
+        }
+    }
+    let mut tokenized: Vec<Option<Result<TokenView, ApiError>>> = state
+        .tokens()
+        .tokenize(principal.tenant, &valid)
+        .await?
+        .into_iter()
+        .map(|r| Some(r.map_err(ApiError::from)))
+        .collect();
+    let results = slots
+        .into_iter()
+        .map(|slot| {
+            let outcome = match slot {
+                Ok(i) => tokenized
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .unwrap_or(Err(ApiError::Internal)),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(view) => BatchResult::Token(TokenBody::new(view, true)),
+                Err(e) => BatchResult::Error {
+                    error: e.to_problem(),
+                },
+            }
+        })
+        .collect();
+    Ok(Json(BatchBody { results }))
+}
+
+async fn lookup(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(token): Path<String>,
+) -> Result<Json<TokenBody>, ApiError> {
+    let principal = caller.require(Role::Tokenizer)?;
+    // Anything not shaped like a token (a card number, say) is answered as an unknown token.
+    let token = Token::parse(&token).ok_or(ApiError::NotFound)?;
+    let view = state.tokens().lookup(principal.tenant, &token).await?;
+    Ok(Json(TokenBody::new(view, false)))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let principal = caller.require(Role::Tokenizer)?;
+    let token = Token::parse(&token).ok_or(ApiError::NotFound)?;
+    state.tokens().delete(principal.tenant, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

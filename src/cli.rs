@@ -1,0 +1,252 @@
+//! The `strongroom` command line: parse, dispatch, print.
+//!
+//! Every flag of `serve` has a `STRONGROOM_*` variable. The master key is read from
+//! `STRONGROOM_MASTER_KEY` only (never a flag, so it stays out of `ps` and shell history),
+//! and no message ever prints it or the database URL.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::clock::SystemClock;
+use crate::config::{ServeConfig, TlsFiles};
+use crate::crypto::SystemRandom;
+use crate::crypto::keys::{MasterKey, MasterKeyError};
+use crate::domain::{PrincipalId, Role};
+use crate::service::principals::{self, NewPrincipalRequest};
+use crate::startup::{Application, shutdown_signal};
+use crate::store::{Database, PgStore, SchemaStatus};
+
+/// Strongroom: a card-data tokenization vault with just-in-time access.
+#[derive(Debug, Parser)]
+#[command(name = "strongroom", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a new random master key (base64) for STRONGROOM_MASTER_KEY.
+    Keygen,
+    /// Apply the database migrations.
+    Migrate(DatabaseArgs),
+    /// Manage principals (API callers).
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Serve the API (reads STRONGROOM_MASTER_KEY).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct DatabaseArgs {
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum PrincipalCommand {
+    /// Create a principal (and its tenant if new) and print its API key once.
+    Create {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The tenant (merchant) name.
+        #[arg(long)]
+        tenant: String,
+        /// The principal's name, unique in the tenant.
+        #[arg(long)]
+        name: String,
+        /// A role; repeat for several. admin cannot be combined with a card-data role.
+        #[arg(long = "role", required = true, value_parser = parse_role)]
+        roles: Vec<Role>,
+        /// When the key stops working (RFC 3339).
+        #[arg(long)]
+        expires_at: Option<DateTime<Utc>>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a principal's key at once.
+    Disable {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The principal's id.
+        #[arg(long)]
+        id: Uuid,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Address to listen on. Plain HTTP only on loopback unless forced.
+    #[arg(long, env = "STRONGROOM_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "STRONGROOM_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "STRONGROOM_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Access policy file (TOML).
+    #[arg(long, env = "STRONGROOM_POLICY_FILE")]
+    policy_file: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
+    #[arg(long, env = "STRONGROOM_FORCE_PLAIN_HTTP")]
+    force_plain_http: bool,
+    /// Most database connections.
+    #[arg(long, env = "STRONGROOM_DB_POOL_SIZE", default_value_t = 10)]
+    db_pool_size: u32,
+    /// Longest a request may run, in seconds.
+    #[arg(long, env = "STRONGROOM_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
+    request_timeout_secs: u64,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "STRONGROOM_MAX_BODY_BYTES", default_value_t = 4 << 20)]
+    max_body_bytes: usize,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse::<Role>().map_err(|e| e.to_string())
+}
+
+/// A failed command: the message to print and exit with status 1.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Keygen => {
+            let key = MasterKey::generate_base64(&SystemRandom::new())?;
+            println!("{}", key.as_str());
+            Ok(())
+        }
+        Command::Migrate(db) => {
+            let store = PgStore::connect(&db.database_url, 2).await?;
+            let before = store.schema_status().await?;
+            store.migrate().await?;
+            match before {
+                SchemaStatus::Behind { pending } => {
+                    println!("applied {pending} migration(s); schema is current")
+                }
+                _ => println!("schema is current"),
+            }
+            Ok(())
+        }
+        Command::Principal(PrincipalCommand::Create {
+            database,
+            tenant,
+            name,
+            roles,
+            expires_at,
+            json,
+        }) => {
+            let store = connect_current(&database).await?;
+            let (record, key) = principals::create(
+                &store,
+                &SystemRandom::new(),
+                &SystemClock,
+                NewPrincipalRequest {
+                    tenant: tenant.clone(),
+                    name,
+                    roles,
+                    expires_at,
+                },
+            )
+            .await?;
+            let p = &record.principal;
+            if json {
+                let out = serde_json::json!({
+                    "id": p.id,
+                    "tenant": tenant,
+                    "tenant_id": p.tenant,
+                    "name": p.name,
+                    "roles": p.roles,
+                    "key": key.expose(),
+                    "expires_at": record.expires_at,
+                });
+                println!("{out}");
+            } else {
+                let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+                println!(
+                    "created principal {} ({}) in tenant {tenant} with roles {}",
+                    p.id,
+                    p.name,
+                    roles.join(", ")
+                );
+                println!("API key (shown once, store it now): {}", key.expose());
+            }
+            Ok(())
+        }
+        Command::Principal(PrincipalCommand::Disable { database, id }) => {
+            let store = connect_current(&database).await?;
+            if principals::disable(&store, &SystemClock, PrincipalId(id)).await? {
+                println!("disabled principal {id}");
+                Ok(())
+            } else {
+                Err(CliError(format!("no enabled principal {id}")))
+            }
+        }
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn connect_current(db: &DatabaseArgs) -> Result<PgStore, CliError> {
+    let store = PgStore::connect(&db.database_url, 2).await?;
+    match store.schema_status().await? {
+        SchemaStatus::Current => Ok(store),
+        _ => Err(CliError(
+            "the database schema is not current: run `strongroom migrate` first".into(),
+        )),
+    }
+}
+
+/// The master key from the environment.
+pub fn master_key_from_env() -> Result<MasterKey, MasterKeyError> {
+    let text = std::env::var("STRONGROOM_MASTER_KEY").map_err(|_| MasterKeyError::Missing)?;
+    let text = zeroize::Zeroizing::new(text);
+    if text.trim().is_empty() {
+        return Err(MasterKeyError::Missing);
+    }
+    MasterKey::from_base64(&text)
+}
+
+async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    crate::telemetry::init();
+    let master_key = master_key_from_env()?;
+    let mut config = ServeConfig::new(args.database.database_url, master_key);
+    config.listen = args.listen;
+    config.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    config.force_plain_http = args.force_plain_http;
+    config.policy_file = args.policy_file;
+    config.db_pool_size = args.db_pool_size.max(1);
+    config.api.request_timeout = Duration::from_secs(args.request_timeout_secs.max(1));
+    config.api.max_body_bytes = args.max_body_bytes;
+    if config.force_plain_http && !config.listen.ip().is_loopback() && config.tls.is_none() {
+        tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (forced)");
+    }
+    let app = Application::build(config).await?;
+    tracing::info!(
+        listen = %app.local_addr(),
+        tls = app.is_tls(),
+        version = env!("CARGO_PKG_VERSION"),
+        "strongroom serving"
+    );
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(())
+}

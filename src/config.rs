@@ -1,0 +1,81 @@
+//! What `serve` runs with. Built by the CLI from flags and `STRONGROOM_*` variables, or
+//! directly by tests.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::api::ApiSettings;
+use crate::crypto::keys::MasterKey;
+use crate::service::KeySettings;
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+/// The configuration of a serving instance.
+pub struct ServeConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// TLS, or plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
+    /// Plain HTTP on a non-loopback address (behind a TLS-terminating proxy). Off by default.
+    pub force_plain_http: bool,
+    /// The access policy file (used by just-in-time access).
+    pub policy_file: Option<PathBuf>,
+    /// The PostgreSQL URL. May hold a password: never printed.
+    pub database_url: String,
+    /// The master key.
+    pub master_key: MasterKey,
+    /// Most database connections.
+    pub db_pool_size: u32,
+    /// HTTP limits.
+    pub api: ApiSettings,
+    /// DEK encryption counting.
+    pub keys: KeySettings,
+    /// How often expired tokens are purged.
+    pub purge_interval: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for everything but the database and the key.
+    pub fn new(database_url: String, master_key: MasterKey) -> ServeConfig {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: None,
+            force_plain_http: false,
+            policy_file: None,
+            database_url,
+            master_key,
+            db_pool_size: 10,
+            api: ApiSettings {
+                request_timeout: Duration::from_secs(10),
+                max_body_bytes: 4 << 20,
+            },
+            keys: KeySettings::default(),
+            purge_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls)
+            .field("force_plain_http", &self.force_plain_http)
+            .field("policy_file", &self.policy_file)
+            .field("database_url", &"<redacted>")
+            .field("master_key", &self.master_key)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("api", &self.api)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}

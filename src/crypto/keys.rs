@@ -1,0 +1,317 @@
+//! The key hierarchy: a master key (KEK) wraps versioned data-encryption keys (DEKs) and the
+//! fingerprint root; DEKs encrypt PANs bound to their tenant, token and key version.
+//!
+//! Pure: no I/O. Where the wrapped keys live and how encryptions are counted is the key
+//! service's business. Every type here zeroizes on drop and redacts in Debug.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroizing;
+
+use super::CryptoError;
+use super::aead::AeadKey;
+use super::random::{self, Csprng, RandomError};
+use crate::domain::{Pan, TenantId, Token};
+
+/// Why a master key was refused. Never carries the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MasterKeyError {
+    /// Not set at all.
+    #[error("STRONGROOM_MASTER_KEY is not set (generate one with `strongroom keygen`)")]
+    Missing,
+    /// Not standard base64.
+    #[error("STRONGROOM_MASTER_KEY is not valid base64 (generate one with `strongroom keygen`)")]
+    NotBase64,
+    /// Decodes to something other than 32 bytes.
+    #[error("STRONGROOM_MASTER_KEY must decode to exactly 32 bytes (an AES-256 key)")]
+    WrongLength,
+}
+
+/// The key-encryption key. It only ever wraps and unwraps other keys.
+pub struct MasterKey(AeadKey);
+
+impl MasterKey {
+    /// Parses the base64 form that `strongroom keygen` prints.
+    pub fn from_base64(text: &str) -> Result<MasterKey, MasterKeyError> {
+        let decoded = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| MasterKeyError::NotBase64)?,
+        );
+        let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(
+            decoded
+                .as_slice()
+                .try_into()
+                .map_err(|_| MasterKeyError::WrongLength)?,
+        );
+        Ok(MasterKey(AeadKey::new(&bytes)))
+    }
+
+    /// A fresh random master key in its base64 form.
+    pub fn generate_base64(rng: &dyn Csprng) -> Result<Zeroizing<String>, RandomError> {
+        let bytes = Zeroizing::new(random::bytes::<32>(rng)?);
+        Ok(Zeroizing::new(STANDARD.encode(*bytes)))
+    }
+
+    /// Wraps a 256-bit secret; `label` names what it is (and is bound as associated data, so a
+    /// wrapped DEK cannot be passed off as the fingerprint root or as another version).
+    pub fn wrap(
+        &self,
+        rng: &dyn Csprng,
+        label: &str,
+        secret: &[u8; 32],
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.0.seal(rng, &wrap_aad(label), secret)
+    }
+
+    /// Unwraps a secret wrapped under the same `label`. Fails if the master key is not the one
+    /// that wrapped it.
+    pub fn unwrap(&self, label: &str, wrapped: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        let plain = self.0.open(&wrap_aad(label), wrapped)?;
+        let bytes: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Malformed)?;
+        Ok(Zeroizing::new(bytes))
+    }
+}
+
+fn wrap_aad(label: &str) -> Vec<u8> {
+    let mut aad = b"strongroom:wrap:v1:".to_vec();
+    aad.extend_from_slice(label.as_bytes());
+    aad
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+/// The wrap label of a DEK version.
+pub fn dek_label(version: u32) -> String {
+    format!("dek:{version}")
+}
+
+/// A data-encryption key of one version.
+pub struct DataKey {
+    version: u32,
+    key: AeadKey,
+}
+
+/// A PAN encrypted under a DEK: the version that sealed it and `nonce || ciphertext || tag`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedPan {
+    /// The DEK version that sealed it.
+    pub version: u32,
+    /// The sealed bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for SealedPan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SealedPan(v{}, {} bytes)",
+            self.version,
+            self.bytes.len()
+        )
+    }
+}
+
+impl DataKey {
+    /// A DEK from its unwrapped secret.
+    pub fn new(version: u32, secret: &[u8; 32]) -> DataKey {
+        DataKey {
+            version,
+            key: AeadKey::new(secret),
+        }
+    }
+
+    /// Its version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Encrypts a PAN for one row: the associated data binds tenant, token and key version, so
+    /// the ciphertext moved to any other row fails to open.
+    pub fn seal_pan(
+        &self,
+        rng: &dyn Csprng,
+        tenant: TenantId,
+        token: &Token,
+        pan: &Pan,
+    ) -> Result<SealedPan, CryptoError> {
+        let bytes = self.key.seal(
+            rng,
+            &pan_aad(tenant, token, self.version),
+            pan.expose_digits(),
+        )?;
+        Ok(SealedPan {
+            version: self.version,
+            bytes,
+        })
+    }
+
+    /// Decrypts a PAN sealed for this exact row.
+    pub fn open_pan(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+        sealed: &SealedPan,
+    ) -> Result<Pan, CryptoError> {
+        if sealed.version != self.version {
+            return Err(CryptoError::Decrypt);
+        }
+        let digits = self
+            .key
+            .open(&pan_aad(tenant, token, self.version), &sealed.bytes)?;
+        Pan::from_digits(&digits).map_err(|_| CryptoError::Malformed)
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DataKey(v{}, <redacted>)", self.version)
+    }
+}
+
+/// Associated data of a sealed PAN. Every variable-length part is length-prefixed so that no
+/// two different rows can produce the same bytes.
+fn pan_aad(tenant: TenantId, token: &Token, version: u32) -> Vec<u8> {
+    let token = token.as_str().as_bytes();
+    let mut aad = Vec::with_capacity(64 + token.len());
+    aad.extend_from_slice(b"strongroom:pan:v1");
+    aad.extend_from_slice(tenant.0.as_bytes());
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad.extend_from_slice(&u16::try_from(token.len()).unwrap_or(u16::MAX).to_be_bytes());
+    aad.extend_from_slice(token);
+    aad
+}
+
+/// The unwrapped DEKs of this instance, by version. The highest version encrypts; all decrypt.
+#[derive(Debug, Default, Clone)]
+pub struct Keyring {
+    keys: BTreeMap<u32, Arc<DataKey>>,
+}
+
+impl Keyring {
+    /// A keyring holding `keys`.
+    pub fn new(keys: impl IntoIterator<Item = DataKey>) -> Keyring {
+        Keyring {
+            keys: keys.into_iter().map(|k| (k.version, Arc::new(k))).collect(),
+        }
+    }
+
+    /// The key that encrypts new PANs: the newest.
+    pub fn active(&self) -> Option<Arc<DataKey>> {
+        self.keys.values().next_back().cloned()
+    }
+
+    /// The key of one version, to decrypt.
+    pub fn get(&self, version: u32) -> Option<Arc<DataKey>> {
+        self.keys.get(&version).cloned()
+    }
+
+    /// How many versions are loaded.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::random::SystemRandom;
+    use uuid::Uuid;
+
+    fn token(s: &str) -> Token {
+        Token::parse(s).unwrap()
+    }
+
+    #[test]
+    fn master_key_parsing_never_echoes_the_key() {
+        let rng = SystemRandom::new();
+        let text = MasterKey::generate_base64(&rng).unwrap();
+        assert!(MasterKey::from_base64(&text).is_ok());
+        let err = MasterKey::from_base64("c2hvcnQ=").unwrap_err();
+        assert_eq!(err, MasterKeyError::WrongLength);
+        assert!(!err.to_string().contains("c2hvcnQ"));
+        assert_eq!(
+            MasterKey::from_base64("not base64!").unwrap_err(),
+            MasterKeyError::NotBase64
+        );
+        let key = MasterKey::from_base64(&text).unwrap();
+        assert_eq!(format!("{key:?}"), "MasterKey(<redacted>)");
+    }
+
+    #[test]
+    fn wrapped_keys_need_the_same_master_key_and_label() {
+        let rng = SystemRandom::new();
+        let kek = MasterKey::from_base64(&MasterKey::generate_base64(&rng).unwrap()).unwrap();
+        let other = MasterKey::from_base64(&MasterKey::generate_base64(&rng).unwrap()).unwrap();
+        let secret = [9u8; 32];
+        let wrapped = kek.wrap(&rng, &dek_label(1), &secret).unwrap();
+        assert_eq!(*kek.unwrap(&dek_label(1), &wrapped).unwrap(), secret);
+        assert_eq!(
+            other.unwrap(&dek_label(1), &wrapped).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert_eq!(
+            kek.unwrap(&dek_label(2), &wrapped).unwrap_err(),
+            CryptoError::Decrypt
+        );
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_row_fails_to_open() {
+        let rng = SystemRandom::new();
+        let dek = DataKey::new(1, &[3u8; 32]);
+        let tenant_a = TenantId(Uuid::new_v4());
+        let tenant_b = TenantId(Uuid::new_v4());
+        let pan = Pan::parse("4111111111111111").unwrap();
+        let t1 = token("4111119876541111");
+        let t2 = token("4111118765431111");
+        let sealed = dek.seal_pan(&rng, tenant_a, &t1, &pan).unwrap();
+        assert_eq!(dek.open_pan(tenant_a, &t1, &sealed).unwrap(), pan);
+        assert!(
+            dek.open_pan(tenant_a, &t2, &sealed).is_err(),
+            "another token's row"
+        );
+        assert!(
+            dek.open_pan(tenant_b, &t1, &sealed).is_err(),
+            "another tenant's row"
+        );
+        let relabelled = SealedPan {
+            version: 2,
+            bytes: sealed.bytes.clone(),
+        };
+        assert!(
+            DataKey::new(2, &[3u8; 32])
+                .open_pan(tenant_a, &t1, &relabelled)
+                .is_err(),
+            "another key version"
+        );
+    }
+
+    #[test]
+    fn the_newest_key_is_active_and_old_ones_still_decrypt() {
+        let ring = Keyring::new([
+            DataKey::new(1, &[1; 32]),
+            DataKey::new(3, &[3; 32]),
+            DataKey::new(2, &[2; 32]),
+        ]);
+        assert_eq!(ring.active().unwrap().version(), 3);
+        assert_eq!(ring.get(1).unwrap().version(), 1);
+        assert!(ring.get(4).is_none());
+    }
+}

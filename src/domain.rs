@@ -1,0 +1,14 @@
+//! Pure types and rules of the payments domain: card numbers, tokens, principals.
+//!
+//! No I/O, no clock, no randomness of its own (callers pass an RNG). Nothing here logs.
+
+pub mod luhn;
+pub mod metadata;
+pub mod pan;
+pub mod principal;
+pub mod token;
+
+pub use metadata::{Metadata, MetadataError};
+pub use pan::{MaskedPan, Pan, PanError};
+pub use principal::{Principal, PrincipalId, Role, RoleError, TenantId};
+pub use token::{FormatError, Token, TokenFormat};

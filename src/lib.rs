@@ -1,0 +1,18 @@
+//! Strongroom: a card-data tokenization vault with just-in-time access.
+//!
+//! Layers, with data flowing one way: `api` (HTTP) → `service` (use cases) → `store` (SQL),
+//! `crypto` (pure) and `domain` (pure types and rules). `startup` wires them; `cli` is the
+//! command line.
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod metrics;
+pub mod service;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,266 @@
+//! The key service: loads and unwraps the keys at start, creates the first ones, counts DEK
+//! encryptions in shared blocks and rotates a DEK before it reaches its limit.
+//!
+//! Keys are unwrapped once per instance, never per request. Nothing here logs key material.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::Mutex;
+
+use crate::clock::Clock;
+use crate::crypto::CryptoError;
+use crate::crypto::fingerprint::{FingerprintKey, FingerprintRoot};
+use crate::crypto::keys::{DataKey, Keyring, MasterKey, SealedPan, dek_label};
+use crate::crypto::random::{self, Csprng};
+use crate::domain::{Pan, TenantId, Token};
+use crate::store::{Store, StoreError, WrappedDataKey};
+
+/// Name of the fingerprint root in `vault_secrets`.
+const FINGERPRINT_ROOT: &str = "fingerprint-root";
+
+/// NIST SP 800-38D §8.3 caps random-nonce GCM at 2^32 messages per key; we retire at 2^30.
+pub const DEFAULT_ENCRYPTION_LIMIT: u64 = 1 << 30;
+
+/// How encryptions are counted.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySettings {
+    /// Encryptions after which a DEK retires and a new one takes over.
+    pub encryption_limit: u64,
+    /// Encryptions reserved from the shared counter at a time. Unused reservations are lost
+    /// when an instance stops: over-counting is safe, under-counting is not.
+    pub reservation_block: u32,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        KeySettings {
+            encryption_limit: DEFAULT_ENCRYPTION_LIMIT,
+            reservation_block: 4096,
+        }
+    }
+}
+
+/// Why keys could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A wrapped key does not open under this master key.
+    #[error("the master key does not match the one that wrapped the stored keys")]
+    MasterKeyMismatch,
+    /// A cryptographic operation failed.
+    #[error("cryptographic operation failed: {0}")]
+    Crypto(#[from] CryptoError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No DEK could be reserved even after rotating.
+    #[error("no data-encryption key is available")]
+    NoActiveKey,
+}
+
+struct Reservation {
+    version: u32,
+    remaining: u64,
+}
+
+/// Keys of this instance.
+pub struct KeyService {
+    store: Arc<dyn Store>,
+    master: MasterKey,
+    keyring: RwLock<Keyring>,
+    fingerprint_root: FingerprintRoot,
+    tenant_keys: RwLock<HashMap<TenantId, Arc<FingerprintKey>>>,
+    reservation: Mutex<Reservation>,
+    rng: Arc<dyn Csprng>,
+    clock: Arc<dyn Clock>,
+    settings: KeySettings,
+}
+
+impl KeyService {
+    /// Loads every key, creating the first DEK and the fingerprint root if the vault is new.
+    /// Safe when several instances start at once on one database.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        rng: Arc<dyn Csprng>,
+        clock: Arc<dyn Clock>,
+        settings: KeySettings,
+    ) -> Result<KeyService, KeyError> {
+        let now = clock.now();
+        if store.secret(FINGERPRINT_ROOT).await?.is_none() {
+            let secret = zeroize::Zeroizing::new(
+                random::bytes::<32>(rng.as_ref()).map_err(CryptoError::from)?,
+            );
+            let wrapped = master.wrap(rng.as_ref(), FINGERPRINT_ROOT, &secret)?;
+            store.insert_secret(FINGERPRINT_ROOT, &wrapped, now).await?;
+        }
+        let wrapped_root = store
+            .secret(FINGERPRINT_ROOT)
+            .await?
+            .ok_or(KeyError::NoActiveKey)?;
+        let root = master
+            .unwrap(FINGERPRINT_ROOT, &wrapped_root)
+            .map_err(|_| KeyError::MasterKeyMismatch)?;
+        let service = KeyService {
+            store,
+            master,
+            keyring: RwLock::new(Keyring::default()),
+            fingerprint_root: FingerprintRoot::new(root),
+            tenant_keys: RwLock::new(HashMap::new()),
+            reservation: Mutex::new(Reservation {
+                version: 0,
+                remaining: 0,
+            }),
+            rng,
+            clock,
+            settings,
+        };
+        service.reload().await?;
+        if service.active_key().is_err() {
+            service.create_data_key(1).await?;
+        }
+        Ok(service)
+    }
+
+    /// Whether an active DEK is loaded (readiness).
+    pub fn is_ready(&self) -> bool {
+        self.active_key().is_ok()
+    }
+
+    /// The version new PANs are sealed under right now.
+    pub fn active_version(&self) -> Option<u32> {
+        self.active_key().ok().map(|k| k.version())
+    }
+
+    /// Seals a PAN for one row, counting the encryption against the active DEK.
+    pub async fn seal_pan(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+        pan: &Pan,
+    ) -> Result<SealedPan, KeyError> {
+        let key = self.reserve(1).await?;
+        Ok(key.seal_pan(self.rng.as_ref(), tenant, token, pan)?)
+    }
+
+    /// Opens a PAN sealed for this row, loading newer DEKs if another instance rotated.
+    pub async fn open_pan(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+        sealed: &SealedPan,
+    ) -> Result<Pan, KeyError> {
+        let mut key = self.key_of_version(sealed.version);
+        if key.is_none() {
+            self.reload().await?;
+            key = self.key_of_version(sealed.version);
+        }
+        let key = key.ok_or(KeyError::Crypto(CryptoError::Decrypt))?;
+        Ok(key.open_pan(tenant, token, sealed)?)
+    }
+
+    /// The fingerprint key of one tenant, derived once per instance.
+    pub fn fingerprint_key(&self, tenant: TenantId) -> Arc<FingerprintKey> {
+        if let Some(key) = self
+            .tenant_keys
+            .read()
+            .ok()
+            .and_then(|m| m.get(&tenant).cloned())
+        {
+            return key;
+        }
+        let key = Arc::new(self.fingerprint_root.tenant_key(tenant));
+        if let Ok(mut keys) = self.tenant_keys.write() {
+            keys.insert(tenant, Arc::clone(&key));
+        }
+        key
+    }
+
+    /// Takes `count` encryptions from this instance's block of the active DEK, reserving a new
+    /// block from the shared counter when it runs out and rotating when the DEK is spent.
+    async fn reserve(&self, count: u32) -> Result<Arc<DataKey>, KeyError> {
+        let mut reservation = self.reservation.lock().await;
+        let active = self.active_key()?;
+        if reservation.version == active.version() && reservation.remaining >= u64::from(count) {
+            reservation.remaining -= u64::from(count);
+            return Ok(active);
+        }
+        let block = self.settings.reservation_block.max(count);
+        // Bounded: each round either reserves or moves to a newer version.
+        for _ in 0..8 {
+            let active = self.active_key()?;
+            let now = self.clock.now();
+            if self
+                .store
+                .reserve_encryptions(active.version(), block, self.settings.encryption_limit, now)
+                .await?
+            {
+                *reservation = Reservation {
+                    version: active.version(),
+                    remaining: u64::from(block - count),
+                };
+                return Ok(active);
+            }
+            tracing::info!(
+                version = active.version(),
+                "data-encryption key reached its limit; rotating"
+            );
+            self.create_data_key(active.version() + 1).await?;
+        }
+        Err(KeyError::NoActiveKey)
+    }
+
+    /// Adds DEK `version` (another instance may win the race; either way it is then loaded).
+    async fn create_data_key(&self, version: u32) -> Result<(), KeyError> {
+        let secret = zeroize::Zeroizing::new(
+            random::bytes::<32>(self.rng.as_ref()).map_err(CryptoError::from)?,
+        );
+        let wrapped = self
+            .master
+            .wrap(self.rng.as_ref(), &dek_label(version), &secret)?;
+        if self
+            .store
+            .insert_data_key(&WrappedDataKey { version, wrapped }, self.clock.now())
+            .await?
+        {
+            tracing::info!(version, "created data-encryption key");
+        }
+        self.reload().await
+    }
+
+    /// Reloads and unwraps every DEK from the store.
+    async fn reload(&self) -> Result<(), KeyError> {
+        let wrapped = self.store.data_keys().await?;
+        let mut keys = Vec::with_capacity(wrapped.len());
+        for key in wrapped {
+            let secret = self
+                .master
+                .unwrap(&dek_label(key.version), &key.wrapped)
+                .map_err(|_| KeyError::MasterKeyMismatch)?;
+            keys.push(DataKey::new(key.version, &secret));
+        }
+        let mut keyring = self.keyring.write().map_err(|_| KeyError::NoActiveKey)?;
+        *keyring = Keyring::new(keys);
+        Ok(())
+    }
+
+    fn active_key(&self) -> Result<Arc<DataKey>, KeyError> {
+        self.keyring
+            .read()
+            .ok()
+            .and_then(|k| k.active())
+            .ok_or(KeyError::NoActiveKey)
+    }
+
+    fn key_of_version(&self, version: u32) -> Option<Arc<DataKey>> {
+        self.keyring.read().ok().and_then(|k| k.get(version))
+    }
+}
+
+impl std::fmt::Debug for KeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyService")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}

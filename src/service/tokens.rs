@@ -1,0 +1,346 @@
+//! Tokenize, look up and delete.
+//!
+//! Deterministic tokenization is decided by the database's unique fingerprint index, not by a
+//! lock in memory, so it holds for concurrent identical calls on any number of instances.
+//! Plaintext PANs only pass through here on their way to be sealed; nothing here logs one.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde_json::{Map, Value};
+
+use super::keys::{KeyError, KeyService};
+use crate::clock::Clock;
+use crate::crypto::Csprng;
+use crate::crypto::fingerprint::Fingerprint;
+use crate::domain::{FormatError, Metadata, Pan, TenantId, Token, TokenFormat};
+use crate::store::{NewToken, Store, StoreError, TokenRecord};
+
+/// Rounds of insert-and-check before a PAN's token space counts as exhausted. A round fails
+/// only when every fresh token collides, which needs a nearly full space.
+const MAX_ROUNDS: usize = 8;
+/// Expired tokens destroyed per purge pass.
+const PURGE_BATCH: i64 = 1000;
+
+/// One value to tokenize, parsed.
+#[derive(Debug)]
+pub struct TokenizeItem {
+    /// The card number.
+    pub pan: Pan,
+    /// The token format.
+    pub format: TokenFormat,
+    /// Caller metadata.
+    pub metadata: Option<Metadata>,
+    /// When the token stops being usable.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A token as callers see it: never the PAN, at most its masked form.
+#[derive(Debug, Clone)]
+pub struct TokenView {
+    /// The token.
+    pub token: Token,
+    /// Its format.
+    pub format: TokenFormat,
+    /// The masked PAN.
+    pub masked: String,
+    /// Caller metadata.
+    pub metadata: Option<Map<String, Value>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops being usable.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whether this call created it (false: the PAN already had a token in this format).
+    pub created: bool,
+}
+
+/// Why a token operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The format cannot tokenize this PAN.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// `expires_at` is not in the future.
+    #[error("expires_at must be in the future")]
+    ExpiryInPast,
+    /// Every fresh token collided: the space of tokens for this PAN and format is full.
+    #[error("no unused token is left for this card number in this format")]
+    SpaceExhausted,
+    /// No such token in the caller's tenant (or it was deleted).
+    #[error("no such token")]
+    NotFound,
+    /// The token has expired.
+    #[error("the token has expired")]
+    Expired,
+    /// Keys failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Tokens of every tenant.
+pub struct TokenService {
+    store: Arc<dyn Store>,
+    keys: Arc<KeyService>,
+    rng: Arc<dyn Csprng>,
+    clock: Arc<dyn Clock>,
+}
+
+struct Pending {
+    index: usize,
+    fingerprint: Fingerprint,
+}
+
+impl TokenService {
+    /// A service over `store` and `keys`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyService>,
+        rng: Arc<dyn Csprng>,
+        clock: Arc<dyn Clock>,
+    ) -> TokenService {
+        TokenService {
+            store,
+            keys,
+            rng,
+            clock,
+        }
+    }
+
+    /// Tokenizes each item, answering in input order. Items fail independently; a store or
+    /// key failure fails them all.
+    pub async fn tokenize(
+        &self,
+        tenant: TenantId,
+        items: &[TokenizeItem],
+    ) -> Result<Vec<Result<TokenView, TokenError>>, TokenError> {
+        let now = micros(self.clock.now());
+        let fingerprint_key = self.keys.fingerprint_key(tenant);
+        let mut results: Vec<Option<Result<TokenView, TokenError>>> =
+            items.iter().map(|_| None).collect();
+        let mut pending = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let checked = item
+                .format
+                .check(&item.pan)
+                .map_err(TokenError::from)
+                .and_then(|()| match item.expires_at {
+                    Some(at) if at <= now => Err(TokenError::ExpiryInPast),
+                    _ => Ok(()),
+                });
+            match checked {
+                Ok(()) => pending.push(Pending {
+                    index,
+                    fingerprint: fingerprint_key.fingerprint(&item.pan),
+                }),
+                Err(e) => set(&mut results, index, Err(e)),
+            }
+        }
+
+        for _ in 0..MAX_ROUNDS {
+            if pending.is_empty() {
+                break;
+            }
+            // Insert first: for a new PAN that is the only round trip. A row that is not
+            // inserted collided with a fingerprint (the PAN has a token) or a token value.
+            let rows = self.seal_new_rows(tenant, items, &pending, now).await?;
+            let inserted = self.store.insert_tokens(&rows).await?;
+            let mut missed = Vec::new();
+            for ((p, row), ok) in pending.into_iter().zip(rows).zip(inserted) {
+                if ok {
+                    set(
+                        &mut results,
+                        p.index,
+                        Ok(view(
+                            row.token,
+                            row.format,
+                            row.masked,
+                            row.metadata,
+                            row.created_at,
+                            row.expires_at,
+                            true,
+                        )),
+                    );
+                } else {
+                    missed.push(p);
+                }
+            }
+            if missed.is_empty() {
+                pending = missed;
+                break;
+            }
+            let keys: Vec<(TokenFormat, Fingerprint)> = missed
+                .iter()
+                .filter_map(|p| {
+                    items
+                        .get(p.index)
+                        .map(|i| (i.format, p.fingerprint.clone()))
+                })
+                .collect();
+            let existing = self.store.find_by_fingerprints(tenant, &keys).await?;
+            pending = Vec::new();
+            for (p, found) in missed.into_iter().zip(existing) {
+                match found {
+                    Some(record) if is_expired(&record, now) => {
+                        // An expired token no longer counts for determinism: destroy it and
+                        // issue a fresh one in the next round.
+                        self.store
+                            .destroy_if_expired(tenant, &record.token, now)
+                            .await?;
+                        pending.push(p);
+                    }
+                    Some(record) => set(&mut results, p.index, existing_view(record, now)),
+                    // A token-value collision: try again with a fresh token.
+                    None => pending.push(p),
+                }
+            }
+        }
+        for p in pending {
+            set(&mut results, p.index, Err(TokenError::SpaceExhausted));
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(TokenError::SpaceExhausted)))
+            .collect())
+    }
+
+    /// Draws fresh, mutually distinct tokens for the pending items and seals their PANs.
+    async fn seal_new_rows(
+        &self,
+        tenant: TenantId,
+        items: &[TokenizeItem],
+        pending: &[Pending],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<NewToken>, TokenError> {
+        let mut drawn: HashSet<Token> = HashSet::with_capacity(pending.len());
+        let mut rows = Vec::with_capacity(pending.len());
+        for p in pending {
+            let Some(item) = items.get(p.index) else {
+                continue;
+            };
+            let mut token = self.draw(item)?;
+            // Two items of one statement must not share a value, or one would shadow the other.
+            for _ in 0..MAX_ROUNDS {
+                if !drawn.contains(&token) {
+                    break;
+                }
+                token = self.draw(item)?;
+            }
+            drawn.insert(token.clone());
+            let sealed = self.keys.seal_pan(tenant, &token, &item.pan).await?;
+            rows.push(NewToken {
+                tenant,
+                token,
+                format: item.format,
+                fingerprint: p.fingerprint.clone(),
+                sealed,
+                masked: item.pan.masked().as_str().to_owned(),
+                metadata: item.metadata.as_ref().map(|m| m.as_map().clone()),
+                created_at: now,
+                expires_at: item.expires_at.map(micros),
+            });
+        }
+        Ok(rows)
+    }
+
+    fn draw(&self, item: &TokenizeItem) -> Result<Token, TokenError> {
+        item.format
+            .generate(&item.pan, self.rng.as_ref())
+            .map_err(|e| TokenError::Key(KeyError::Crypto(e.into())))
+    }
+
+    /// A live token of the tenant.
+    pub async fn lookup(&self, tenant: TenantId, token: &Token) -> Result<TokenView, TokenError> {
+        let record = self
+            .store
+            .get_token(tenant, token)
+            .await?
+            .ok_or(TokenError::NotFound)?;
+        existing_view(record, micros(self.clock.now()))
+    }
+
+    /// Destroys a token's card data; the value stays reserved for ever.
+    pub async fn delete(&self, tenant: TenantId, token: &Token) -> Result<(), TokenError> {
+        let now = micros(self.clock.now());
+        if self.store.delete_token(tenant, token, now).await? {
+            return Ok(());
+        }
+        // Nothing live was destroyed: say why in the same terms as a lookup.
+        let record = self
+            .store
+            .get_token(tenant, token)
+            .await?
+            .ok_or(TokenError::NotFound)?;
+        existing_view(record, now).map(|_| ())
+    }
+
+    /// Destroys the card data of expired tokens; returns how many.
+    pub async fn purge_expired(&self) -> Result<u64, TokenError> {
+        let now = micros(self.clock.now());
+        let mut total = 0;
+        loop {
+            let n = self.store.purge_expired(now, PURGE_BATCH).await?;
+            total += n;
+            if n < u64::try_from(PURGE_BATCH).unwrap_or(u64::MAX) {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+fn set<T>(results: &mut [Option<T>], index: usize, value: T) {
+    if let Some(slot) = results.get_mut(index) {
+        *slot = Some(value);
+    }
+}
+
+fn is_expired(record: &TokenRecord, now: DateTime<Utc>) -> bool {
+    record.expires_at.is_some_and(|at| at <= now)
+}
+
+/// The view of a stored token: deleted ones do not exist, expired ones are gone.
+fn existing_view(record: TokenRecord, now: DateTime<Utc>) -> Result<TokenView, TokenError> {
+    if record.deleted_at.is_some() {
+        return Err(TokenError::NotFound);
+    }
+    match (record.sealed, record.masked) {
+        (Some(_), Some(masked)) if record.expires_at.is_none_or(|at| at > now) => Ok(view(
+            record.token,
+            record.format,
+            masked,
+            record.metadata,
+            record.created_at,
+            record.expires_at,
+            false,
+        )),
+        _ => Err(TokenError::Expired),
+    }
+}
+
+fn view(
+    token: Token,
+    format: TokenFormat,
+    masked: String,
+    metadata: Option<Map<String, Value>>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    created: bool,
+) -> TokenView {
+    TokenView {
+        token,
+        format,
+        masked,
+        metadata,
+        created_at,
+        expires_at,
+        created,
+    }
+}
+
+/// Times are stored with microsecond precision; answers must match what a later read returns.
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(at)
+}

@@ -1,0 +1,294 @@
+//! `Application`: wires store, keys and services, binds the listener and serves HTTP(S) until
+//! told to stop, then drains open connections.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::api::{self, AppState};
+use crate::clock::{Clock, SystemClock};
+use crate::config::ServeConfig;
+use crate::crypto::{Csprng, SystemRandom};
+use crate::metrics::Metrics;
+use crate::service::{KeyError, KeyService, TokenService};
+use crate::store::{Database, PgStore, SchemaStatus, Store, StoreError};
+use crate::tls::{self, TlsError};
+
+/// Longest a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest open connections get to finish after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the server did not start. Messages never include the master key or database password.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Plain HTTP was asked for on an address other than loopback.
+    #[error(
+        "refusing plain HTTP on non-loopback address {0}: give --tls-cert and --tls-key, listen on a loopback address, or pass --force-plain-http behind a TLS-terminating proxy"
+    )]
+    PlainHttpNotLoopback(SocketAddr),
+    /// Only one of the certificate and key was given.
+    #[error("--tls-cert and --tls-key go together")]
+    TlsIncomplete,
+    /// TLS could not be configured.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The policy file could not be read.
+    #[error("cannot read the policy file {0}")]
+    PolicyFile(String),
+    /// The database is unreachable or failed.
+    #[error("database: {0}")]
+    Database(#[from] StoreError),
+    /// Migrations are missing.
+    #[error(
+        "the database schema is behind this binary by {pending} migration(s): run `strongroom migrate` first"
+    )]
+    SchemaBehind {
+        /// How many.
+        pending: usize,
+    },
+    /// An applied migration was changed.
+    #[error("migration {version} in the database differs from this binary's copy")]
+    SchemaModified {
+        /// Which.
+        version: i64,
+    },
+    /// Keys could not be loaded (e.g. a different master key).
+    #[error("keys: {0}")]
+    Keys(#[from] KeyError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// A bound, ready-to-serve instance.
+pub struct Application {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    state: AppState,
+    purge_interval: Duration,
+}
+
+impl Application {
+    /// Builds an instance with the system clock and CSPRNG.
+    pub async fn build(config: ServeConfig) -> Result<Application, StartupError> {
+        Application::build_with(config, Arc::new(SystemClock), Arc::new(SystemRandom::new())).await
+    }
+
+    /// Builds an instance with the given clock and CSPRNG (tests pass their own).
+    pub async fn build_with(
+        config: ServeConfig,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn Csprng>,
+    ) -> Result<Application, StartupError> {
+        // Cheap refusals first, before touching the database.
+        let tls = match (&config.tls, config.force_plain_http) {
+            (Some(files), _) => Some(TlsAcceptor::from(tls::server_config(
+                &files.cert,
+                &files.key,
+            )?)),
+            (None, false) if !config.listen.ip().is_loopback() => {
+                return Err(StartupError::PlainHttpNotLoopback(config.listen));
+            }
+            (None, _) => None,
+        };
+        if let Some(path) = &config.policy_file {
+            std::fs::metadata(path)
+                .map_err(|_| StartupError::PolicyFile(path.display().to_string()))?;
+        }
+
+        let pg = PgStore::connect(&config.database_url, config.db_pool_size).await?;
+        match pg.schema_status().await? {
+            SchemaStatus::Current => {}
+            SchemaStatus::Behind { pending } => return Err(StartupError::SchemaBehind { pending }),
+            SchemaStatus::Modified { version } => {
+                return Err(StartupError::SchemaModified { version });
+            }
+        }
+        let store: Arc<dyn Store> = Arc::new(pg);
+        let keys = Arc::new(
+            KeyService::load(
+                Arc::clone(&store),
+                config.master_key,
+                Arc::clone(&rng),
+                Arc::clone(&clock),
+                config.keys,
+            )
+            .await?,
+        );
+        let tokens = TokenService::new(
+            Arc::clone(&store),
+            Arc::clone(&keys),
+            rng,
+            Arc::clone(&clock),
+        );
+        let state = AppState::new(store, keys, tokens, clock, Metrics::new(), config.api);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartupError::Bind(config.listen, e))?;
+        Ok(Application {
+            listener,
+            tls,
+            router: api::router(state.clone()),
+            state,
+            purge_interval: config.purge_interval,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The bound port (tests bind port 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Whether it serves TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The shared state, for tests and tools.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and drains open connections.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let Application {
+            listener,
+            tls,
+            router,
+            state,
+            purge_interval,
+        } = self;
+        let purger = tokio::spawn(purge_expired_tokens(state, purge_interval));
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(router.clone().map_request(
+                move |mut request: axum::http::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                },
+            ));
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let served = match tls {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(tls_stream)) => {
+                                watcher
+                                    .watch(
+                                        builder
+                                            .serve_connection(TokioIo::new(tls_stream), service)
+                                            .into_owned(),
+                                    )
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    None => {
+                        watcher
+                            .watch(
+                                builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .into_owned(),
+                            )
+                            .await
+                    }
+                };
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        purger.abort();
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the drain timeout");
+        }
+        Ok(())
+    }
+}
+
+/// Destroys the card data of expired tokens now and then.
+async fn purge_expired_tokens(state: AppState, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        match state.tokens().purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "destroyed expired tokens"),
+            Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

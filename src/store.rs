@@ -1,0 +1,250 @@
+//! Storage: narrow traits for what the services need, and their PostgreSQL implementation.
+//!
+//! The traits speak domain types and never see a plaintext PAN: only sealed bytes, masked
+//! forms and fingerprints cross this boundary. An embedded implementation fits behind the same
+//! traits. Errors carry no row data.
+
+pub mod postgres;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::crypto::api_key::KeyHash;
+use crate::crypto::fingerprint::Fingerprint;
+use crate::crypto::keys::SealedPan;
+use crate::domain::{Principal, PrincipalId, Role, TenantId, Token, TokenFormat};
+
+pub use postgres::PgStore;
+
+/// Why a store operation failed. Messages name constraints and operations, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A principal of that name already exists in the tenant.
+    #[error("a principal with that name already exists in the tenant")]
+    PrincipalExists,
+    /// A row held a value this version cannot read (e.g. an unknown role or format).
+    #[error("stored data is not understood: {0}")]
+    Corrupt(&'static str),
+}
+
+/// A token row to insert, already sealed.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// The token value.
+    pub token: Token,
+    /// Its format.
+    pub format: TokenFormat,
+    /// The keyed fingerprint of the PAN, for deterministic tokenization.
+    pub fingerprint: Fingerprint,
+    /// The PAN, sealed for this row.
+    pub sealed: SealedPan,
+    /// The masked PAN.
+    pub masked: String,
+    /// Caller metadata.
+    pub metadata: Option<Map<String, Value>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops being usable.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A stored token. `sealed` and `masked` are gone once it is deleted or purged.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// The token value.
+    pub token: Token,
+    /// Its format.
+    pub format: TokenFormat,
+    /// The sealed PAN, unless destroyed.
+    pub sealed: Option<SealedPan>,
+    /// The masked PAN, unless destroyed.
+    pub masked: Option<String>,
+    /// Caller metadata.
+    pub metadata: Option<Map<String, Value>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops being usable.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was deleted by a caller.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Token rows: deterministic lookup by fingerprint, insert, read, destroy.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Inserts rows in one transaction. Returns, per row, whether it was inserted; a row that
+    /// was not collided with an existing fingerprint (same PAN, tenant and format) or an
+    /// existing token value, and the caller decides which by looking the fingerprint up.
+    async fn insert_tokens(&self, rows: &[NewToken]) -> Result<Vec<bool>, StoreError>;
+
+    /// The live (not destroyed) token of each `(format, fingerprint)` in one tenant, if any.
+    async fn find_by_fingerprints(
+        &self,
+        tenant: TenantId,
+        keys: &[(TokenFormat, Fingerprint)],
+    ) -> Result<Vec<Option<TokenRecord>>, StoreError>;
+
+    /// One token of one tenant, destroyed or not.
+    async fn get_token(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+    ) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Destroys a live token's ciphertext, fingerprint and masked PAN; the row stays so the
+    /// value is never issued again. Returns whether a live token was destroyed.
+    async fn delete_token(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Destroys one token if it has expired at `now`; returns whether it did.
+    async fn destroy_if_expired(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Destroys up to `limit` tokens expired at `now`; returns how many.
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
+}
+
+/// A principal to create.
+#[derive(Debug, Clone)]
+pub struct NewPrincipal {
+    /// Its id.
+    pub id: PrincipalId,
+    /// The tenant's name; the tenant is created if new.
+    pub tenant_name: String,
+    /// The principal's name, unique in the tenant.
+    pub name: String,
+    /// Its roles, already validated.
+    pub roles: Vec<Role>,
+    /// The hash of its API key.
+    pub key_hash: KeyHash,
+    /// When its key stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A principal as authentication sees it.
+#[derive(Debug, Clone)]
+pub struct PrincipalRecord {
+    /// The principal.
+    pub principal: Principal,
+    /// When its key stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was disabled.
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// Tenants and principals.
+#[async_trait]
+pub trait PrincipalStore: Send + Sync {
+    /// Creates the tenant if new, then the principal.
+    async fn create_principal(&self, new: &NewPrincipal) -> Result<PrincipalRecord, StoreError>;
+
+    /// The principal whose key hashes to `hash`.
+    async fn principal_by_key_hash(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<PrincipalRecord>, StoreError>;
+
+    /// Disables a principal's key; returns whether it existed and was enabled.
+    async fn disable_principal(
+        &self,
+        id: PrincipalId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A wrapped data-encryption key.
+#[derive(Debug, Clone)]
+pub struct WrappedDataKey {
+    /// Its version.
+    pub version: u32,
+    /// The key wrapped by the master key.
+    pub wrapped: Vec<u8>,
+}
+
+/// Wrapped keys and secrets, and the shared count of encryptions per DEK.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Every DEK, oldest first.
+    async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError>;
+
+    /// Adds a DEK version unless another instance added it first; returns whether it did.
+    async fn insert_data_key(
+        &self,
+        key: &WrappedDataKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Reserves `count` encryptions under `version` if that keeps its total at or below
+    /// `limit`; otherwise marks it retired and returns false. Shared by all instances.
+    async fn reserve_encryptions(
+        &self,
+        version: u32,
+        count: u32,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// A wrapped secret by name.
+    async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores a wrapped secret unless one of that name exists; returns whether it did.
+    async fn insert_secret(
+        &self,
+        name: &str,
+        wrapped: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Where the schema stands against the migrations this binary carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaStatus {
+    /// Every migration is applied.
+    Current,
+    /// Some are not: `strongroom migrate` must run first.
+    Behind {
+        /// How many are missing.
+        pending: usize,
+    },
+    /// An applied migration differs from this binary's copy.
+    Modified {
+        /// Its version.
+        version: i64,
+    },
+}
+
+/// The database as a whole.
+#[async_trait]
+pub trait Database: Send + Sync {
+    /// Whether it answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Where the schema stands.
+    async fn schema_status(&self) -> Result<SchemaStatus, StoreError>;
+}
+
+/// Everything the vault stores.
+pub trait Store: TokenStore + PrincipalStore + KeyStore + Database {}
+
+impl<T: TokenStore + PrincipalStore + KeyStore + Database> Store for T {}

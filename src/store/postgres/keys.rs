@@ -1,0 +1,108 @@
+//! Wrapped keys, secrets and DEK encryption counts in PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::PgStore;
+use crate::store::{KeyStore, StoreError, WrappedDataKey};
+
+#[derive(sqlx::FromRow)]
+struct DataKeyRow {
+    version: i32,
+    wrapped: Vec<u8>,
+}
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError> {
+        let rows: Vec<DataKeyRow> =
+            sqlx::query_as("select version, wrapped from data_keys order by version")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(WrappedDataKey {
+                    version: u32::try_from(r.version)
+                        .map_err(|_| StoreError::Corrupt("key version"))?,
+                    wrapped: r.wrapped,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_data_key(
+        &self,
+        key: &WrappedDataKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let version = i32::try_from(key.version).map_err(|_| StoreError::Corrupt("key version"))?;
+        let result = sqlx::query(
+            "insert into data_keys (version, wrapped, created_at) values ($1, $2, $3) on conflict (version) do nothing",
+        )
+        .bind(version)
+        .bind(&key.wrapped)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn reserve_encryptions(
+        &self,
+        version: u32,
+        count: u32,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let version = i32::try_from(version).map_err(|_| StoreError::Corrupt("key version"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One conditional increment: concurrent instances can never reserve past the limit.
+        let reserved = sqlx::query(
+            "update data_keys set encryptions = encryptions + $2 \
+             where version = $1 and retired_at is null and encryptions + $2 <= $3",
+        )
+        .bind(version)
+        .bind(i64::from(count))
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        if !reserved {
+            sqlx::query(
+                "update data_keys set retired_at = coalesce(retired_at, $2) where version = $1",
+            )
+            .bind(version)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(reserved)
+    }
+
+    async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("select wrapped from vault_secrets where name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_secret(
+        &self,
+        name: &str,
+        wrapped: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "insert into vault_secrets (name, wrapped, created_at) values ($1, $2, $3) on conflict (name) do nothing",
+        )
+        .bind(name)
+        .bind(wrapped)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}

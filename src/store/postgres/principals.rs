@@ -1,0 +1,111 @@
+//! Tenants and principals in PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{PgStore, is_unique_violation};
+use crate::crypto::api_key::KeyHash;
+use crate::domain::{Principal, PrincipalId, Role, TenantId};
+use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct PrincipalRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    roles: Vec<String>,
+    expires_at: Option<DateTime<Utc>>,
+    disabled_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<PrincipalRow> for PrincipalRecord {
+    type Error = StoreError;
+
+    fn try_from(row: PrincipalRow) -> Result<Self, Self::Error> {
+        let roles = row
+            .roles
+            .iter()
+            .map(|r| r.parse::<Role>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| StoreError::Corrupt("principal role"))?;
+        Ok(PrincipalRecord {
+            principal: Principal {
+                id: PrincipalId(row.id),
+                tenant: TenantId(row.tenant_id),
+                name: row.name,
+                roles,
+            },
+            expires_at: row.expires_at,
+            disabled_at: row.disabled_at,
+        })
+    }
+}
+
+#[async_trait]
+impl PrincipalStore for PgStore {
+    async fn create_principal(&self, new: &NewPrincipal) -> Result<PrincipalRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("insert into tenants (id, name, created_at) values ($1, $2, $3) on conflict (name) do nothing")
+            .bind(Uuid::new_v4())
+            .bind(&new.tenant_name)
+            .bind(new.created_at)
+            .execute(&mut *tx)
+            .await?;
+        let tenant_id: Uuid = sqlx::query_scalar("select id from tenants where name = $1")
+            .bind(&new.tenant_name)
+            .fetch_one(&mut *tx)
+            .await?;
+        let row: PrincipalRow = sqlx::query_as(
+            "insert into principals (id, tenant_id, name, roles, key_hash, created_at, expires_at) \
+             values ($1, $2, $3, $4, $5, $6, $7) \
+             returning id, tenant_id, name, roles, expires_at, disabled_at",
+        )
+        .bind(new.id.0)
+        .bind(tenant_id)
+        .bind(&new.name)
+        .bind(new.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>())
+        .bind(new.key_hash.0.to_vec())
+        .bind(new.created_at)
+        .bind(new.expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e, "principals_tenant_name_key") {
+                StoreError::PrincipalExists
+            } else {
+                StoreError::Database(e)
+            }
+        })?;
+        tx.commit().await?;
+        row.try_into()
+    }
+
+    async fn principal_by_key_hash(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<PrincipalRecord>, StoreError> {
+        let row: Option<PrincipalRow> = sqlx::query_as(
+            "select id, tenant_id, name, roles, expires_at, disabled_at from principals where key_hash = $1",
+        )
+        .bind(hash.0.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(PrincipalRecord::try_from).transpose()
+    }
+
+    async fn disable_principal(
+        &self,
+        id: PrincipalId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "update principals set disabled_at = $2 where id = $1 and disabled_at is null",
+        )
+        .bind(id.0)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,231 @@
+//! Token rows in PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::crypto::fingerprint::Fingerprint;
+use crate::crypto::keys::SealedPan;
+use crate::domain::{TenantId, Token, TokenFormat};
+use crate::store::{NewToken, StoreError, TokenRecord, TokenStore};
+
+const TOKEN_COLUMNS: &str = "tenant_id, token, format, sealed_pan, dek_version, masked_pan, metadata, created_at, expires_at, deleted_at";
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    tenant_id: Uuid,
+    token: String,
+    format: String,
+    sealed_pan: Option<Vec<u8>>,
+    dek_version: Option<i32>,
+    masked_pan: Option<String>,
+    metadata: Option<Value>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct IndexedTokenRow {
+    idx: i64,
+    #[sqlx(flatten)]
+    row: TokenRow,
+}
+
+impl TryFrom<TokenRow> for TokenRecord {
+    type Error = StoreError;
+
+    fn try_from(row: TokenRow) -> Result<Self, Self::Error> {
+        let format = row
+            .format
+            .parse::<TokenFormat>()
+            .map_err(|()| StoreError::Corrupt("token format"))?;
+        let sealed = match (row.sealed_pan, row.dek_version) {
+            (Some(bytes), Some(version)) => Some(SealedPan {
+                version: u32::try_from(version).map_err(|_| StoreError::Corrupt("key version"))?,
+                bytes,
+            }),
+            _ => None,
+        };
+        let metadata = match row.metadata {
+            Some(Value::Object(map)) => Some(map),
+            Some(_) => return Err(StoreError::Corrupt("token metadata")),
+            None => None,
+        };
+        Ok(TokenRecord {
+            tenant: TenantId(row.tenant_id),
+            token: Token::from_stored(row.token),
+            format,
+            sealed,
+            masked: row.masked_pan,
+            metadata,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            deleted_at: row.deleted_at,
+        })
+    }
+}
+
+fn metadata_text(metadata: &Option<Map<String, Value>>) -> Option<String> {
+    metadata
+        .as_ref()
+        .and_then(|m| serde_json::to_string(m).ok())
+}
+
+#[async_trait]
+impl TokenStore for PgStore {
+    async fn insert_tokens(&self, rows: &[NewToken]) -> Result<Vec<bool>, StoreError> {
+        // One statement for the whole set: a batch (and, later, coalesced single calls) costs
+        // one round trip and one commit. `on conflict do nothing` without a target covers both
+        // the fingerprint index and the token key; the caller tells the two apart.
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "insert into tokens (tenant_id, token, format, fingerprint, sealed_pan, dek_version, \
+                                 masked_pan, metadata, created_at, expires_at) \
+             select t, tok, f, fp, s, v, m, md::jsonb, c, e \
+             from unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::int[], \
+                         $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[]) \
+                  as u(t, tok, f, fp, s, v, m, md, c, e) \
+             on conflict do nothing \
+             returning token",
+        )
+        .bind(rows.iter().map(|r| r.tenant.0).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.token.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.format.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.fingerprint.0.to_vec())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.sealed.bytes.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| i32::try_from(r.sealed.version).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.masked.clone()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| metadata_text(&r.metadata))
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        // Token values are unique per tenant, and a batch never repeats a (tenant, token).
+        Ok(rows
+            .iter()
+            .map(|r| inserted.iter().any(|t| t == r.token.as_str()))
+            .collect())
+    }
+
+    async fn find_by_fingerprints(
+        &self,
+        tenant: TenantId,
+        keys: &[(TokenFormat, Fingerprint)],
+    ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
+        let sql = format!(
+            "select q.idx, {cols} from unnest($2::text[], $3::bytea[]) with ordinality as q(f, fp, idx) \
+             join tokens t on t.tenant_id = $1 and t.format = q.f and t.fingerprint = q.fp",
+            cols = TOKEN_COLUMNS
+                .split(", ")
+                .map(|c| format!("t.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows: Vec<IndexedTokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.0)
+            .bind(keys.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|(_, fp)| fp.0.to_vec()).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut found: Vec<Option<TokenRecord>> = vec![None; keys.len()];
+        for row in rows {
+            // `with ordinality` counts from 1.
+            let slot = usize::try_from(row.idx - 1)
+                .ok()
+                .and_then(|i| found.get_mut(i))
+                .ok_or(StoreError::Corrupt("fingerprint lookup index"))?;
+            *slot = Some(row.row.try_into()?);
+        }
+        Ok(found)
+    }
+
+    async fn get_token(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let sql = format!("select {TOKEN_COLUMNS} from tokens where tenant_id = $1 and token = $2");
+        let row: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.0)
+            .bind(token.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(TokenRecord::try_from).transpose()
+    }
+
+    async fn delete_token(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "update tokens set sealed_pan = null, dek_version = null, masked_pan = null, \
+                               fingerprint = null, deleted_at = $3, destroyed_at = $3 \
+             where tenant_id = $1 and token = $2 and destroyed_at is null",
+        )
+        .bind(tenant.0)
+        .bind(token.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn destroy_if_expired(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "update tokens set sealed_pan = null, dek_version = null, masked_pan = null, \
+                               fingerprint = null, destroyed_at = $3 \
+             where tenant_id = $1 and token = $2 and destroyed_at is null and expires_at <= $3",
+        )
+        .bind(tenant.0)
+        .bind(token.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "update tokens set sealed_pan = null, dek_version = null, masked_pan = null, \
+                               fingerprint = null, destroyed_at = $1 \
+             where (tenant_id, token) in ( \
+                 select tenant_id, token from tokens \
+                 where destroyed_at is null and expires_at <= $1 \
+                 limit $2 for update skip locked)",
+        )
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+}

@@ -1,0 +1,169 @@
+//! Callers: API keys and roles.
+
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::json;
+use strongroom::clock::SystemClock;
+use strongroom::crypto::SystemRandom;
+use strongroom::domain::Role;
+use strongroom::service::principals::{self, NewPrincipalRequest, PrincipalError};
+use strongroom::store::PgStore;
+
+use crate::helpers::*;
+
+async fn tokenize_with(app: &TestApp, authorization: Option<&str>) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url("/v1/tokens"))
+        .header("x-request-id", "fixed-id")
+        .json(&json!({"value": random_pan("4", 16)}));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_key_gets_the_same_401() {
+    let app = spawn_app().await;
+    let store = PgStore::connect(&app.db.url, 1).await.unwrap();
+    let rng = SystemRandom::new();
+    let (disabled, disabled_key) = principals::create(
+        &store,
+        &rng,
+        &SystemClock,
+        NewPrincipalRequest {
+            tenant: "acme".into(),
+            name: "old".into(),
+            roles: vec![Role::Tokenizer],
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    principals::disable(&store, &SystemClock, disabled.principal.id)
+        .await
+        .unwrap();
+    let (_, expiring_key) = principals::create(
+        &store,
+        &rng,
+        &SystemClock,
+        NewPrincipalRequest {
+            tenant: "acme".into(),
+            name: "temp".into(),
+            roles: vec![Role::Tokenizer],
+            expires_at: Some(Utc::now() + Duration::milliseconds(300)),
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+
+    let disabled_header = format!("Bearer {}", disabled_key.expose());
+    let expired_header = format!("Bearer {}", expiring_key.expose());
+    let cases: Vec<Option<&str>> = vec![
+        None,
+        Some("Bearer sr_not_a_key"),
+        Some("Basic dXNlcjpwYXNz"),
+        Some("Bearer "),
+        Some(disabled_header.as_str()),
+        Some(expired_header.as_str()),
+    ];
+    let mut bodies = Vec::new();
+    for case in cases {
+        let response = tokenize_with(&app, case).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        bodies.push(response.bytes().await.unwrap());
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "the cause must not show"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&bodies[0]).unwrap();
+    assert_eq!(body["code"], "unauthenticated");
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in ["missing", "malformed", "unknown_key", "disabled", "expired"] {
+        assert!(
+            metrics.contains(&format!(
+                "strongroom_auth_failures_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason}"
+        );
+    }
+    assert!(
+        !captured_logs().contains(disabled_key.expose()),
+        "a presented key is never logged"
+    );
+}
+
+#[tokio::test]
+async fn a_role_without_the_right_gets_403() {
+    let app = spawn_app().await;
+    let token = app.token_for(&random_pan("4", 16)).await;
+    for key in [&app.keys.detokenizer, &app.keys.auditor, &app.keys.admin] {
+        assert_problem(
+            app.tokenize(key, &json!({"value": random_pan("4", 16)}))
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_problem(
+            app.get_token(key, &token).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_problem(
+            app.delete_token(key, &token).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+        assert_problem(
+            app.tokenize_batch(key, &json!({"items": [{"value": random_pan("4", 16)}]}))
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn admin_cannot_be_combined_with_a_card_data_role() {
+    let db = TestDb::create(true).await;
+    let store = PgStore::connect(&db.url, 1).await.unwrap();
+    let refused = principals::create(
+        &store,
+        &SystemRandom::new(),
+        &SystemClock,
+        NewPrincipalRequest {
+            tenant: "t".into(),
+            name: "n".into(),
+            roles: vec![Role::Admin, Role::Approver],
+            expires_at: None,
+        },
+    )
+    .await;
+    assert!(matches!(refused, Err(PrincipalError::Roles(_))));
+    // The database refuses it too, whoever writes the row.
+    let direct = sqlx::query(
+        "insert into tenants (id, name, created_at) values (gen_random_uuid(), 'x', now()); \
+         insert into principals (id, tenant_id, name, roles, key_hash, created_at) \
+         select gen_random_uuid(), id, 'p', array['admin','detokenizer'], '\\x00', now() from tenants where name = 'x'",
+    )
+    .execute(store.pool())
+    .await;
+    assert!(direct.is_err());
+}

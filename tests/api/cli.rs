@@ -1,0 +1,242 @@
+//! The `strongroom` binary as an operator runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn strongroom() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strongroom"));
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("STRONGROOM_MASTER_KEY")
+        .env_remove("STRONGROOM_LISTEN");
+    command
+}
+
+fn run(command: &mut Command) -> (bool, String, String) {
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn keygen_prints_a_fresh_32_byte_key() {
+    let (ok, a, _) = run(strongroom().arg("keygen"));
+    assert!(ok);
+    let (_, b, _) = run(strongroom().arg("keygen"));
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(a.trim())
+        .unwrap();
+    assert_eq!(decoded.len(), 32);
+    assert_ne!(a, b);
+}
+
+#[tokio::test]
+async fn migrate_then_principal_create_gives_a_key_that_works() {
+    let db = std::sync::Arc::new(TestDb::create(false).await);
+    let (ok, out, err) = run(strongroom().args(["migrate"]).env("DATABASE_URL", &db.url));
+    assert!(ok, "{err}");
+    assert!(out.contains("applied"), "{out}");
+    let (ok, out, _) = run(strongroom().args(["migrate"]).env("DATABASE_URL", &db.url));
+    assert!(ok && out.contains("current"));
+
+    let (ok, out, err) = run(strongroom()
+        .args([
+            "principal",
+            "create",
+            "--tenant",
+            "shop",
+            "--name",
+            "web",
+            "--role",
+            "tokenizer",
+            "--json",
+        ])
+        .env("DATABASE_URL", &db.url));
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(created["tenant"], "shop");
+    assert_eq!(created["name"], "web");
+    assert_eq!(created["roles"], json!(["tokenizer"]));
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sr_"));
+    // Only the hash is stored.
+    let pool = db.pool().await;
+    let stored: Vec<u8> = sqlx::query_scalar("select key_hash from principals")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 32);
+    assert!(!String::from_utf8_lossy(&stored).contains(&key));
+
+    let keys = Keys {
+        tokenizer: key.clone(),
+        other_tenant_tokenizer: key.clone(),
+        detokenizer: key.clone(),
+        auditor: key.clone(),
+        admin: key.clone(),
+    };
+    let app = start(db, new_master_key(), keys, Options::default()).await;
+    let r = app
+        .tokenize(&key, &json!({"value": random_pan("4", 16)}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn principal_create_refuses_admin_with_a_card_data_role() {
+    let db = TestDb::create(true).await;
+    let (ok, out, err) = run(strongroom()
+        .args([
+            "principal",
+            "create",
+            "--tenant",
+            "shop",
+            "--name",
+            "boss",
+            "--role",
+            "admin",
+            "--role",
+            "detokenizer",
+        ])
+        .env("DATABASE_URL", &db.url));
+    assert!(!ok);
+    assert!(out.is_empty());
+    assert!(err.contains("admin cannot be combined"), "{err}");
+    let (ok, _, err) = run(strongroom()
+        .args([
+            "principal",
+            "create",
+            "--tenant",
+            "shop",
+            "--name",
+            "x",
+            "--role",
+            "root",
+        ])
+        .env("DATABASE_URL", &db.url));
+    assert!(!ok && err.contains("unknown role"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_on_a_schema_that_is_behind() {
+    let db = TestDb::create(false).await;
+    let (ok, _, err) = run(strongroom()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &db.url)
+        .env("STRONGROOM_MASTER_KEY", new_master_key()));
+    assert!(!ok);
+    assert!(err.contains("strongroom migrate"), "{err}");
+}
+
+#[test]
+fn serve_refuses_a_missing_or_malformed_master_key_without_printing_it() {
+    let (ok, _, err) = run(strongroom()
+        .args(["serve"])
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/x"));
+    assert!(
+        !ok && err.contains("STRONGROOM_MASTER_KEY is not set"),
+        "{err}"
+    );
+    let bad = "c2VjcmV0LWJ1dC1zaG9ydA==";
+    let (ok, out, err) = run(strongroom()
+        .args(["serve"])
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/x")
+        .env("STRONGROOM_MASTER_KEY", bad));
+    assert!(!ok && err.contains("32 bytes"), "{err}");
+    assert!(!err.contains(bad) && !out.contains(bad));
+    let (ok, _, err) = run(strongroom()
+        .args(["serve"])
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/x")
+        .env("STRONGROOM_MASTER_KEY", "%%%not base64%%%"));
+    assert!(
+        !ok && err.contains("not valid base64") && !err.contains("%%%"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_plain_http_on_a_non_loopback_address() {
+    let (ok, _, err) = run(strongroom()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/x")
+        .env("STRONGROOM_MASTER_KEY", new_master_key()));
+    assert!(!ok);
+    assert!(err.contains("refusing plain HTTP"), "{err}");
+    // The variable works as the flag does.
+    let (ok, _, err) = run(strongroom()
+        .args(["serve"])
+        .env("STRONGROOM_LISTEN", "0.0.0.0:0")
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/x")
+        .env("STRONGROOM_MASTER_KEY", new_master_key()));
+    assert!(!ok && err.contains("refusing plain HTTP"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_refuses_another_master_key_than_the_one_that_wrapped_the_keys() {
+    let app = spawn_app().await;
+    let (ok, _, err) = run(strongroom()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &app.db.url)
+        .env("STRONGROOM_MASTER_KEY", new_master_key()));
+    assert!(!ok);
+    assert!(err.contains("master key does not match"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_logs_json_serves_and_shuts_down_gracefully_on_sigterm() {
+    let db = TestDb::create(true).await;
+    let mut child = strongroom()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &db.url)
+        .env("STRONGROOM_MASTER_KEY", new_master_key())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut listen = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let entry: Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        if entry["message"] == "strongroom serving" {
+            listen = entry["listen"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let listen = listen.expect("the server announces its address");
+    let r = reqwest::get(format!("http://{listen}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            waited < Duration::from_secs(20),
+            "did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    };
+    assert!(status.success(), "graceful shutdown exits 0");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+}

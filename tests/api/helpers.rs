@@ -1,0 +1,413 @@
+//! `spawn_app()` and friends: a fresh database, the real `Application` on port 0, seeded
+//! principals per role, a typed method per endpoint, and captured logs.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::{DateTime, Utc};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::postgres::PgPool;
+use sqlx::{Connection, Executor, PgConnection};
+use strongroom::clock::{Clock, ManualClock, SystemClock};
+use strongroom::config::ServeConfig;
+use strongroom::crypto::keys::MasterKey;
+use strongroom::crypto::{Csprng, SystemRandom};
+use strongroom::domain::Role;
+use strongroom::service::principals::{self, NewPrincipalRequest};
+use strongroom::startup::Application;
+use strongroom::store::PgStore;
+use tokio::sync::oneshot;
+use tracing_subscriber::fmt::MakeWriter;
+use uuid::Uuid;
+
+/// The server URL of the admin database tests create their own databases from.
+pub fn admin_url() -> String {
+    std::env::var("STRONGROOM_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A uniquely named database, dropped (forcibly) when this is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    /// Creates an empty database; `migrate` applies the schema.
+    pub async fn create(migrate: bool) -> TestDb {
+        let admin = admin_url();
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is required for these tests ({admin}): {e}"));
+        let name = format!("strongroom_test_{}", Uuid::new_v4().simple());
+        conn.execute(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .await
+            .unwrap();
+        let url = with_database(&admin, &name);
+        if migrate {
+            let store = PgStore::connect(&url, 2).await.unwrap();
+            store.migrate().await.unwrap();
+            store.pool().close().await;
+        }
+        TestDb { name, url }
+    }
+
+    /// A fresh pool on this database, for inspecting rows.
+    pub async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
+                    let _ = conn
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "drop database if exists {name} with (force)"
+                        )))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Everything the server logged during this process, shared by all tests.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
+
+/// Installs the log capture once per process (JSON, as in production, at debug level).
+pub fn logs() -> &'static CapturedLogs {
+    LOGS.get_or_init(|| {
+        let logs = CapturedLogs::default();
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(logs.clone())
+            .try_init();
+        logs
+    })
+}
+
+/// The captured log text so far.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
+}
+
+/// A freshly generated master key, base64.
+pub fn new_master_key() -> String {
+    MasterKey::generate_base64(&SystemRandom::new())
+        .unwrap()
+        .to_string()
+}
+
+/// Knobs for a test server.
+pub struct Options {
+    pub clock: Arc<dyn Clock>,
+    pub rng: Arc<dyn Csprng>,
+    pub configure: Box<dyn FnOnce(&mut ServeConfig) + Send>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clock: Arc::new(SystemClock),
+            rng: Arc::new(SystemRandom::new()),
+            configure: Box::new(|_| {}),
+        }
+    }
+}
+
+/// API keys of the seeded principals.
+#[derive(Clone)]
+pub struct Keys {
+    pub tokenizer: String,
+    pub other_tenant_tokenizer: String,
+    pub detokenizer: String,
+    pub auditor: String,
+    pub admin: String,
+}
+
+/// A running server and the means to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub keys: Keys,
+    pub master_key: String,
+    pub db: Arc<TestDb>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A server on a fresh database with default options.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+/// A server on a fresh database.
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    logs();
+    let db = Arc::new(TestDb::create(true).await);
+    let master_key = new_master_key();
+    let keys = seed_principals(&db.url, options.clock.as_ref()).await;
+    start(db, master_key, keys, options).await
+}
+
+/// Starts a server on an existing database.
+pub async fn start(db: Arc<TestDb>, master_key: String, keys: Keys, options: Options) -> TestApp {
+    let mut config = ServeConfig::new(db.url.clone(), MasterKey::from_base64(&master_key).unwrap());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.db_pool_size = 4;
+    (options.configure)(&mut config);
+    let app = Application::build_with(config, options.clock, options.rng)
+        .await
+        .unwrap();
+    let scheme = if app.is_tls() { "https" } else { "http" };
+    let address = format!("{scheme}://127.0.0.1:{}", app.port());
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        keys,
+        master_key,
+        db,
+        shutdown: Some(tx),
+    }
+}
+
+async fn seed_principals(url: &str, clock: &dyn Clock) -> Keys {
+    let store = PgStore::connect(url, 2).await.unwrap();
+    let rng = SystemRandom::new();
+    let create = async |tenant: &str, name: &str, roles: Vec<Role>| {
+        let (_, key) = principals::create(
+            &store,
+            &rng,
+            clock,
+            NewPrincipalRequest {
+                tenant: tenant.into(),
+                name: name.into(),
+                roles,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+        key.expose().to_owned()
+    };
+    let keys = Keys {
+        tokenizer: create("acme", "checkout", vec![Role::Tokenizer]).await,
+        other_tenant_tokenizer: create("globex", "checkout", vec![Role::Tokenizer]).await,
+        detokenizer: create("acme", "payments", vec![Role::Detokenizer]).await,
+        auditor: create("acme", "compliance", vec![Role::Auditor]).await,
+        admin: create("acme", "ops", vec![Role::Admin]).await,
+    };
+    store.pool().close().await;
+    keys
+}
+
+/// A clock for expiry tests, stopped at a round time.
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+    ))
+}
+
+impl TestApp {
+    /// Another instance on the same database (as behind a load balancer).
+    pub async fn another_instance(&self) -> TestApp {
+        start(
+            Arc::clone(&self.db),
+            self.master_key.clone(),
+            self.keys.clone(),
+            Options::default(),
+        )
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn tokenize(&self, key: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/tokens"))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn tokenize_batch(&self, key: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/tokens/batch"))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_token(&self, key: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/tokens/{token}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete_token(&self, key: &str, token: &str) -> Response {
+        self.client
+            .delete(self.url(&format!("/v1/tokens/{token}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts raw bytes with a chosen content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Tokenizes `pan` with the acme tokenizer and returns the token value.
+    pub async fn token_for(&self, pan: &str) -> String {
+        let response = self
+            .tokenize(&self.keys.tokenizer, &json!({"value": pan}))
+            .await;
+        assert!(
+            response.status().is_success(),
+            "tokenize failed: {}",
+            response.status()
+        );
+        response.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// Asserts a problem+json answer with `status` and `code`; returns the body.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "code in {body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["request_id"], request_id.as_str());
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body
+}
+
+/// A Luhn-valid PAN of `len` digits starting with `prefix`, the rest random.
+pub fn random_pan(prefix: &str, len: usize) -> String {
+    let mut digits: Vec<u8> = prefix.bytes().map(|b| b - b'0').collect();
+    let random = Uuid::new_v4();
+    let mut bytes = random.as_bytes().iter().cycle();
+    while digits.len() < len - 1 {
+        digits.push(bytes.next().unwrap() % 10);
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    digits.push(u8::try_from((10 - sum % 10) % 10).unwrap());
+    digits.iter().map(|d| char::from(b'0' + d)).collect()
+}
+
+/// Whether a string of digits passes Luhn.
+pub fn luhn_valid(digits: &str) -> bool {
+    strongroom::domain::luhn::is_valid(digits.as_bytes())
+}

@@ -1,0 +1,24 @@
+//! Integration tests: the real server on a real socket against a real PostgreSQL, a fresh
+//! database per test. One binary, so the server and fixtures are compiled once.
+//!
+//! Set `STRONGROOM_TEST_DATABASE_URL` to point elsewhere than
+//! `postgres://postgres@127.0.0.1:5432/postgres`. A missing database fails the tests loudly.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod errors;
+mod leaks;
+mod openapi;
+mod operations;
+mod store;
+mod tls;
+mod tokens;

@@ -1,0 +1,82 @@
+//! Health, readiness and metrics.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_and_readiness_answer_when_the_database_and_keys_are_there() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap();
+    let name = app.db.name.clone();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "alter database {name} with allow_connections false"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1")
+        .bind(&name)
+        .execute(&admin)
+        .await
+        .unwrap();
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "alter database {name} with allow_connections true"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "ready again once the database is back"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let app = spawn_app().await;
+    let token = app.token_for(&random_pan("4", 16)).await;
+    app.get_token(&app.keys.tokenizer, &token).await;
+    app.tokenize(&app.keys.tokenizer, &json!({"value": "nope"}))
+        .await;
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"strongroom_http_requests_total{method="POST",route="/v1/tokens",status="201"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"strongroom_http_requests_total{method="POST",route="/v1/tokens",status="422"} 1"#
+    ));
+    assert!(text.contains(r#"route="/v1/tokens/{token}""#));
+    assert!(text.contains("strongroom_http_request_duration_seconds_bucket"));
+    assert!(
+        !text.contains(&token),
+        "labels are route templates, not values"
+    );
+}

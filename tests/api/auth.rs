@@ -1,9 +1,9 @@
 //! Callers: API keys and roles.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
-use strongroom::clock::SystemClock;
+use strongroom::clock::{Clock, SystemClock};
 use strongroom::crypto::SystemRandom;
 use strongroom::domain::Role;
 use strongroom::service::principals::{self, NewPrincipalRequest, PrincipalError};
@@ -52,7 +52,7 @@ async fn every_kind_of_bad_key_gets_the_same_401() {
             tenant: "acme".into(),
             name: "temp".into(),
             roles: vec![Role::Tokenizer],
-            expires_at: Some(Utc::now() + Duration::milliseconds(300)),
+            expires_at: Some(SystemClock.now() + Duration::milliseconds(300)),
         },
     )
     .await

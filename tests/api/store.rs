@@ -51,6 +51,15 @@ async fn keys(f: &Fixture, settings: KeySettings) -> Result<KeyService, KeyError
     .await
 }
 
+fn tokens(f: &Fixture, keys: &Arc<KeyService>) -> TokenService {
+    TokenService::new(
+        Arc::clone(&f.store),
+        Arc::clone(keys),
+        Arc::new(SystemRandom::new()),
+        Arc::new(SystemClock),
+    )
+}
+
 fn item(pan: &str) -> TokenizeItem {
     TokenizeItem {
         pan: Pan::parse(pan).unwrap(),
@@ -108,12 +117,7 @@ async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limi
         reservation_block: 2,
     };
     let keys = Arc::new(keys(&f, settings).await.unwrap());
-    let service = TokenService::new(
-        Arc::clone(&f.store),
-        Arc::clone(&keys),
-        Arc::new(SystemRandom::new()),
-        Arc::new(SystemClock),
-    );
+    let service = tokens(&f, &keys);
     for _ in 0..5 {
         let results = service
             .tokenize(f.tenant, &[item(&random_pan("4", 16))])
@@ -160,12 +164,7 @@ async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limi
 async fn a_ciphertext_moved_to_another_row_fails_to_decrypt() {
     let f = fixture().await;
     let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
-    let service = TokenService::new(
-        Arc::clone(&f.store),
-        Arc::clone(&keys),
-        Arc::new(SystemRandom::new()),
-        Arc::new(SystemClock),
-    );
+    let service = tokens(&f, &keys);
     let (pan_a, pan_b) = (random_pan("4", 16), random_pan("5", 16));
     let results = service
         .tokenize(f.tenant, &[item(&pan_a), item(&pan_b)])
@@ -197,12 +196,7 @@ async fn a_ciphertext_moved_to_another_row_fails_to_decrypt() {
 async fn fingerprints_find_existing_tokens_only_within_the_tenant_and_format() {
     let f = fixture().await;
     let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
-    let service = TokenService::new(
-        Arc::clone(&f.store),
-        Arc::clone(&keys),
-        Arc::new(SystemRandom::new()),
-        Arc::new(SystemClock),
-    );
+    let service = tokens(&f, &keys);
     let pan = random_pan("4", 16);
     let mut with_meta = item(&pan);
     with_meta.metadata = Some(Metadata::parse(serde_json::json!({"k": "v"})).unwrap());

@@ -68,6 +68,48 @@ impl TryFrom<TokenRow> for TokenRecord {
     }
 }
 
+/// The columns that hold card data or point at it, set to null when a token is destroyed.
+macro_rules! destroy_card_data {
+    () => {
+        "sealed_pan = null, dek_version = null, masked_pan = null, fingerprint = null"
+    };
+}
+
+/// Why a single token is destroyed.
+#[derive(Clone, Copy)]
+enum Destroy {
+    /// A caller deleted it.
+    Delete,
+    /// It expired (only if it has).
+    IfExpired,
+}
+
+impl PgStore {
+    async fn destroy(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+        now: DateTime<Utc>,
+        why: Destroy,
+    ) -> Result<bool, StoreError> {
+        let deleting = matches!(why, Destroy::Delete);
+        let result = sqlx::query(concat!(
+            "update tokens set ",
+            destroy_card_data!(),
+            ", destroyed_at = $3, deleted_at = case when $4 then $3 else deleted_at end \
+             where tenant_id = $1 and token = $2 and destroyed_at is null \
+               and ($4 or expires_at <= $3)",
+        ))
+        .bind(tenant.0)
+        .bind(token.as_str())
+        .bind(now)
+        .bind(deleting)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
+
 fn metadata_text(metadata: &Option<Map<String, Value>>) -> Option<String> {
     metadata
         .as_ref()
@@ -181,17 +223,7 @@ impl TokenStore for PgStore {
         token: &Token,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "update tokens set sealed_pan = null, dek_version = null, masked_pan = null, \
-                               fingerprint = null, deleted_at = $3, destroyed_at = $3 \
-             where tenant_id = $1 and token = $2 and destroyed_at is null",
-        )
-        .bind(tenant.0)
-        .bind(token.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        self.destroy(tenant, token, now, Destroy::Delete).await
     }
 
     async fn destroy_if_expired(
@@ -200,28 +232,19 @@ impl TokenStore for PgStore {
         token: &Token,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "update tokens set sealed_pan = null, dek_version = null, masked_pan = null, \
-                               fingerprint = null, destroyed_at = $3 \
-             where tenant_id = $1 and token = $2 and destroyed_at is null and expires_at <= $3",
-        )
-        .bind(tenant.0)
-        .bind(token.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        self.destroy(tenant, token, now, Destroy::IfExpired).await
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "update tokens set sealed_pan = null, dek_version = null, masked_pan = null, \
-                               fingerprint = null, destroyed_at = $1 \
+        let result = sqlx::query(concat!(
+            "update tokens set ",
+            destroy_card_data!(),
+            ", destroyed_at = $1 \
              where (tenant_id, token) in ( \
                  select tenant_id, token from tokens \
                  where destroyed_at is null and expires_at <= $1 \
                  limit $2 for update skip locked)",
-        )
+        ))
         .bind(now)
         .bind(limit)
         .execute(&self.pool)

@@ -1,6 +1,7 @@
 //! `/v1/tokens`: tokenize (single and batch), look up, delete. Tokenizer role only.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -197,14 +198,21 @@ async fn tokenize_batch(
     Ok(Json(BatchBody { results }))
 }
 
+/// The `{token}` of the path. Anything not shaped like a token — a card number, or bytes that
+/// do not even decode — is answered as an unknown token.
+fn path_token(path: Result<Path<String>, PathRejection>) -> Result<Token, ApiError> {
+    path.ok()
+        .and_then(|Path(t)| Token::parse(&t))
+        .ok_or(ApiError::NotFound)
+}
+
 async fn lookup(
     State(state): State<AppState>,
     caller: Caller,
-    Path(token): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TokenBody>, ApiError> {
     let principal = caller.require(Role::Tokenizer)?;
-    // Anything not shaped like a token (a card number, say) is answered as an unknown token.
-    let token = Token::parse(&token).ok_or(ApiError::NotFound)?;
+    let token = path_token(path)?;
     let view = state.tokens().lookup(principal.tenant, &token).await?;
     Ok(Json(TokenBody::new(view, false)))
 }
@@ -212,10 +220,10 @@ async fn lookup(
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(token): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let principal = caller.require(Role::Tokenizer)?;
-    let token = Token::parse(&token).ok_or(ApiError::NotFound)?;
+    let token = path_token(path)?;
     state.tokens().delete(principal.tenant, &token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

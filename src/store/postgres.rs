@@ -32,6 +32,10 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // A ping before every checkout doubles the round trips of a one-query request; a
+            // broken connection (say, after a database restart) fails its one query instead and
+            // the pool replaces it.
+            .test_before_acquire(false)
             .connect_with(options.application_name("strongroom"))
             .await?;
         Ok(PgStore { pool })

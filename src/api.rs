@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod middleware;
+pub mod rate_limit;
 pub mod request_id;
 pub mod tokens;
 
@@ -22,6 +23,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
+use rate_limit::RateLimits;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -36,6 +38,10 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Sustained requests per second per principal (0: no limit).
+    pub rate_limit_per_second: u32,
+    /// Burst size per principal.
+    pub rate_limit_burst: u32,
 }
 
 /// Everything a handler needs, behind one `Arc`.
@@ -48,6 +54,7 @@ struct Inner {
     tokens: TokenService,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
+    rate_limits: RateLimits,
     settings: ApiSettings,
 }
 
@@ -61,12 +68,15 @@ impl AppState {
         metrics: Metrics,
         settings: ApiSettings,
     ) -> AppState {
+        let rate_limits =
+            RateLimits::new(settings.rate_limit_per_second, settings.rate_limit_burst);
         AppState(Arc::new(Inner {
             store,
             keys,
             tokens,
             clock,
             metrics,
+            rate_limits,
             settings,
         }))
     }
@@ -94,6 +104,11 @@ impl AppState {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// Per-principal rate limits.
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.0.rate_limits
     }
 
     /// Limits and timeouts.

@@ -109,6 +109,12 @@ struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "STRONGROOM_MAX_BODY_BYTES", default_value_t = 4 << 20)]
     max_body_bytes: usize,
+    /// Sustained requests per second per principal, per instance (0: no limit).
+    #[arg(long, env = "STRONGROOM_RATE_LIMIT_PER_SECOND", default_value_t = 1000)]
+    rate_limit_per_second: u32,
+    /// Requests a principal may burst above its rate.
+    #[arg(long, env = "STRONGROOM_RATE_LIMIT_BURST", default_value_t = 2000)]
+    rate_limit_burst: u32,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -237,6 +243,8 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.db_pool_size = args.db_pool_size.max(1);
     config.api.request_timeout = Duration::from_secs(args.request_timeout_secs.max(1));
     config.api.max_body_bytes = args.max_body_bytes;
+    config.api.rate_limit_per_second = args.rate_limit_per_second;
+    config.api.rate_limit_burst = args.rate_limit_burst;
     if config.force_plain_http && !config.listen.ip().is_loopback() && config.tls.is_none() {
         tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (forced)");
     }

@@ -57,6 +57,8 @@ impl ServeConfig {
             api: ApiSettings {
                 request_timeout: Duration::from_secs(10),
                 max_body_bytes: 4 << 20,
+                rate_limit_per_second: 1000,
+                rate_limit_burst: 2000,
             },
             keys: KeySettings::default(),
             purge_interval: Duration::from_secs(60),

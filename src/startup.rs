@@ -257,11 +257,13 @@ impl Application {
     }
 }
 
-/// Destroys the card data of expired tokens now and then.
+/// Housekeeping now and then: destroys the card data of expired tokens and forgets the rate
+/// limit state of idle principals.
 async fn purge_expired_tokens(state: AppState, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
+        state.rate_limits().forget_idle();
         match state.tokens().purge_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "destroyed expired tokens"),

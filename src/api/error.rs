@@ -70,6 +70,9 @@ pub enum ApiError {
     /// The format cannot tokenize this PAN.
     #[error("{0}")]
     FormatNotAllowed(FormatError),
+    /// The principal sent more requests than its rate limit; retry after this many seconds.
+    #[error("too many requests: slow down and retry later")]
+    RateLimited(u64),
     /// The request took longer than the configured timeout.
     #[error("the request took too long")]
     Timeout,
@@ -125,6 +128,7 @@ impl ApiError {
             ApiError::FormatNotAllowed(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "format_not_allowed")
             }
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -167,6 +171,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Timeout | ApiError::NotReady => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // RFC 6585 §4.
+            ApiError::RateLimited(seconds) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             _ => {}
         }

@@ -47,7 +47,11 @@ impl FromRequestParts<AppState> for Caller {
             Some(Err(_)) => Some(""),
         };
         match principals::authenticate(state.store(), state.clock(), authorization).await? {
-            Ok(principal) => Ok(Caller(principal)),
+            Ok(principal) => match state.rate_limits().check(principal.id) {
+                Ok(()) => Ok(Caller(principal)),
+                // Whole seconds, rounded up, at least one (RFC 9110 §10.2.3).
+                Err(wait) => Err(ApiError::RateLimited(wait.as_secs() + 1)),
+            },
             Err(failure) => {
                 let peer = parts
                     .extensions

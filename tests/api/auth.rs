@@ -167,3 +167,49 @@ async fn admin_cannot_be_combined_with_a_card_data_role() {
     .await;
     assert!(direct.is_err());
 }
+
+#[tokio::test]
+async fn a_principal_over_its_rate_limit_gets_429_with_retry_after_and_others_do_not() {
+    let app = spawn_app_with(Options {
+        configure: Box::new(|c| {
+            c.api.rate_limit_per_second = 1;
+            c.api.rate_limit_burst = 3;
+        }),
+        ..Options::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            app.tokenize(&app.keys.tokenizer, &json!({"value": random_pan("4", 16)}))
+                .await
+                .status(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| s.is_success()).count(),
+        3,
+        "{statuses:?}"
+    );
+    let limited = app
+        .tokenize(&app.keys.tokenizer, &json!({"value": random_pan("4", 16)}))
+        .await;
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after));
+    assert_problem(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let other = app
+        .tokenize(
+            &app.keys.other_tenant_tokenizer,
+            &json!({"value": random_pan("4", 16)}),
+        )
+        .await;
+    assert_eq!(
+        other.status(),
+        StatusCode::CREATED,
+        "limits are per principal"
+    );
+}

@@ -121,6 +121,14 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, ApiError> {
 /// Converts a parsed body into a request struct (`deny_unknown_fields`), with errors that name
 /// the field by its path in our schema and never quote the value.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    // serde's derived structs also accept an array of their fields in order; requests are
+    // objects only.
+    if !value.is_object() {
+        return Err(ApiError::InvalidField {
+            field: "body".into(),
+            expected: "a JSON object",
+        });
+    }
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let message = err.inner().to_string();
@@ -166,9 +174,11 @@ fn is_plain_name(name: &str) -> bool {
     (1..=40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_')
 }
 
-/// A path built from our own field names and array indexes; anything else is not shown.
+/// A path built from our own field names and array indexes; anything else (and the root,
+/// which serde calls `.`) is "body".
 fn plain_path(path: &str) -> String {
-    let ok = path.len() <= 64
+    let ok = path != "."
+        && path.len() <= 64
         && path
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'[' | b']'));

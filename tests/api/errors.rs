@@ -38,6 +38,24 @@ async fn malformed_json_is_400_and_a_wrong_content_type_is_415() {
     )
     .await;
     assert!(!body.to_string().contains(&pan));
+    let not_an_object = format!("[\"{pan}\"]");
+    let body = assert_problem(
+        app.post_raw(
+            "/v1/tokens",
+            &app.keys.tokenizer,
+            "application/json",
+            not_an_object,
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("`body`"),
+        "{body}"
+    );
+    assert!(!body.to_string().contains(&pan));
     assert_problem(
         app.post_raw(
             "/v1/tokens",

@@ -561,6 +561,7 @@ async fn a_batch_answers_per_item_in_input_order() {
                 {"value": b, "cvv": "123"},
                 {"value": random_pan("3", 15)},
                 {"value": b, "colour": 1},
+                [b],
             ]}),
         )
         .await;
@@ -568,7 +569,7 @@ async fn a_batch_answers_per_item_in_input_order() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body: Value = response.json().await.unwrap();
     let results = body["results"].as_array().unwrap();
-    assert_eq!(results.len(), 7);
+    assert_eq!(results.len(), 8);
     assert_eq!(results[0]["created"], true);
     assert_eq!(results[1]["error"]["code"], "invalid_pan");
     assert_eq!(results[1]["error"]["status"], 422);
@@ -582,6 +583,10 @@ async fn a_batch_answers_per_item_in_input_order() {
     assert_eq!(results[4]["error"]["code"], "sensitive_data_refused");
     assert_eq!(results[5]["error"]["code"], "format_not_allowed");
     assert_eq!(results[6]["error"]["code"], "unknown_field");
+    assert_eq!(
+        results[7]["error"]["code"], "invalid_field",
+        "an item must be an object"
+    );
     let text = body.to_string();
     assert!(!text.contains(&a) && !text.contains(&b));
 }

@@ -41,6 +41,8 @@ pub struct ServeConfig {
     pub keys: KeySettings,
     /// How often expired tokens are purged.
     pub purge_interval: Duration,
+    /// Longest a client may take to send a request's headers (slowloris).
+    pub header_read_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -62,6 +64,7 @@ impl ServeConfig {
             },
             keys: KeySettings::default(),
             purge_interval: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -80,6 +80,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     purge_interval: Duration,
+    header_read_timeout: Duration,
 }
 
 impl Application {
@@ -145,6 +146,7 @@ impl Application {
             router: api::router(state.clone()),
             state,
             purge_interval: config.purge_interval,
+            header_read_timeout: config.header_read_timeout,
         })
     }
 
@@ -181,9 +183,15 @@ impl Application {
             router,
             state,
             purge_interval,
+            header_read_timeout,
         } = self;
         let purger = tokio::spawn(purge_expired_tokens(state, purge_interval));
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // A client that trickles its headers (slowloris) is cut off instead of holding a task.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {

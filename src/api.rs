@@ -3,12 +3,16 @@
 //! HTTP only: handlers extract, parse into domain types, call a service and map the answer.
 //! Every non-2xx answer is an RFC 9457 problem (see `error`).
 
+pub mod access_requests;
+pub mod detokenize;
 pub mod error;
 pub mod extract;
+pub mod grants;
 pub mod health;
 pub mod middleware;
 pub mod rate_limit;
 pub mod request_id;
+pub mod source;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -20,6 +24,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
+use ipnet::IpNet;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
@@ -28,7 +33,7 @@ use rate_limit::RateLimits;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::service::principals::AuthFailure;
-use crate::service::{KeyService, TokenService};
+use crate::service::{AccessService, GrantService, KeyService, TokenService};
 use crate::store::Store;
 
 /// Limits and timeouts of the HTTP layer.
@@ -52,10 +57,23 @@ struct Inner {
     store: Arc<dyn Store>,
     keys: Arc<KeyService>,
     tokens: TokenService,
+    access: AccessService,
+    grants: GrantService,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     rate_limits: RateLimits,
     settings: ApiSettings,
+    trusted_proxies: Vec<IpNet>,
+}
+
+/// The services behind the API.
+pub struct Services {
+    /// Tokenize, look up, delete, reveal.
+    pub tokens: TokenService,
+    /// Access requests.
+    pub access: AccessService,
+    /// Grants.
+    pub grants: GrantService,
 }
 
 impl AppState {
@@ -63,21 +81,25 @@ impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
         keys: Arc<KeyService>,
-        tokens: TokenService,
+        services: Services,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
         settings: ApiSettings,
+        trusted_proxies: Vec<IpNet>,
     ) -> AppState {
         let rate_limits =
             RateLimits::new(settings.rate_limit_per_second, settings.rate_limit_burst);
         AppState(Arc::new(Inner {
             store,
             keys,
-            tokens,
+            tokens: services.tokens,
+            access: services.access,
+            grants: services.grants,
             clock,
             metrics,
             rate_limits,
             settings,
+            trusted_proxies,
         }))
     }
 
@@ -94,6 +116,21 @@ impl AppState {
     /// The token service.
     pub fn tokens(&self) -> &TokenService {
         &self.0.tokens
+    }
+
+    /// The access request service.
+    pub fn access(&self) -> &AccessService {
+        &self.0.access
+    }
+
+    /// The grant service.
+    pub fn grants(&self) -> &GrantService {
+        &self.0.grants
+    }
+
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.0.trusted_proxies
     }
 
     /// The clock.
@@ -158,6 +195,9 @@ impl Route {
 /// Every route the server answers.
 pub fn routes() -> Vec<Route> {
     let mut routes = tokens::routes();
+    routes.extend(access_requests::routes());
+    routes.extend(detokenize::routes());
+    routes.extend(grants::routes());
     routes.extend(health::routes());
     routes
 }

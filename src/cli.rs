@@ -6,10 +6,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
 use uuid::Uuid;
 
 use crate::clock::SystemClock;
@@ -18,8 +20,9 @@ use crate::crypto::SystemRandom;
 use crate::crypto::keys::{MasterKey, MasterKeyError};
 use crate::domain::{PrincipalId, Role};
 use crate::service::principals::{self, NewPrincipalRequest};
+use crate::service::{KeyService, KeySettings};
 use crate::startup::{Application, shutdown_signal};
-use crate::store::{Database, PgStore, SchemaStatus};
+use crate::store::{Database, PgStore, SchemaStatus, Store};
 
 /// Strongroom: a card-data tokenization vault with just-in-time access.
 #[derive(Debug, Parser)]
@@ -67,6 +70,10 @@ enum PrincipalCommand {
         /// When the key stops working (RFC 3339).
         #[arg(long)]
         expires_at: Option<DateTime<Utc>>,
+        /// Enrol a TOTP second factor (for people); the secret is shown once and stored
+        /// encrypted, which needs STRONGROOM_MASTER_KEY.
+        #[arg(long)]
+        totp: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -115,6 +122,21 @@ struct ServeArgs {
     /// Requests a principal may burst above its rate.
     #[arg(long, env = "STRONGROOM_RATE_LIMIT_BURST", default_value_t = 2000)]
     rate_limit_burst: u32,
+    /// A proxy (CIDR) whose X-Forwarded-For names the client; repeat, or comma-separate in the
+    /// variable.
+    #[arg(
+        long = "trusted-proxy",
+        env = "STRONGROOM_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<IpNet>,
+    /// How long an access request may stay pending, in seconds.
+    #[arg(
+        long,
+        env = "STRONGROOM_ACCESS_REQUEST_TTL_SECS",
+        default_value_t = 3600
+    )]
+    access_request_ttl_secs: u64,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -157,21 +179,47 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             name,
             roles,
             expires_at,
+            totp,
             json,
         }) => {
             let store = connect_current(&database).await?;
-            let (record, key) = principals::create(
+            let keys = if totp {
+                let master = master_key_from_env()?;
+                let store: Arc<dyn Store> = Arc::new(store.clone());
+                Some(
+                    KeyService::load(
+                        store,
+                        master,
+                        Arc::new(SystemRandom::new()),
+                        Arc::new(SystemClock),
+                        KeySettings::default(),
+                    )
+                    .await?,
+                )
+            } else {
+                None
+            };
+            let created = principals::create(
                 &store,
                 &SystemRandom::new(),
                 &SystemClock,
+                keys.as_ref(),
                 NewPrincipalRequest {
                     tenant: tenant.clone(),
                     name,
                     roles,
                     expires_at,
+                    totp,
                 },
             )
             .await?;
+            let (record, key) = (&created.record, &created.key);
+            let account = format!("{tenant}/{}", record.principal.name);
+            let totp_secret = created.totp.as_ref().map(|t| t.to_base32());
+            let otpauth = created
+                .totp
+                .as_ref()
+                .map(|t| t.otpauth_uri("Strongroom", &account));
             let p = &record.principal;
             if json {
                 let out = serde_json::json!({
@@ -183,6 +231,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     "key": key.expose(),
                     "expires_at": record.expires_at,
                 });
+                let mut out = out;
+                if let (Some(secret), Some(uri), Some(map)) =
+                    (&totp_secret, &otpauth, out.as_object_mut())
+                {
+                    map.insert("totp_secret".into(), secret.as_str().into());
+                    map.insert("otpauth_uri".into(), uri.as_str().into());
+                }
                 println!("{out}");
             } else {
                 let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
@@ -193,6 +248,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     roles.join(", ")
                 );
                 println!("API key (shown once, store it now): {}", key.expose());
+                if let (Some(secret), Some(uri)) = (&totp_secret, &otpauth) {
+                    println!(
+                        "TOTP secret (shown once, add it to an authenticator app): {}",
+                        secret.as_str()
+                    );
+                    println!("TOTP URI: {}", uri.as_str());
+                }
             }
             Ok(())
         }
@@ -245,6 +307,8 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.api.max_body_bytes = args.max_body_bytes;
     config.api.rate_limit_per_second = args.rate_limit_per_second;
     config.api.rate_limit_burst = args.rate_limit_burst;
+    config.trusted_proxies = args.trusted_proxies;
+    config.access_request_ttl = Duration::from_secs(args.access_request_ttl_secs.max(1));
     if config.force_plain_http && !config.listen.ip().is_loopback() && config.tls.is_none() {
         tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (forced)");
     }

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::api::ApiSettings;
 use crate::crypto::keys::MasterKey;
 use crate::service::KeySettings;
@@ -43,6 +45,10 @@ pub struct ServeConfig {
     pub purge_interval: Duration,
     /// Longest a client may take to send a request's headers (slowloris).
     pub header_read_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long an access request may stay pending.
+    pub access_request_ttl: Duration,
 }
 
 impl ServeConfig {
@@ -65,6 +71,8 @@ impl ServeConfig {
             keys: KeySettings::default(),
             purge_interval: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
+            access_request_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -81,6 +89,8 @@ impl fmt::Debug for ServeConfig {
             .field("db_pool_size", &self.db_pool_size)
             .field("api", &self.api)
             .field("keys", &self.keys)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("access_request_ttl", &self.access_request_ttl)
             .finish()
     }
 }

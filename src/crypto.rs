@@ -5,8 +5,10 @@
 pub mod aead;
 pub mod api_key;
 pub mod fingerprint;
+pub mod grant;
 pub mod keys;
 pub mod random;
+pub mod totp;
 
 pub use random::{Csprng, RandomError, SystemRandom};
 

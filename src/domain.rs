@@ -1,14 +1,19 @@
-//! Pure types and rules of the payments domain: card numbers, tokens, principals.
+//! Pure types and rules of the payments domain: card numbers, tokens, principals, access
+//! policies and requests.
 //!
 //! No I/O, no clock, no randomness of its own (callers pass an RNG). Nothing here logs.
 
+pub mod access;
 pub mod luhn;
 pub mod metadata;
 pub mod pan;
+pub mod policy;
 pub mod principal;
 pub mod token;
 
+pub use access::{RequestStatus, TextError};
 pub use metadata::{Metadata, MetadataError};
 pub use pan::{MaskedPan, Pan, PanError};
+pub use policy::{AccessAsk, Allowed, Denial, Policy, PolicyError, PolicySet, Purpose};
 pub use principal::{Principal, PrincipalId, Role, RoleError, TenantId};
 pub use token::{FormatError, Token, TokenFormat};

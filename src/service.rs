@@ -1,11 +1,18 @@
-//! The use cases: tokenize, look up, delete; create and authenticate principals; keys.
+//! The use cases: tokenize, look up, delete; access requests, grants and detokenize; create
+//! and authenticate principals; second factors; keys.
 //!
 //! No HTTP types here. Services take domain types, talk to the store and crypto, and answer
 //! with domain results and small typed errors that the API layer maps in one place.
 
+pub mod access;
+pub mod grants;
 pub mod keys;
+pub mod mfa;
 pub mod principals;
 pub mod tokens;
+
+pub use access::{AccessAskInput, AccessError, AccessRequestView, AccessService};
+pub use grants::{GrantError, GrantService};
 
 pub use keys::{KeyError, KeyService, KeySettings};
 pub use principals::{AuthFailure, NewPrincipalRequest, PrincipalError};

@@ -17,12 +17,15 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::api::{self, AppState};
+use chrono::TimeDelta;
+
+use crate::api::{self, AppState, Services};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeConfig;
 use crate::crypto::{Csprng, SystemRandom};
+use crate::domain::{PolicyError, PolicySet};
 use crate::metrics::Metrics;
-use crate::service::{KeyError, KeyService, TokenService};
+use crate::service::{AccessService, GrantService, KeyError, KeyService, TokenService};
 use crate::store::{Database, PgStore, SchemaStatus, Store, StoreError};
 use crate::tls::{self, TlsError};
 
@@ -48,6 +51,9 @@ pub enum StartupError {
     /// The policy file could not be read.
     #[error("cannot read the policy file {0}")]
     PolicyFile(String),
+    /// The policy file is not valid.
+    #[error("invalid policy file {0}: {1}")]
+    Policy(String, PolicyError),
     /// The database is unreachable or failed.
     #[error("database: {0}")]
     Database(#[from] StoreError),
@@ -106,10 +112,15 @@ impl Application {
             }
             (None, _) => None,
         };
-        if let Some(path) = &config.policy_file {
-            std::fs::metadata(path)
-                .map_err(|_| StartupError::PolicyFile(path.display().to_string()))?;
-        }
+        let policies = match &config.policy_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|_| StartupError::PolicyFile(path.display().to_string()))?;
+                PolicySet::from_toml(&text)
+                    .map_err(|e| StartupError::Policy(path.display().to_string(), e))?
+            }
+            None => PolicySet::empty(),
+        };
 
         let pg = PgStore::connect(&config.database_url, config.db_pool_size).await?;
         match pg.schema_status().await? {
@@ -136,7 +147,27 @@ impl Application {
             rng,
             Arc::clone(&clock),
         );
-        let state = AppState::new(store, keys, tokens, clock, Metrics::new(), config.api);
+        let access = AccessService::new(
+            Arc::clone(&store),
+            Arc::clone(&keys),
+            Arc::new(policies),
+            Arc::clone(&clock),
+            TimeDelta::from_std(config.access_request_ttl).unwrap_or(TimeDelta::hours(1)),
+        );
+        let grants = GrantService::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock));
+        let state = AppState::new(
+            store,
+            keys,
+            Services {
+                tokens,
+                access,
+                grants,
+            },
+            clock,
+            Metrics::new(),
+            config.api,
+            config.trusted_proxies,
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartupError::Bind(config.listen, e))?;
@@ -265,8 +296,8 @@ impl Application {
     }
 }
 
-/// Housekeeping now and then: destroys the card data of expired tokens and forgets the rate
-/// limit state of idle principals.
+/// Housekeeping now and then: destroys the card data of expired tokens, marks lapsed access
+/// requests expired and forgets the rate limit state of idle principals.
 async fn purge_expired_tokens(state: AppState, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
@@ -276,6 +307,11 @@ async fn purge_expired_tokens(state: AppState, every: Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "destroyed expired tokens"),
             Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
+        }
+        match state.access().expire_pending().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "expired pending access requests"),
+            Err(e) => tracing::warn!(error = %e, "expiring access requests failed"),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! forms and fingerprints cross this boundary. An embedded implementation fits behind the same
 //! traits. Errors carry no row data.
 
+pub mod access;
 pub mod postgres;
 
 use async_trait::async_trait;
@@ -15,6 +16,10 @@ use crate::crypto::fingerprint::Fingerprint;
 use crate::crypto::keys::SealedPan;
 use crate::domain::{Principal, PrincipalId, Role, TenantId, Token, TokenFormat};
 
+pub use access::{
+    AccessRequestRecord, AccessStore, DecideOutcome, Decision, GrantDraft, GrantRecord,
+    NewAccessRequest, RequestFilter, UseOutcome,
+};
 pub use postgres::PgStore;
 
 /// Why a store operation failed. Messages name constraints and operations, never values.
@@ -140,6 +145,17 @@ pub struct NewPrincipal {
     pub expires_at: Option<DateTime<Utc>>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Its TOTP secret, sealed by the key service, if it has a second factor.
+    pub sealed_totp: Option<Vec<u8>>,
+}
+
+/// A principal's second factor and the state that refuses replays and guessing.
+#[derive(Debug, Clone)]
+pub struct TotpState {
+    /// The sealed secret.
+    pub sealed: Vec<u8>,
+    /// When failures locked it, until then.
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 /// A principal as authentication sees it.
@@ -171,6 +187,27 @@ pub trait PrincipalStore: Send + Sync {
         id: PrincipalId,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// The principal's second factor, if it has one.
+    async fn totp_state(&self, id: PrincipalId) -> Result<Option<TotpState>, StoreError>;
+
+    /// Accepts a code of time step `step` if no code of that step or a later one was accepted
+    /// before and the factor is not locked at `now`; clears the failure count. One statement, so
+    /// a code is accepted once across every instance.
+    async fn accept_totp_step(
+        &self,
+        id: PrincipalId,
+        step: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Counts a wrong code; the `max_failures`-th in a row locks the factor until `lock_until`.
+    async fn record_totp_failure(
+        &self,
+        id: PrincipalId,
+        max_failures: u32,
+        lock_until: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// A wrapped data-encryption key.
@@ -180,6 +217,19 @@ pub struct WrappedDataKey {
     pub version: u32,
     /// The key wrapped by the master key.
     pub wrapped: Vec<u8>,
+}
+
+/// A grant-signing key as stored: the private key wrapped by the master key.
+#[derive(Debug, Clone)]
+pub struct StoredSigningKey {
+    /// Its `kid`.
+    pub kid: String,
+    /// Its JWS algorithm.
+    pub algorithm: String,
+    /// The PKCS#8 private key, wrapped.
+    pub wrapped: Vec<u8>,
+    /// The raw public key.
+    pub public_key: Vec<u8>,
 }
 
 /// Wrapped keys and secrets, and the shared count of encryptions per DEK.
@@ -215,6 +265,17 @@ pub trait KeyStore: Send + Sync {
         wrapped: &[u8],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Every unretired grant-signing key, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
+
+    /// Adds a signing key unless an unretired one exists (another instance won the race);
+    /// returns whether it did.
+    async fn insert_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Where the schema stands against the migrations this binary carries.
@@ -245,6 +306,6 @@ pub trait Database: Send + Sync {
 }
 
 /// Everything the vault stores.
-pub trait Store: TokenStore + PrincipalStore + KeyStore + Database {}
+pub trait Store: TokenStore + PrincipalStore + KeyStore + AccessStore + Database {}
 
-impl<T: TokenStore + PrincipalStore + KeyStore + Database> Store for T {}
+impl<T: TokenStore + PrincipalStore + KeyStore + AccessStore + Database> Store for T {}

@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::request_id;
-use crate::domain::{FormatError, MetadataError, PanError};
-use crate::service::{KeyError, TokenError};
+use crate::domain::{Denial, FormatError, MetadataError, PanError};
+use crate::service::mfa::MfaFailure;
+use crate::service::{AccessError, GrantError, KeyError, TokenError};
 use crate::store::StoreError;
 
 /// An API refusal.
@@ -29,6 +30,48 @@ pub enum ApiError {
     /// No such token in the caller's tenant.
     #[error("no such token")]
     NotFound,
+    /// No such access request visible to the caller.
+    #[error("no such access request")]
+    RequestNotFound,
+    /// No such grant visible to the caller.
+    #[error("no such grant")]
+    GrantNotFound,
+    /// No policy allows the access request.
+    #[error("{}", .0.detail())]
+    PolicyDenied(Denial),
+    /// A TOTP code was needed and not accepted.
+    #[error("{}", .0.detail())]
+    MfaRequired(MfaFailure),
+    /// The requester tried to decide their own request.
+    #[error("a requester cannot approve or deny their own request")]
+    SelfApproval,
+    /// This approver already decided the request.
+    #[error("this approver has already decided this request")]
+    AlreadyApproved,
+    /// The request is already approved or denied.
+    #[error("the request has already been decided")]
+    AlreadyDecided,
+    /// The request expired before a decision.
+    #[error("the request has expired")]
+    RequestExpired,
+    /// No `X-Access-Grant` header.
+    #[error("an access grant (X-Access-Grant header) is required")]
+    GrantMissing,
+    /// The grant is not valid for this caller.
+    #[error("the access grant is not valid")]
+    GrantInvalid,
+    /// The grant is outside its validity window.
+    #[error("the access grant has expired or is not yet valid")]
+    GrantExpired,
+    /// The grant was revoked.
+    #[error("the access grant has been revoked")]
+    GrantRevoked,
+    /// The grant has no uses left.
+    #[error("the access grant has no uses left")]
+    GrantExhausted,
+    /// A token is outside the grant.
+    #[error("a token asked for is not covered by the access grant")]
+    GrantScope,
     /// No such route.
     #[error("no such route")]
     RouteNotFound,
@@ -100,6 +143,10 @@ pub struct Problem {
     pub code: &'static str,
     /// The request id (also in `X-Request-Id`).
     pub request_id: String,
+    /// For `policy_denied`: which limit refused it (`purpose`, `duration`, `uses`, `tokens`,
+    /// `any_token`, `hours`, `network`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -110,6 +157,20 @@ impl ApiError {
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::RequestNotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::GrantNotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::PolicyDenied(_) => (StatusCode::FORBIDDEN, "policy_denied"),
+            ApiError::MfaRequired(_) => (StatusCode::FORBIDDEN, "mfa_required"),
+            ApiError::SelfApproval => (StatusCode::FORBIDDEN, "self_approval"),
+            ApiError::AlreadyApproved => (StatusCode::CONFLICT, "already_approved"),
+            ApiError::AlreadyDecided => (StatusCode::CONFLICT, "already_decided"),
+            ApiError::RequestExpired => (StatusCode::CONFLICT, "request_expired"),
+            ApiError::GrantMissing => (StatusCode::FORBIDDEN, "grant_missing"),
+            ApiError::GrantInvalid => (StatusCode::FORBIDDEN, "grant_invalid"),
+            ApiError::GrantExpired => (StatusCode::FORBIDDEN, "grant_expired"),
+            ApiError::GrantRevoked => (StatusCode::FORBIDDEN, "grant_revoked"),
+            ApiError::GrantExhausted => (StatusCode::FORBIDDEN, "grant_exhausted"),
+            ApiError::GrantScope => (StatusCode::FORBIDDEN, "grant_scope"),
             ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::TokenExpired => (StatusCode::GONE, "token_expired"),
@@ -149,6 +210,10 @@ impl ApiError {
             detail,
             code,
             request_id: request_id::current(),
+            reason: match self {
+                ApiError::PolicyDenied(denial) => Some(denial.as_str()),
+                _ => None,
+            },
         }
     }
 }
@@ -232,6 +297,38 @@ impl From<TokenError> for ApiError {
             TokenError::Expired => ApiError::TokenExpired,
             TokenError::Key(e) => internal("key operation failed", &e),
             TokenError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::PolicyDenied(denial) => ApiError::PolicyDenied(denial),
+            AccessError::Mfa(failure) => ApiError::MfaRequired(failure),
+            AccessError::NotFound => ApiError::RequestNotFound,
+            AccessError::SelfApproval => ApiError::SelfApproval,
+            AccessError::AlreadyApproved => ApiError::AlreadyApproved,
+            AccessError::Closed => ApiError::AlreadyDecided,
+            AccessError::Expired => ApiError::RequestExpired,
+            AccessError::Key(e) => e.into(),
+            AccessError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::Missing => ApiError::GrantMissing,
+            GrantError::Invalid => ApiError::GrantInvalid,
+            GrantError::Expired => ApiError::GrantExpired,
+            GrantError::Revoked => ApiError::GrantRevoked,
+            GrantError::Exhausted => ApiError::GrantExhausted,
+            GrantError::Scope => ApiError::GrantScope,
+            GrantError::NotFound => ApiError::GrantNotFound,
+            GrantError::Key(e) => e.into(),
+            GrantError::Store(e) => e.into(),
         }
     }
 }

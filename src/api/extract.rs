@@ -4,10 +4,12 @@
 //! refused, and no error that repeats what the caller sent (serde's messages can quote input,
 //! so they are never passed on). Nothing here logs a header value or a body.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -25,7 +27,12 @@ pub struct Caller(pub Principal);
 impl Caller {
     /// The principal, if it holds `role`; otherwise 403.
     pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
-        if self.0.has(role) {
+        self.require_any(&[role])
+    }
+
+    /// The principal, if it holds one of `roles`; otherwise 403.
+    pub fn require_any(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
+        if roles.iter().any(|r| self.0.has(*r)) {
             Ok(&self.0)
         } else {
             Err(ApiError::Forbidden)
@@ -101,6 +108,68 @@ impl FromRequest<AppState> for JsonBody {
     }
 }
 
+/// A JSON body that may be left out: no body at all reads as `{}`. A body that is there is
+/// held to everything [`JsonBody`] checks.
+#[derive(Debug)]
+pub struct OptionalJsonBody(pub Value);
+
+impl FromRequest<AppState> for OptionalJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let no_body = declared == Some(0)
+            || (declared.is_none()
+                && !request.headers().contains_key(header::TRANSFER_ENCODING)
+                && !request.headers().contains_key(header::CONTENT_TYPE));
+        if no_body {
+            return Ok(OptionalJsonBody(Value::Object(Map::new())));
+        }
+        JsonBody::from_request(request, state)
+            .await
+            .map(|JsonBody(v)| OptionalJsonBody(v))
+    }
+}
+
+/// Parses `limit` and refuses query parameters we do not know.
+pub fn query_params(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    known: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
+    let Query(params) = query.map_err(|_| invalid_field("query", "a valid query string"))?;
+    if let Some(unknown) = params.keys().find(|k| !known.contains(&k.as_str())) {
+        let name = unknown
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'_')
+            .then(|| unknown.clone());
+        return Err(ApiError::UnknownField(name));
+    }
+    Ok(params)
+}
+
+/// The `limit` query parameter: 1–500, 100 when absent.
+pub fn limit_param(params: &HashMap<String, String>) -> Result<u32, ApiError> {
+    match params.get("limit") {
+        None => Ok(100),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| invalid_field("limit", "a whole number from 1 to 500")),
+    }
+}
+
+fn invalid_field(field: &str, expected: &'static str) -> ApiError {
+    ApiError::InvalidField {
+        field: field.into(),
+        expected,
+    }
+}
+
 /// The refusal for sensitive authentication data next to the card number.
 pub fn sensitive_top_level() -> ApiError {
     ApiError::SensitiveData(
@@ -166,6 +235,15 @@ fn expected_for(field: &str) -> &'static str {
         "metadata" => "a JSON object",
         "expires_at" => "an RFC 3339 time, e.g. 2030-01-01T00:00:00Z",
         "items" => "an array of 1-1000 tokenize requests",
+        "tokens" => "an array of 1-100 tokens",
+        "any_token" => "a boolean",
+        "purpose" => "a purpose: 1-64 lowercase letters, digits or underscores",
+        "reason" => "1-1000 characters of text, without a card number",
+        "comment" => "at most 1000 characters of text, without a card number",
+        "duration_seconds" => "a whole number of seconds, at least 1",
+        "max_uses" => "a whole number, at least 1",
+        "totp" => "a 6-digit TOTP code, as a string",
+        "principal" => "a principal id (a UUID)",
         _ => "a value of the documented type",
     }
 }

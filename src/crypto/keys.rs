@@ -80,6 +80,27 @@ impl MasterKey {
     }
 }
 
+impl MasterKey {
+    /// Wraps a secret of any length, such as a PKCS#8 signing key, under `label`.
+    pub fn wrap_bytes(
+        &self,
+        rng: &dyn Csprng,
+        label: &str,
+        secret: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.0.seal(rng, &wrap_aad(label), secret)
+    }
+
+    /// Unwraps a secret wrapped by [`MasterKey::wrap_bytes`] under the same `label`.
+    pub fn unwrap_bytes(
+        &self,
+        label: &str,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.0.open(&wrap_aad(label), wrapped)
+    }
+}
+
 fn wrap_aad(label: &str) -> Vec<u8> {
     let mut aad = b"strongroom:wrap:v1:".to_vec();
     aad.extend_from_slice(label.as_bytes());

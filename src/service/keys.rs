@@ -10,14 +10,21 @@ use tokio::sync::Mutex;
 
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
+use crate::crypto::aead::AeadKey;
 use crate::crypto::fingerprint::{FingerprintKey, FingerprintRoot};
+use crate::crypto::grant::{GrantVerifier, SigningKey, SigningKeyError};
 use crate::crypto::keys::{DataKey, Keyring, MasterKey, SealedPan, dek_label};
 use crate::crypto::random::{self, Csprng};
-use crate::domain::{Pan, TenantId, Token};
-use crate::store::{Store, StoreError, WrappedDataKey};
+use crate::crypto::totp::TotpSecret;
+use crate::domain::{Pan, PrincipalId, TenantId, Token};
+use crate::store::{Store, StoreError, StoredSigningKey, WrappedDataKey};
 
 /// Name of the fingerprint root in `vault_secrets`.
 const FINGERPRINT_ROOT: &str = "fingerprint-root";
+/// Name of the key that seals TOTP secrets in `vault_secrets`.
+const TOTP_KEY: &str = "totp-key";
+/// The only grant-signing algorithm.
+const EDDSA: &str = "EdDSA";
 
 /// NIST SP 800-38D §8.3 caps random-nonce GCM at 2^32 messages per key; we retire at 2^30.
 pub const DEFAULT_ENCRYPTION_LIMIT: u64 = 1 << 30;
@@ -56,6 +63,9 @@ pub enum KeyError {
     /// No DEK could be reserved even after rotating.
     #[error("no data-encryption key is available")]
     NoActiveKey,
+    /// A grant-signing key could not be made, loaded or used.
+    #[error(transparent)]
+    Signing(#[from] SigningKeyError),
 }
 
 struct Reservation {
@@ -69,6 +79,9 @@ pub struct KeyService {
     master: MasterKey,
     keyring: RwLock<Keyring>,
     fingerprint_root: FingerprintRoot,
+    totp_key: AeadKey,
+    signing: RwLock<Vec<Arc<SigningKey>>>,
+    verifier: RwLock<Arc<GrantVerifier>>,
     tenant_keys: RwLock<HashMap<TenantId, Arc<FingerprintKey>>>,
     reservation: Mutex<Reservation>,
     rng: Arc<dyn Csprng>,
@@ -86,26 +99,30 @@ impl KeyService {
         clock: Arc<dyn Clock>,
         settings: KeySettings,
     ) -> Result<KeyService, KeyError> {
-        let now = clock.now();
-        if store.secret(FINGERPRINT_ROOT).await?.is_none() {
-            let secret = zeroize::Zeroizing::new(
-                random::bytes::<32>(rng.as_ref()).map_err(CryptoError::from)?,
-            );
-            let wrapped = master.wrap(rng.as_ref(), FINGERPRINT_ROOT, &secret)?;
-            store.insert_secret(FINGERPRINT_ROOT, &wrapped, now).await?;
-        }
-        let wrapped_root = store
-            .secret(FINGERPRINT_ROOT)
-            .await?
-            .ok_or(KeyError::NoActiveKey)?;
-        let root = master
-            .unwrap(FINGERPRINT_ROOT, &wrapped_root)
-            .map_err(|_| KeyError::MasterKeyMismatch)?;
+        let root = load_or_create_secret(
+            store.as_ref(),
+            &master,
+            rng.as_ref(),
+            clock.as_ref(),
+            FINGERPRINT_ROOT,
+        )
+        .await?;
+        let totp_key = load_or_create_secret(
+            store.as_ref(),
+            &master,
+            rng.as_ref(),
+            clock.as_ref(),
+            TOTP_KEY,
+        )
+        .await?;
         let service = KeyService {
             store,
             master,
             keyring: RwLock::new(Keyring::default()),
             fingerprint_root: FingerprintRoot::new(root),
+            totp_key: AeadKey::new(&totp_key),
+            signing: RwLock::new(Vec::new()),
+            verifier: RwLock::new(Arc::new(GrantVerifier::default())),
             tenant_keys: RwLock::new(HashMap::new()),
             reservation: Mutex::new(Reservation {
                 version: 0,
@@ -119,7 +136,98 @@ impl KeyService {
         if service.active_key().is_err() {
             service.create_data_key(1).await?;
         }
+        service.load_signing_keys().await?;
         Ok(service)
+    }
+
+    /// Loads the grant-signing keys, creating the first one if there is none.
+    async fn load_signing_keys(&self) -> Result<(), KeyError> {
+        if self.store.signing_keys().await?.is_empty() {
+            let key = SigningKey::generate()?;
+            let wrapped = self.master.wrap_bytes(
+                self.rng.as_ref(),
+                &signing_label(key.kid()),
+                key.expose_pkcs8(),
+            )?;
+            let stored = StoredSigningKey {
+                kid: key.kid().to_owned(),
+                algorithm: EDDSA.to_owned(),
+                wrapped,
+                public_key: key.public_key().to_vec(),
+            };
+            if self
+                .store
+                .insert_signing_key(&stored, self.clock.now())
+                .await?
+            {
+                tracing::info!(kid = key.kid(), "created grant-signing key");
+            }
+        }
+        let mut keys = Vec::new();
+        for stored in self.store.signing_keys().await? {
+            if stored.algorithm != EDDSA {
+                return Err(KeyError::Signing(SigningKeyError::Malformed));
+            }
+            let pkcs8 = self
+                .master
+                .unwrap_bytes(&signing_label(&stored.kid), &stored.wrapped)
+                .map_err(|_| KeyError::MasterKeyMismatch)?;
+            keys.push(Arc::new(SigningKey::from_pkcs8(stored.kid, pkcs8)?));
+        }
+        let verifier = GrantVerifier::new(keys.iter().map(|k| k.verifying_key()));
+        if let Ok(mut v) = self.verifier.write() {
+            *v = Arc::new(verifier);
+        }
+        // The newest key signs new grants; every unretired key verifies.
+        if let Ok(mut s) = self.signing.write() {
+            *s = keys;
+        }
+        Ok(())
+    }
+
+    /// The key that signs new grants.
+    pub fn signing_key(&self) -> Result<Arc<SigningKey>, KeyError> {
+        self.signing
+            .read()
+            .ok()
+            .and_then(|k| k.last().cloned())
+            .ok_or(KeyError::Signing(SigningKeyError::Malformed))
+    }
+
+    /// The signing key named `kid`, to sign a grant again for its grantee.
+    pub fn signing_key_by_kid(&self, kid: &str) -> Result<Arc<SigningKey>, KeyError> {
+        self.signing
+            .read()
+            .ok()
+            .and_then(|k| k.iter().find(|k| k.kid() == kid).cloned())
+            .ok_or(KeyError::Signing(SigningKeyError::Malformed))
+    }
+
+    /// The verifier of presented grants, over every published key.
+    pub fn grant_verifier(&self) -> Arc<GrantVerifier> {
+        self.verifier
+            .read()
+            .map(|v| Arc::clone(&v))
+            .unwrap_or_default()
+    }
+
+    /// Seals a principal's TOTP secret for storage, bound to the principal.
+    pub fn seal_totp(
+        &self,
+        principal: PrincipalId,
+        secret: &TotpSecret,
+    ) -> Result<Vec<u8>, KeyError> {
+        Ok(self.totp_key.seal(
+            self.rng.as_ref(),
+            &totp_aad(principal),
+            secret.expose_bytes(),
+        )?)
+    }
+
+    /// Opens a principal's sealed TOTP secret.
+    pub fn open_totp(&self, principal: PrincipalId, sealed: &[u8]) -> Result<TotpSecret, KeyError> {
+        let bytes = self.totp_key.open(&totp_aad(principal), sealed)?;
+        TotpSecret::from_bytes(&bytes).ok_or(KeyError::Crypto(CryptoError::Malformed))
     }
 
     /// Whether an active DEK is loaded (readiness).
@@ -255,6 +363,36 @@ impl KeyService {
     fn key_of_version(&self, version: u32) -> Option<Arc<DataKey>> {
         self.keyring.read().ok().and_then(|k| k.get(version))
     }
+}
+
+/// Reads a wrapped 256-bit secret from the store, creating it first if the vault is new.
+/// Safe when several instances start at once: the first insert wins and all read it back.
+async fn load_or_create_secret(
+    store: &dyn Store,
+    master: &MasterKey,
+    rng: &dyn Csprng,
+    clock: &dyn Clock,
+    name: &str,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, KeyError> {
+    if store.secret(name).await?.is_none() {
+        let secret = zeroize::Zeroizing::new(random::bytes::<32>(rng).map_err(CryptoError::from)?);
+        let wrapped = master.wrap(rng, name, &secret)?;
+        store.insert_secret(name, &wrapped, clock.now()).await?;
+    }
+    let wrapped = store.secret(name).await?.ok_or(KeyError::NoActiveKey)?;
+    master
+        .unwrap(name, &wrapped)
+        .map_err(|_| KeyError::MasterKeyMismatch)
+}
+
+fn signing_label(kid: &str) -> String {
+    format!("grant-signing:{kid}")
+}
+
+fn totp_aad(principal: PrincipalId) -> Vec<u8> {
+    let mut aad = b"strongroom:totp:v1".to_vec();
+    aad.extend_from_slice(principal.0.as_bytes());
+    aad
 }
 
 impl std::fmt::Debug for KeyService {

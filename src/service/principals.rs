@@ -11,8 +11,10 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::crypto::Csprng;
 use crate::crypto::api_key::{self, ApiKey};
+use crate::crypto::totp::TotpSecret;
 use crate::domain::principal::validate_roles;
 use crate::domain::{Principal, PrincipalId, Role, RoleError};
+use crate::service::keys::{KeyError, KeyService};
 use crate::store::{NewPrincipal, PrincipalRecord, Store, StoreError};
 
 /// What to create.
@@ -26,6 +28,19 @@ pub struct NewPrincipalRequest {
     pub roles: Vec<Role>,
     /// When its key stops working.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Whether to enrol a TOTP second factor (people: requesters and approvers).
+    pub totp: bool,
+}
+
+/// A created principal and its credentials, to be shown once.
+#[derive(Debug)]
+pub struct CreatedPrincipal {
+    /// The principal.
+    pub record: PrincipalRecord,
+    /// Its API key.
+    pub key: ApiKey,
+    /// Its TOTP secret, when enrolled.
+    pub totp: Option<TotpSecret>,
 }
 
 /// Why a principal cannot be created.
@@ -46,6 +61,12 @@ pub enum PrincipalError {
     /// Randomness failed.
     #[error("the system random number generator failed")]
     Random,
+    /// A second factor was asked for without the keys to seal it.
+    #[error("enrolling TOTP needs STRONGROOM_MASTER_KEY to encrypt the secret")]
+    NoKeys,
+    /// Sealing the TOTP secret failed.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -97,13 +118,15 @@ fn check_name(what: &'static str, name: &str) -> Result<(), PrincipalError> {
     }
 }
 
-/// Creates a principal (and its tenant if new); returns it with its API key, to be shown once.
+/// Creates a principal (and its tenant if new); returns it with its API key and TOTP secret,
+/// to be shown once. Enrolling TOTP needs `keys` to seal the secret.
 pub async fn create(
     store: &dyn Store,
     rng: &dyn Csprng,
     clock: &dyn Clock,
+    keys: Option<&KeyService>,
     request: NewPrincipalRequest,
-) -> Result<(PrincipalRecord, ApiKey), PrincipalError> {
+) -> Result<CreatedPrincipal, PrincipalError> {
     check_name("the tenant name", &request.tenant)?;
     check_name("the principal name", &request.name)?;
     let roles = validate_roles(&request.roles)?;
@@ -112,18 +135,28 @@ pub async fn create(
         return Err(PrincipalError::ExpiryInPast);
     }
     let key = ApiKey::generate(rng).map_err(|_| PrincipalError::Random)?;
+    let id = PrincipalId(Uuid::new_v4());
+    let (totp, sealed_totp) = if request.totp {
+        let keys = keys.ok_or(PrincipalError::NoKeys)?;
+        let secret = TotpSecret::generate(rng).map_err(|_| PrincipalError::Random)?;
+        let sealed = keys.seal_totp(id, &secret)?;
+        (Some(secret), Some(sealed))
+    } else {
+        (None, None)
+    };
     let record = store
         .create_principal(&NewPrincipal {
-            id: PrincipalId(Uuid::new_v4()),
+            id,
             tenant_name: request.tenant,
             name: request.name,
             roles,
             key_hash: key.hash(),
             expires_at: request.expires_at,
             created_at: now,
+            sealed_totp,
         })
         .await?;
-    Ok((record, key))
+    Ok(CreatedPrincipal { record, key, totp })
 }
 
 /// Disables a principal's key at once; returns whether it was enabled.

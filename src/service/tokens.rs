@@ -262,6 +262,29 @@ impl TokenService {
         existing_view(record, micros(self.clock.now()))
     }
 
+    /// The PANs of live tokens of the tenant, in order. The caller has already authorized the
+    /// call under a grant; a deleted or unknown token is not found, an expired one is gone.
+    pub async fn reveal(&self, tenant: TenantId, tokens: &[Token]) -> Result<Vec<Pan>, TokenError> {
+        let now = micros(self.clock.now());
+        let mut pans = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            let record = self
+                .store
+                .get_token(tenant, token)
+                .await?
+                .ok_or(TokenError::NotFound)?;
+            if record.deleted_at.is_some() {
+                return Err(TokenError::NotFound);
+            }
+            let sealed = match record.sealed {
+                Some(sealed) if !is_expired_at(record.expires_at, now) => sealed,
+                _ => return Err(TokenError::Expired),
+            };
+            pans.push(self.keys.open_pan(tenant, token, &sealed).await?);
+        }
+        Ok(pans)
+    }
+
     /// Destroys a token's card data; the value stays reserved for ever.
     pub async fn delete(&self, tenant: TenantId, token: &Token) -> Result<(), TokenError> {
         let now = micros(self.clock.now());
@@ -298,7 +321,11 @@ fn set<T>(results: &mut [Option<T>], index: usize, value: T) {
 }
 
 fn is_expired(record: &TokenRecord, now: DateTime<Utc>) -> bool {
-    record.expires_at.is_some_and(|at| at <= now)
+    is_expired_at(record.expires_at, now)
+}
+
+fn is_expired_at(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    expires_at.is_some_and(|at| at <= now)
 }
 
 /// The view of a stored token: deleted ones do not exist, expired ones are gone.

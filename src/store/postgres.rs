@@ -3,6 +3,7 @@
 //! Runtime-checked queries (`sqlx::query_as`) with `FromRow` rows; multi-statement work runs in
 //! an explicit transaction. Nothing here logs row data.
 
+mod access;
 mod keys;
 mod principals;
 mod tokens;

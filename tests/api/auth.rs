@@ -28,35 +28,41 @@ async fn every_kind_of_bad_key_gets_the_same_401() {
     let app = spawn_app().await;
     let store = PgStore::connect(&app.db.url, 1).await.unwrap();
     let rng = SystemRandom::new();
-    let (disabled, disabled_key) = principals::create(
+    let created = principals::create(
         &store,
         &rng,
         &SystemClock,
+        None,
         NewPrincipalRequest {
             tenant: "acme".into(),
             name: "old".into(),
             roles: vec![Role::Tokenizer],
             expires_at: None,
+            totp: false,
         },
     )
     .await
     .unwrap();
-    principals::disable(&store, &SystemClock, disabled.principal.id)
+    let disabled_key = created.key;
+    principals::disable(&store, &SystemClock, created.record.principal.id)
         .await
         .unwrap();
-    let (_, expiring_key) = principals::create(
+    let expiring_key = principals::create(
         &store,
         &rng,
         &SystemClock,
+        None,
         NewPrincipalRequest {
             tenant: "acme".into(),
             name: "temp".into(),
             roles: vec![Role::Tokenizer],
             expires_at: Some(SystemClock.now() + Duration::milliseconds(300)),
+            totp: false,
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+    .key;
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
 
     let disabled_header = format!("Bearer {}", disabled_key.expose());
@@ -148,11 +154,13 @@ async fn admin_cannot_be_combined_with_a_card_data_role() {
         &store,
         &SystemRandom::new(),
         &SystemClock,
+        None,
         NewPrincipalRequest {
             tenant: "t".into(),
             name: "n".into(),
             roles: vec![Role::Admin, Role::Approver],
             expires_at: None,
+            totp: false,
         },
     )
     .await;

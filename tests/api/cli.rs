@@ -78,18 +78,80 @@ async fn migrate_then_principal_create_gives_a_key_that_works() {
     assert_eq!(stored.len(), 32);
     assert!(!String::from_utf8_lossy(&stored).contains(&key));
 
-    let keys = Keys {
-        tokenizer: key.clone(),
-        other_tenant_tokenizer: key.clone(),
-        detokenizer: key.clone(),
-        auditor: key.clone(),
-        admin: key.clone(),
-    };
-    let app = start(db, new_master_key(), keys, Options::default()).await;
+    let master_key = new_master_key();
+    // A person with a second factor: needs the master key to seal the secret.
+    let totp_args = [
+        "principal",
+        "create",
+        "--tenant",
+        "shop",
+        "--name",
+        "alice",
+        "--role",
+        "requester",
+        "--totp",
+        "--json",
+    ];
+    let (ok, _, err) = run(strongroom().args(totp_args).env("DATABASE_URL", &db.url));
+    assert!(!ok && err.contains("STRONGROOM_MASTER_KEY"), "{err}");
+    let (ok, out, err) = run(strongroom()
+        .args(totp_args)
+        .env("DATABASE_URL", &db.url)
+        .env("STRONGROOM_MASTER_KEY", &master_key));
+    assert!(ok, "{err}");
+    let alice: Value = serde_json::from_str(out.trim()).unwrap();
+    let secret = alice["totp_secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 32, "160 bits in base32");
+    assert!(alice["otpauth_uri"].as_str().unwrap().contains(secret));
+    let sealed: Vec<u8> =
+        sqlx::query_scalar("select totp_secret from principals where name = 'alice'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let raw = base32_decode(secret);
+    assert!(
+        !sealed.windows(raw.len()).any(|w| w == raw.as_slice()),
+        "sealed at rest"
+    );
+
+    let app = start(db, master_key, Keys::only(&key), Options::default()).await;
     let r = app
         .tokenize(&key, &json!({"value": random_pan("4", 16)}))
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
+    let token: Value = r.json().await.unwrap();
+    // The enrolled factor works: alice asks for a grant with her code.
+    let person = Person {
+        id: alice["id"].as_str().unwrap().parse().unwrap(),
+        key: alice["key"].as_str().unwrap().to_owned(),
+        totp: std::sync::Arc::new(strongroom::crypto::totp::TotpSecret::from_bytes(&raw).unwrap()),
+    };
+    let r = app
+        .create_request(
+            &person.key,
+            &json!({"tokens": [token["token"]], "purpose": "dispute", "reason": "case 9",
+                    "duration_seconds": 600, "totp": app.code(&person)}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// RFC 4648 base32, no padding.
+fn base32_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits = 0u64;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c).unwrap() as u64;
+        bits = (bits << 5) | v;
+        count += 5;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
 }
 
 #[tokio::test]

@@ -12,11 +12,13 @@ use sqlx::{Connection, Executor, PgConnection};
 use strongroom::clock::{Clock, ManualClock, SystemClock};
 use strongroom::config::ServeConfig;
 use strongroom::crypto::keys::MasterKey;
+use strongroom::crypto::totp::TotpSecret;
 use strongroom::crypto::{Csprng, SystemRandom};
 use strongroom::domain::Role;
 use strongroom::service::principals::{self, NewPrincipalRequest};
+use strongroom::service::{KeyService, KeySettings};
 use strongroom::startup::Application;
-use strongroom::store::PgStore;
+use strongroom::store::{PgStore, Store};
 use tokio::sync::oneshot;
 use tracing_subscriber::fmt::MakeWriter;
 use uuid::Uuid;
@@ -143,10 +145,43 @@ pub fn new_master_key() -> String {
         .to_string()
 }
 
+/// The policies every test server runs with unless a test gives its own.
+pub const TEST_POLICIES: &str = r#"
+[[policy]]
+name = "checkout"
+roles = ["detokenizer"]
+purposes = ["payment_authorization", "recurring_billing"]
+approvals = 0
+max_duration_seconds = 300
+max_uses = 1000
+any_token = true
+
+[[policy]]
+name = "support-chargeback"
+roles = ["requester"]
+purposes = ["chargeback", "dispute"]
+approvals = 1
+max_duration_seconds = 3600
+max_uses = 5
+max_tokens = 5
+source_cidrs = ["127.0.0.0/8", "::1/128"]
+
+[[policy]]
+name = "fraud-two-person"
+roles = ["requester"]
+purposes = ["fraud_investigation"]
+approvals = 2
+max_duration_seconds = 600
+max_uses = 1
+max_tokens = 3
+"#;
+
 /// Knobs for a test server.
 pub struct Options {
     pub clock: Arc<dyn Clock>,
     pub rng: Arc<dyn Csprng>,
+    /// The policy file's text; `None` runs without one.
+    pub policies: Option<String>,
     pub configure: Box<dyn FnOnce(&mut ServeConfig) + Send>,
 }
 
@@ -155,9 +190,18 @@ impl Default for Options {
         Options {
             clock: Arc::new(SystemClock),
             rng: Arc::new(SystemRandom::new()),
+            policies: Some(TEST_POLICIES.to_owned()),
             configure: Box::new(|_| {}),
         }
     }
+}
+
+/// A person: an API key and a TOTP second factor.
+#[derive(Clone)]
+pub struct Person {
+    pub id: Uuid,
+    pub key: String,
+    pub totp: Arc<TotpSecret>,
 }
 
 /// API keys of the seeded principals.
@@ -166,8 +210,39 @@ pub struct Keys {
     pub tokenizer: String,
     pub other_tenant_tokenizer: String,
     pub detokenizer: String,
+    pub detokenizer_id: Uuid,
+    pub other_tenant_detokenizer: String,
     pub auditor: String,
     pub admin: String,
+    pub requester: Person,
+    pub approver: Person,
+    pub approver2: Person,
+    /// Holds both requester and approver: for self-approval.
+    pub requester_approver: Person,
+}
+
+impl Keys {
+    /// Every role played by one key (for servers on a database seeded another way).
+    pub fn only(key: &str) -> Keys {
+        let person = Person {
+            id: Uuid::nil(),
+            key: key.to_owned(),
+            totp: Arc::new(TotpSecret::generate(&SystemRandom::new()).unwrap()),
+        };
+        Keys {
+            tokenizer: key.to_owned(),
+            other_tenant_tokenizer: key.to_owned(),
+            detokenizer: key.to_owned(),
+            detokenizer_id: Uuid::nil(),
+            other_tenant_detokenizer: key.to_owned(),
+            auditor: key.to_owned(),
+            admin: key.to_owned(),
+            requester: person.clone(),
+            approver: person.clone(),
+            approver2: person.clone(),
+            requester_approver: person,
+        }
+    }
 }
 
 /// A running server and the means to talk to it.
@@ -177,7 +252,9 @@ pub struct TestApp {
     pub keys: Keys,
     pub master_key: String,
     pub db: Arc<TestDb>,
+    pub clock: Arc<dyn Clock>,
     shutdown: Option<oneshot::Sender<()>>,
+    policy_file: Option<std::path::PathBuf>,
 }
 
 impl Drop for TestApp {
@@ -185,7 +262,17 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        if let Some(path) = self.policy_file.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
+}
+
+/// Writes a policy file for one server; returns its path.
+pub fn write_policy_file(text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("strongroom-policies-{}.toml", Uuid::new_v4()));
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// A server on a fresh database with default options.
@@ -198,7 +285,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     logs();
     let db = Arc::new(TestDb::create(true).await);
     let master_key = new_master_key();
-    let keys = seed_principals(&db.url, options.clock.as_ref()).await;
+    let keys = seed_principals(&db.url, &master_key, Arc::clone(&options.clock)).await;
     start(db, master_key, keys, options).await
 }
 
@@ -207,7 +294,10 @@ pub async fn start(db: Arc<TestDb>, master_key: String, keys: Keys, options: Opt
     let mut config = ServeConfig::new(db.url.clone(), MasterKey::from_base64(&master_key).unwrap());
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.db_pool_size = 4;
+    let policy_file = options.policies.as_deref().map(write_policy_file);
+    config.policy_file = policy_file.clone();
     (options.configure)(&mut config);
+    let clock = Arc::clone(&options.clock);
     let app = Application::build_with(config, options.clock, options.rng)
         .await
         .unwrap();
@@ -223,37 +313,73 @@ pub async fn start(db: Arc<TestDb>, master_key: String, keys: Keys, options: Opt
         keys,
         master_key,
         db,
+        clock,
         shutdown: Some(tx),
+        policy_file,
     }
 }
 
-async fn seed_principals(url: &str, clock: &dyn Clock) -> Keys {
-    let store = PgStore::connect(url, 2).await.unwrap();
-    let rng = SystemRandom::new();
-    let create = async |tenant: &str, name: &str, roles: Vec<Role>| {
-        let (_, key) = principals::create(
-            &store,
-            &rng,
-            clock,
+async fn seed_principals(url: &str, master_key: &str, clock: Arc<dyn Clock>) -> Keys {
+    let pg = PgStore::connect(url, 2).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(pg.clone());
+    let rng = Arc::new(SystemRandom::new());
+    let keys = KeyService::load(
+        Arc::clone(&store),
+        MasterKey::from_base64(master_key).unwrap(),
+        rng.clone(),
+        Arc::clone(&clock),
+        KeySettings::default(),
+    )
+    .await
+    .unwrap();
+    let create = async |tenant: &str, name: &str, roles: Vec<Role>, totp: bool| {
+        principals::create(
+            store.as_ref(),
+            rng.as_ref(),
+            clock.as_ref(),
+            Some(&keys),
             NewPrincipalRequest {
                 tenant: tenant.into(),
                 name: name.into(),
                 roles,
                 expires_at: None,
+                totp,
             },
         )
         .await
-        .unwrap();
-        key.expose().to_owned()
+        .unwrap()
     };
+    let key = |c: &principals::CreatedPrincipal| c.key.expose().to_owned();
+    let person = |c: principals::CreatedPrincipal| Person {
+        id: c.record.principal.id.0,
+        key: c.key.expose().to_owned(),
+        totp: Arc::new(c.totp.unwrap()),
+    };
+    let detokenizer = create("acme", "payments", vec![Role::Detokenizer], false).await;
     let keys = Keys {
-        tokenizer: create("acme", "checkout", vec![Role::Tokenizer]).await,
-        other_tenant_tokenizer: create("globex", "checkout", vec![Role::Tokenizer]).await,
-        detokenizer: create("acme", "payments", vec![Role::Detokenizer]).await,
-        auditor: create("acme", "compliance", vec![Role::Auditor]).await,
-        admin: create("acme", "ops", vec![Role::Admin]).await,
+        tokenizer: key(&create("acme", "checkout", vec![Role::Tokenizer], false).await),
+        other_tenant_tokenizer: key(
+            &create("globex", "checkout", vec![Role::Tokenizer], false).await
+        ),
+        detokenizer: key(&detokenizer),
+        detokenizer_id: detokenizer.record.principal.id.0,
+        other_tenant_detokenizer: key(&create(
+            "globex",
+            "payments",
+            vec![Role::Detokenizer],
+            false,
+        )
+        .await),
+        auditor: key(&create("acme", "compliance", vec![Role::Auditor], false).await),
+        admin: key(&create("acme", "ops", vec![Role::Admin], false).await),
+        requester: person(create("acme", "alice", vec![Role::Requester], true).await),
+        approver: person(create("acme", "bob", vec![Role::Approver], true).await),
+        approver2: person(create("acme", "carol", vec![Role::Approver], true).await),
+        requester_approver: person(
+            create("acme", "dave", vec![Role::Requester, Role::Approver], true).await,
+        ),
     };
-    store.pool().close().await;
+    pg.pool().close().await;
     keys
 }
 
@@ -276,6 +402,118 @@ impl TestApp {
             Options::default(),
         )
         .await
+    }
+
+    /// The TOTP code of `person` at the server's time now.
+    pub fn code(&self, person: &Person) -> String {
+        person
+            .totp
+            .code_at(u64::try_from(self.clock.now().timestamp()).unwrap())
+    }
+
+    pub async fn create_request(&self, key: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url("/v1/access-requests"))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_request(&self, key: &str, id: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/access-requests/{id}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn list_requests(&self, key: &str, query: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/access-requests{query}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Approves (or, with `deny`, denies) a request, with `body` as given.
+    pub async fn decide(&self, key: &str, id: &str, verb: &str, body: Option<&Value>) -> Response {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/v1/access-requests/{id}/{verb}")))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Approves as `person`, with their current TOTP code.
+    pub async fn approve(&self, person: &Person, id: &str) -> Response {
+        let body = json!({"totp": self.code(person)});
+        self.decide(&person.key, id, "approve", Some(&body)).await
+    }
+
+    pub async fn detokenize(&self, key: &str, grant: Option<&str>, tokens: &[&str]) -> Response {
+        let mut request = self
+            .client
+            .post(self.url("/v1/detokenize"))
+            .bearer_auth(key)
+            .json(&json!({ "tokens": tokens }));
+        if let Some(grant) = grant {
+            request = request.header("x-access-grant", grant);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn list_grants(&self, key: &str, query: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/grants{query}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn revoke(&self, key: &str, jti: &str) -> Response {
+        self.client
+            .post(self.url(&format!("/v1/grants/{jti}/revoke")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn revoke_all(&self, key: &str, body: Option<&Value>) -> Response {
+        let mut request = self
+            .client
+            .post(self.url("/v1/grants/revoke-all"))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The payment service's auto-approved grant for any token; returns the request body.
+    pub async fn checkout_grant(&self, max_uses: u32) -> Value {
+        let response = self
+            .create_request(
+                &self.keys.detokenizer,
+                &json!({
+                    "any_token": true,
+                    "purpose": "payment_authorization",
+                    "reason": "authorize order 1001",
+                    "duration_seconds": 60,
+                    "max_uses": max_uses,
+                }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

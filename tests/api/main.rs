@@ -13,6 +13,7 @@
 
 mod helpers;
 
+mod access;
 mod auth;
 mod cli;
 mod errors;

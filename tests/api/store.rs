@@ -70,7 +70,7 @@ fn item(pan: &str) -> TokenizeItem {
 }
 
 #[tokio::test]
-async fn instances_starting_together_create_one_first_key_and_one_fingerprint_root() {
+async fn instances_starting_together_create_one_of_each_key_and_agree_on_them() {
     let f = fixture().await;
     let (a, b, c) = tokio::join!(
         keys(&f, KeySettings::default()),
@@ -82,13 +82,21 @@ async fn instances_starting_together_create_one_first_key_and_one_fingerprint_ro
         (a.active_version(), b.active_version(), c.active_version()),
         (Some(1), Some(1), Some(1))
     );
-    let (keys, secrets): (i64, i64) = sqlx::query_as(
-        "select (select count(*) from data_keys), (select count(*) from vault_secrets)",
+    let (keys, secrets, signing): (i64, i64, i64) = sqlx::query_as(
+        "select (select count(*) from data_keys), (select count(*) from vault_secrets), \
+                (select count(*) from signing_keys)",
     )
     .fetch_one(f.pg.pool())
     .await
     .unwrap();
-    assert_eq!((keys, secrets), (1, 1));
+    // One DEK; the fingerprint root and the TOTP key; one grant-signing key.
+    assert_eq!((keys, secrets, signing), (1, 2, 1));
+    // They sign grants with the same key.
+    let kids: Vec<String> = [&a, &b, &c]
+        .iter()
+        .map(|k| k.signing_key().unwrap().kid().to_owned())
+        .collect();
+    assert!(kids.iter().all(|k| k == &kids[0]));
     // They share the fingerprint root, so they agree on fingerprints.
     let pan = Pan::parse("4111111111111111").unwrap();
     assert!(

@@ -4,12 +4,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::PgStore;
-use crate::store::{KeyStore, StoreError, WrappedDataKey};
+use crate::store::{KeyStore, StoreError, StoredSigningKey, WrappedDataKey};
 
 #[derive(sqlx::FromRow)]
 struct DataKeyRow {
     version: i32,
     wrapped: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SigningKeyRow {
+    kid: String,
+    algorithm: String,
+    wrapped: Vec<u8>,
+    public_key: Vec<u8>,
 }
 
 #[async_trait]
@@ -100,6 +108,44 @@ impl KeyStore for PgStore {
         )
         .bind(name)
         .bind(wrapped)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let rows: Vec<SigningKeyRow> = sqlx::query_as(
+            "select kid, algorithm, wrapped, public_key from signing_keys \
+             where retired_at is null order by created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredSigningKey {
+                kid: r.kid,
+                algorithm: r.algorithm,
+                wrapped: r.wrapped,
+                public_key: r.public_key,
+            })
+            .collect())
+    }
+
+    async fn insert_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // The partial unique index `signing_keys_one_active` decides a race between instances.
+        let result = sqlx::query(
+            "insert into signing_keys (kid, algorithm, wrapped, public_key, created_at) \
+             values ($1, $2, $3, $4, $5) on conflict do nothing",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.wrapped)
+        .bind(&key.public_key)
         .bind(now)
         .execute(&self.pool)
         .await?;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::{PgStore, is_unique_violation};
 use crate::crypto::api_key::KeyHash;
 use crate::domain::{Principal, PrincipalId, Role, TenantId};
-use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError};
+use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError, TotpState};
 
 #[derive(sqlx::FromRow)]
 struct PrincipalRow {
@@ -57,8 +57,8 @@ impl PrincipalStore for PgStore {
             .fetch_one(&mut *tx)
             .await?;
         let row: PrincipalRow = sqlx::query_as(
-            "insert into principals (id, tenant_id, name, roles, key_hash, created_at, expires_at) \
-             values ($1, $2, $3, $4, $5, $6, $7) \
+            "insert into principals (id, tenant_id, name, roles, key_hash, created_at, expires_at, totp_secret) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8) \
              returning id, tenant_id, name, roles, expires_at, disabled_at",
         )
         .bind(new.id.0)
@@ -68,6 +68,7 @@ impl PrincipalStore for PgStore {
         .bind(new.key_hash.0.to_vec())
         .bind(new.created_at)
         .bind(new.expires_at)
+        .bind(new.sealed_totp.as_deref())
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| {
@@ -107,5 +108,60 @@ impl PrincipalStore for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    async fn totp_state(&self, id: PrincipalId) -> Result<Option<TotpState>, StoreError> {
+        let row: Option<(Option<Vec<u8>>, Option<DateTime<Utc>>)> =
+            sqlx::query_as("select totp_secret, totp_locked_until from principals where id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(sealed, locked_until)| {
+            sealed.map(|sealed| TotpState {
+                sealed,
+                locked_until,
+            })
+        }))
+    }
+
+    async fn accept_totp_step(
+        &self,
+        id: PrincipalId,
+        step: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "update principals set totp_last_step = $2, totp_failures = 0 \
+             where id = $1 and totp_secret is not null \
+               and (totp_last_step is null or totp_last_step < $2) \
+               and (totp_locked_until is null or totp_locked_until <= $3)",
+        )
+        .bind(id.0)
+        .bind(step)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn record_totp_failure(
+        &self,
+        id: PrincipalId,
+        max_failures: u32,
+        lock_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // The failure that reaches the limit locks the factor and starts a fresh count.
+        sqlx::query(
+            "update principals set \
+                 totp_locked_until = case when totp_failures + 1 >= $2 then $3 else totp_locked_until end, \
+                 totp_failures = case when totp_failures + 1 >= $2 then 0 else totp_failures + 1 end \
+             where id = $1",
+        )
+        .bind(id.0)
+        .bind(i32::try_from(max_failures).unwrap_or(i32::MAX))
+        .bind(lock_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

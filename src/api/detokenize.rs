@@ -1,0 +1,99 @@
+//! `POST /v1/detokenize`: card numbers back, under a grant.
+//!
+//! The grant is checked and one of its uses taken before any PAN is decrypted. The answer is
+//! built straight from the zeroizing `Pan`s into the response bytes; nothing here logs a PAN or
+//! the grant.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{Caller, JsonBody, from_value};
+use super::{ApiError, AppState, Route};
+use crate::domain::policy::MAX_TOKENS;
+use crate::domain::{Role, Token};
+
+/// The header that carries the grant.
+pub const GRANT_HEADER: &str = "x-access-grant";
+
+/// The routes of this resource.
+pub fn routes() -> Vec<Route> {
+    vec![Route::new(Method::POST, "/v1/detokenize", detokenize)]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetokenizeBody {
+    tokens: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    token: &'a str,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    data: Vec<Item<'a>>,
+}
+
+fn parse_tokens(body: DetokenizeBody) -> Result<Vec<Token>, ApiError> {
+    let max = usize::try_from(MAX_TOKENS).unwrap_or(usize::MAX);
+    if body.tokens.is_empty() || body.tokens.len() > max {
+        return Err(ApiError::InvalidField {
+            field: "tokens".into(),
+            expected: "an array of 1-100 tokens",
+        });
+    }
+    body.tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Token::parse(t).ok_or_else(|| ApiError::InvalidField {
+                field: format!("tokens[{i}]"),
+                expected: "a token",
+            })
+        })
+        .collect()
+}
+
+async fn detokenize(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let principal = caller.require_any(&[Role::Detokenizer, Role::Requester])?;
+    let tokens = parse_tokens(from_value(body)?)?;
+    let grant = match headers.get(GRANT_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => Some(v.trim()),
+        // Not visible ASCII: cannot be one of our grants.
+        Some(Err(_)) => Some(""),
+    };
+    state.grants().authorize(principal, grant, &tokens).await?;
+    let pans = state.tokens().reveal(principal.tenant, &tokens).await?;
+    let mut data = Vec::with_capacity(tokens.len());
+    for (token, pan) in tokens.iter().zip(&pans) {
+        let value = std::str::from_utf8(pan.expose_digits()).map_err(|_| ApiError::Internal)?;
+        data.push(Item {
+            token: token.as_str(),
+            value,
+        });
+    }
+    let bytes = serde_json::to_vec(&Answer { data }).map_err(|_| ApiError::Internal)?;
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = StatusCode::OK;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    // Card data: never stored by a cache (the security headers layer says so on every answer;
+    // this one must not depend on it).
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

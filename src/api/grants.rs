@@ -1,0 +1,151 @@
+//! `/v1/grants`: list grants, revoke one, revoke many; and the JWKS that verifies them.
+//!
+//! Lists never carry a JWT. Revocation is a database write that every instance checks on the
+//! next use of the grant.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::extract::{Caller, OptionalJsonBody, from_value, limit_param, query_params};
+use super::{ApiError, AppState, Route};
+use crate::domain::{PrincipalId, Role, Token};
+use crate::store::GrantRecord;
+
+/// The routes of this resource.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::GET, "/v1/grants", list),
+        Route::new(Method::POST, "/v1/grants/{jti}/revoke", revoke),
+        Route::new(Method::POST, "/v1/grants/revoke-all", revoke_all),
+        Route::new(Method::GET, "/.well-known/jwks.json", jwks),
+    ]
+}
+
+/// A grant as the API shows it: never the JWT.
+#[derive(Debug, Serialize)]
+struct GrantBody {
+    jti: Uuid,
+    grantee: PrincipalId,
+    request_id: Uuid,
+    purpose: String,
+    tokens: Vec<Token>,
+    any_token: bool,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    uses: u32,
+    max_uses: u32,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<GrantRecord> for GrantBody {
+    fn from(g: GrantRecord) -> Self {
+        GrantBody {
+            jti: g.jti,
+            grantee: g.grantee,
+            request_id: g.request_id,
+            purpose: g.purpose,
+            tokens: g.tokens,
+            any_token: g.any_token,
+            issued_at: g.issued_at,
+            expires_at: g.expires_at,
+            uses: g.uses,
+            max_uses: g.max_uses,
+            revoked_at: g.revoked_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ListBody {
+    grants: Vec<GrantBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeAllBody {
+    #[serde(default)]
+    principal: Option<Uuid>,
+}
+
+/// Everyone who can hold or oversee a grant.
+const VIEWERS: &[Role] = &[
+    Role::Requester,
+    Role::Detokenizer,
+    Role::Approver,
+    Role::Admin,
+    Role::Auditor,
+];
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<ListBody>, ApiError> {
+    let principal = caller.require_any(VIEWERS)?;
+    let params = query_params(query, &["active", "limit"])?;
+    let active = match params.get("active").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::InvalidField {
+                field: "active".into(),
+                expected: "true or false",
+            });
+        }
+    };
+    let limit = limit_param(&params)?;
+    let grants = state
+        .grants()
+        .list(principal, active, limit)
+        .await?
+        .into_iter()
+        .map(GrantBody::from)
+        .collect();
+    Ok(Json(ListBody { grants }))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let principal = caller.require_any(&[
+        Role::Requester,
+        Role::Detokenizer,
+        Role::Approver,
+        Role::Admin,
+    ])?;
+    let jti = path
+        .ok()
+        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
+        .ok_or(ApiError::GrantNotFound)?;
+    state.grants().revoke(principal, jti).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke_all(
+    State(state): State<AppState>,
+    caller: Caller,
+    OptionalJsonBody(body): OptionalJsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let admin = caller.require(Role::Admin)?;
+    let body: RevokeAllBody = from_value(body)?;
+    let revoked = state
+        .grants()
+        .revoke_all(admin, body.principal.map(PrincipalId))
+        .await?;
+    Ok(Json(json!({ "revoked": revoked })))
+}
+
+/// The public keys that verify grants (RFC 7517). No authentication: they are public.
+async fn jwks(State(state): State<AppState>) -> Json<Value> {
+    Json(state.keys().grant_verifier().jwks())
+}

@@ -1,0 +1,375 @@
+//! Access requests: ask under a policy, approve or deny, and hand the grant to its grantee.
+//!
+//! Policies decide at creation; the store decides approvals atomically. The grant JWT is
+//! signed only for the grantee, when a request is created already approved or when they fetch
+//! their approved request; approvers and lists never see it. Nothing here logs a code or a JWT.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::grants::sign_grant;
+use super::keys::{KeyError, KeyService};
+use super::mfa::{self, MfaError, MfaFailure};
+use crate::clock::Clock;
+use crate::domain::{AccessAsk, Denial, PolicySet, Principal, Purpose, RequestStatus, Role, Token};
+use crate::store::{
+    AccessRequestRecord, DecideOutcome, Decision, GrantDraft, NewAccessRequest, RequestFilter,
+    Store, StoreError,
+};
+
+/// Most requests one list returns.
+pub const MAX_LIST: u32 = 500;
+
+/// What a caller asks for, parsed.
+#[derive(Debug)]
+pub struct AccessAskInput {
+    /// Named tokens (empty with `any_token`), without duplicates.
+    pub tokens: Vec<Token>,
+    /// Every token of the tenant.
+    pub any_token: bool,
+    /// The purpose.
+    pub purpose: Purpose,
+    /// Why, checked.
+    pub reason: String,
+    /// How long the grant should last.
+    pub duration_seconds: u32,
+    /// Uses wanted, if not the policy's limit.
+    pub max_uses: Option<u32>,
+    /// The requester's TOTP code.
+    pub totp: Option<Zeroizing<String>>,
+}
+
+/// A request as its viewer may see it.
+#[derive(Debug)]
+pub struct AccessRequestView {
+    /// The stored request.
+    pub record: AccessRequestRecord,
+    /// Its status now.
+    pub status: RequestStatus,
+    /// The grant JWT: only for the grantee, only while the grant can be used.
+    pub grant: Option<Zeroizing<String>>,
+}
+
+/// Why an access request operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// No policy allows it.
+    #[error("no policy allows this request")]
+    PolicyDenied(Denial),
+    /// A second factor was needed and not accepted.
+    #[error("a valid TOTP code is required")]
+    Mfa(MfaFailure),
+    /// No such request visible to the caller.
+    #[error("no such access request")]
+    NotFound,
+    /// The requester tried to decide their own request.
+    #[error("requesters cannot decide their own requests")]
+    SelfApproval,
+    /// This approver already decided.
+    #[error("this approver already decided this request")]
+    AlreadyApproved,
+    /// Already approved or denied.
+    #[error("the request is already decided")]
+    Closed,
+    /// Expired before a decision.
+    #[error("the request has expired")]
+    Expired,
+    /// Keys failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<MfaError> for AccessError {
+    fn from(e: MfaError) -> Self {
+        match e {
+            MfaError::Store(e) => AccessError::Store(e),
+            MfaError::Key(e) => AccessError::Key(e),
+        }
+    }
+}
+
+/// Access requests of every tenant.
+pub struct AccessService {
+    store: Arc<dyn Store>,
+    keys: Arc<KeyService>,
+    policies: Arc<PolicySet>,
+    clock: Arc<dyn Clock>,
+    request_ttl: TimeDelta,
+}
+
+impl AccessService {
+    /// A service deciding by `policies`; pending requests expire after `request_ttl`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyService>,
+        policies: Arc<PolicySet>,
+        clock: Arc<dyn Clock>,
+        request_ttl: TimeDelta,
+    ) -> AccessService {
+        AccessService {
+            store,
+            keys,
+            policies,
+            clock,
+            request_ttl,
+        }
+    }
+
+    /// The policies in force.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// Creates a request if a policy allows it; approves it at once when that policy needs no
+    /// approval, and then the answer carries the grant.
+    pub async fn create(
+        &self,
+        requester: &Principal,
+        ask: AccessAskInput,
+        source: Option<IpAddr>,
+    ) -> Result<AccessRequestView, AccessError> {
+        let now = whole_seconds(self.clock.now());
+        let allowed = self
+            .policies
+            .evaluate(&AccessAsk {
+                roles: &requester.roles,
+                purpose: &ask.purpose,
+                tokens: ask.tokens.len(),
+                any_token: ask.any_token,
+                duration_seconds: ask.duration_seconds,
+                max_uses: ask.max_uses,
+                at: now,
+                source,
+            })
+            .map_err(AccessError::PolicyDenied)?;
+        if allowed.requester_mfa {
+            let code = ask.totp.as_ref().map(|c| c.as_str());
+            mfa::verify(
+                self.store.as_ref(),
+                &self.keys,
+                self.clock.as_ref(),
+                requester.id,
+                code,
+            )
+            .await?
+            .map_err(AccessError::Mfa)?;
+        }
+        let request = NewAccessRequest {
+            id: Uuid::new_v4(),
+            tenant: requester.tenant,
+            requester: requester.id,
+            policy: allowed.policy,
+            tokens: ask.tokens,
+            any_token: ask.any_token,
+            purpose: ask.purpose.as_str().to_owned(),
+            reason: ask.reason,
+            duration_seconds: ask.duration_seconds,
+            max_uses: allowed.max_uses,
+            approvals_required: allowed.approvals,
+            approver_mfa: allowed.approver_mfa,
+            source: source.map(|ip| ip.to_string()),
+            created_at: now,
+            expires_at: now + self.request_ttl,
+        };
+        let draft = if allowed.approvals == 0 {
+            Some(self.draft(now)?)
+        } else {
+            None
+        };
+        self.store
+            .insert_access_request(&request, draft.as_ref())
+            .await?;
+        let record = self
+            .store
+            .access_request(requester.tenant, request.id)
+            .await?
+            .ok_or(AccessError::NotFound)?;
+        self.view(requester, record).await
+    }
+
+    /// One request, if the caller may see it: its requester, or an approver, admin or auditor
+    /// of the tenant. Anyone else gets the same answer as for a request that does not exist.
+    pub async fn get(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+    ) -> Result<AccessRequestView, AccessError> {
+        let record = self
+            .store
+            .access_request(caller.tenant, id)
+            .await?
+            .ok_or(AccessError::NotFound)?;
+        if record.request.requester != caller.id && !sees_all(caller) {
+            return Err(AccessError::NotFound);
+        }
+        self.view(caller, record).await
+    }
+
+    /// Requests the caller may see, newest first: the tenant's for approvers, admins and
+    /// auditors, their own for everyone else. Lists never carry a grant.
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        status: Option<RequestStatus>,
+        limit: u32,
+    ) -> Result<Vec<AccessRequestView>, AccessError> {
+        let now = self.clock.now();
+        let records = self
+            .store
+            .list_access_requests(
+                caller.tenant,
+                RequestFilter {
+                    status,
+                    requester: (!sees_all(caller)).then_some(caller.id),
+                    now,
+                    limit: limit.clamp(1, MAX_LIST),
+                },
+            )
+            .await?;
+        Ok(records
+            .into_iter()
+            .map(|record| AccessRequestView {
+                status: record.status_at(now),
+                record,
+                grant: None,
+            })
+            .collect())
+    }
+
+    /// Approves a request; the approval that completes the count mints the grant. Under an
+    /// MFA policy the approver gives a TOTP code.
+    pub async fn approve(
+        &self,
+        approver: &Principal,
+        id: Uuid,
+        comment: Option<String>,
+        totp: Option<Zeroizing<String>>,
+    ) -> Result<AccessRequestView, AccessError> {
+        let record = self
+            .store
+            .access_request(approver.tenant, id)
+            .await?
+            .ok_or(AccessError::NotFound)?;
+        if record.request.requester == approver.id {
+            return Err(AccessError::SelfApproval);
+        }
+        // Cheap refusals before spending the approver's code.
+        match record.status_at(self.clock.now()) {
+            RequestStatus::Pending => {}
+            RequestStatus::Expired => return Err(AccessError::Expired),
+            RequestStatus::Approved | RequestStatus::Denied => return Err(AccessError::Closed),
+        }
+        if record.decisions.iter().any(|d| d.approver == approver.id) {
+            return Err(AccessError::AlreadyApproved);
+        }
+        if record.request.approver_mfa {
+            mfa::verify(
+                self.store.as_ref(),
+                &self.keys,
+                self.clock.as_ref(),
+                approver.id,
+                totp.as_ref().map(|c| c.as_str()),
+            )
+            .await?
+            .map_err(AccessError::Mfa)?;
+        }
+        self.decide(approver, id, true, comment).await
+    }
+
+    /// Denies a request: one denial closes it.
+    pub async fn deny(
+        &self,
+        approver: &Principal,
+        id: Uuid,
+        comment: Option<String>,
+    ) -> Result<AccessRequestView, AccessError> {
+        self.decide(approver, id, false, comment).await
+    }
+
+    /// Marks lapsed pending requests expired; returns how many.
+    pub async fn expire_pending(&self) -> Result<u64, StoreError> {
+        self.store.expire_access_requests(self.clock.now()).await
+    }
+
+    async fn decide(
+        &self,
+        approver: &Principal,
+        id: Uuid,
+        approve: bool,
+        comment: Option<String>,
+    ) -> Result<AccessRequestView, AccessError> {
+        let now = whole_seconds(self.clock.now());
+        let decision = Decision {
+            approver: approver.id,
+            approve,
+            comment,
+            at: now,
+        };
+        let outcome = self
+            .store
+            .decide_access_request(approver.tenant, id, &decision, &self.draft(now)?)
+            .await?;
+        match outcome {
+            DecideOutcome::NotFound => Err(AccessError::NotFound),
+            DecideOutcome::SelfApproval => Err(AccessError::SelfApproval),
+            DecideOutcome::AlreadyDecided => Err(AccessError::AlreadyApproved),
+            DecideOutcome::Closed(_) => Err(AccessError::Closed),
+            DecideOutcome::Expired => Err(AccessError::Expired),
+            // The approver sees the request, never the grant.
+            DecideOutcome::Recorded(record) => Ok(AccessRequestView {
+                status: record.status_at(now),
+                record: *record,
+                grant: None,
+            }),
+        }
+    }
+
+    fn draft(&self, now: DateTime<Utc>) -> Result<GrantDraft, AccessError> {
+        Ok(GrantDraft {
+            jti: Uuid::new_v4(),
+            kid: self.keys.signing_key()?.kid().to_owned(),
+            issued_at: now,
+        })
+    }
+
+    /// The request for `viewer`, with the grant JWT when the viewer is its grantee and the
+    /// grant can still be used.
+    async fn view(
+        &self,
+        viewer: &Principal,
+        record: AccessRequestRecord,
+    ) -> Result<AccessRequestView, AccessError> {
+        let now = self.clock.now();
+        let status = record.status_at(now);
+        let mut grant = None;
+        if let (RequestStatus::Approved, Some(jti)) = (status, record.grant)
+            && record.request.requester == viewer.id
+            && let Some(g) = self.store.grant(viewer.tenant, jti).await?
+            && g.is_active(now)
+        {
+            grant = Some(sign_grant(&self.keys, &g)?);
+        }
+        Ok(AccessRequestView {
+            record,
+            status,
+            grant,
+        })
+    }
+}
+
+/// Whether the caller sees every request and grant of the tenant, not only their own.
+pub fn sees_all(caller: &Principal) -> bool {
+    caller.has(Role::Approver) || caller.has(Role::Admin) || caller.has(Role::Auditor)
+}
+
+/// Grants start and end on whole seconds, as their JWT claims do.
+fn whole_seconds(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::seconds(1)).unwrap_or(at)
+}

@@ -1,0 +1,207 @@
+//! Grants: signing them for their grantee, authorizing a detokenize call under one, listing and
+//! revoking them.
+//!
+//! Authorizing checks the JWT (signature, pinned algorithm, issuer, audience, type, time), that
+//! it names the caller and their tenant and covers every token asked for, and then takes one use
+//! in the database, where revocation is checked in the same statement: so revocations and use
+//! limits hold at once on every instance, and nothing about a grant is cached. Nothing here
+//! logs a JWT.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::access::sees_all;
+use super::keys::{KeyError, KeyService};
+use crate::clock::Clock;
+use crate::crypto::grant::{AUDIENCE, GrantClaims, GrantTokenError, ISSUER};
+use crate::domain::{Principal, PrincipalId, Role, Token};
+use crate::store::{GrantRecord, Store, StoreError, UseOutcome};
+
+/// Most grants one list returns.
+pub const MAX_LIST: u32 = 500;
+
+/// Why a grant was refused or not found.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// No grant was presented.
+    #[error("no grant was presented")]
+    Missing,
+    /// Not a valid grant for this caller.
+    #[error("the grant is not valid")]
+    Invalid,
+    /// Outside its validity window.
+    #[error("the grant has expired")]
+    Expired,
+    /// Revoked.
+    #[error("the grant has been revoked")]
+    Revoked,
+    /// Every use is taken.
+    #[error("the grant has no uses left")]
+    Exhausted,
+    /// A token asked for is outside the grant.
+    #[error("a token is outside the grant's scope")]
+    Scope,
+    /// No such grant visible to the caller.
+    #[error("no such grant")]
+    NotFound,
+    /// Keys failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<GrantTokenError> for GrantError {
+    fn from(e: GrantTokenError) -> Self {
+        match e {
+            GrantTokenError::Invalid => GrantError::Invalid,
+            GrantTokenError::Expired => GrantError::Expired,
+        }
+    }
+}
+
+/// A detokenize call the grant allows: the use it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authorized {
+    /// The grant.
+    pub jti: Uuid,
+    /// Which use this is (1-based).
+    pub use_number: u32,
+}
+
+/// Signs a grant's JWT (again: Ed25519 gives the same JWT for the same claims).
+pub fn sign_grant(keys: &KeyService, grant: &GrantRecord) -> Result<Zeroizing<String>, KeyError> {
+    let claims = GrantClaims {
+        iss: ISSUER.to_owned(),
+        aud: AUDIENCE.to_owned(),
+        sub: grant.grantee.0,
+        tenant: grant.tenant.0,
+        jti: grant.jti,
+        iat: grant.issued_at.timestamp(),
+        nbf: grant.issued_at.timestamp(),
+        exp: grant.expires_at.timestamp(),
+        tokens: grant.tokens.iter().map(|t| t.as_str().to_owned()).collect(),
+        any_token: grant.any_token,
+        purpose: grant.purpose.clone(),
+        max_uses: grant.max_uses,
+        request_id: grant.request_id,
+    };
+    Ok(keys.signing_key_by_kid(&grant.kid)?.sign(&claims)?)
+}
+
+/// Grants of every tenant.
+pub struct GrantService {
+    store: Arc<dyn Store>,
+    keys: Arc<KeyService>,
+    clock: Arc<dyn Clock>,
+}
+
+impl GrantService {
+    /// A service over `store` and `keys`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyService>,
+        clock: Arc<dyn Clock>,
+    ) -> GrantService {
+        GrantService { store, keys, clock }
+    }
+
+    /// Checks a presented grant for a detokenize call by `caller` on `tokens`, and takes one use.
+    pub async fn authorize(
+        &self,
+        caller: &Principal,
+        jwt: Option<&str>,
+        tokens: &[Token],
+    ) -> Result<Authorized, GrantError> {
+        let jwt = jwt.ok_or(GrantError::Missing)?;
+        let now = self.clock.now();
+        let claims = self.keys.grant_verifier().verify(jwt, now.timestamp())?;
+        // A grant is good only in its grantee's hands.
+        if claims.sub != caller.id.0 || claims.tenant != caller.tenant.0 {
+            return Err(GrantError::Invalid);
+        }
+        if !claims.any_token
+            && !tokens
+                .iter()
+                .all(|t| claims.tokens.iter().any(|c| c == t.as_str()))
+        {
+            return Err(GrantError::Scope);
+        }
+        match self
+            .store
+            .use_grant(caller.tenant, claims.jti, caller.id, now)
+            .await?
+        {
+            UseOutcome::Used(n) => Ok(Authorized {
+                jti: claims.jti,
+                use_number: n,
+            }),
+            // Signed by us but unknown here: not one of this vault's grants.
+            UseOutcome::NotFound => Err(GrantError::Invalid),
+            UseOutcome::Revoked => Err(GrantError::Revoked),
+            UseOutcome::Exhausted => Err(GrantError::Exhausted),
+            UseOutcome::Expired => Err(GrantError::Expired),
+        }
+    }
+
+    /// Grants the caller may see, newest first: the tenant's for approvers, admins and
+    /// auditors, their own for everyone else; with `active`, only those still usable.
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        active: bool,
+        limit: u32,
+    ) -> Result<Vec<GrantRecord>, GrantError> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .list_grants(
+                caller.tenant,
+                (!sees_all(caller)).then_some(caller.id),
+                active.then_some(now),
+                limit.clamp(1, MAX_LIST),
+            )
+            .await?)
+    }
+
+    /// Revokes one grant: its grantee releasing it, or an approver or admin of the tenant.
+    /// Anyone else gets the answer for a grant that does not exist.
+    pub async fn revoke(&self, caller: &Principal, jti: Uuid) -> Result<GrantRecord, GrantError> {
+        let grant = self
+            .store
+            .grant(caller.tenant, jti)
+            .await?
+            .ok_or(GrantError::NotFound)?;
+        let may =
+            grant.grantee == caller.id || caller.has(Role::Approver) || caller.has(Role::Admin);
+        if !may {
+            return Err(GrantError::NotFound);
+        }
+        self.store
+            .revoke_grant(caller.tenant, jti, caller.id, self.clock.now())
+            .await?
+            .ok_or(GrantError::NotFound)
+    }
+
+    /// Revokes every active grant of the admin's tenant, or of one principal in it; returns
+    /// how many.
+    pub async fn revoke_all(
+        &self,
+        admin: &Principal,
+        grantee: Option<PrincipalId>,
+    ) -> Result<u64, GrantError> {
+        Ok(self
+            .store
+            .revoke_all_grants(admin.tenant, grantee, admin.id, self.clock.now())
+            .await?)
+    }
+
+    /// The time now, for views.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}

@@ -302,3 +302,151 @@ async fn serve_logs_json_serves_and_shuts_down_gracefully_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
 }
+
+#[tokio::test]
+async fn serve_refuses_a_bad_policy_file_naming_the_policy_and_the_reason() {
+    let db = TestDb::create(true).await;
+    let path = write_policy_file(
+        "[[policy]]\nname = \"support\"\nroles = [\"requester\"]\npurposes = [\"dispute\"]\napprovals = 1\nmax_duration_seconds = 0\n",
+    );
+    let (ok, _, err) = run(strongroom()
+        .args(["serve", "--listen", "127.0.0.1:0", "--policy-file"])
+        .arg(&path)
+        .env("DATABASE_URL", &db.url)
+        .env("STRONGROOM_MASTER_KEY", new_master_key()));
+    let _ = std::fs::remove_file(&path);
+    assert!(!ok);
+    assert!(err.contains("policy `support`"), "{err}");
+    assert!(err.contains("max_duration_seconds"), "{err}");
+}
+
+/// A `strongroom serve` process, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(db: &TestDb, master_key: &str, policy_file: &std::path::Path) -> Server {
+    let mut child = strongroom()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit-per-second",
+            "0",
+        ])
+        .arg("--policy-file")
+        .arg(policy_file)
+        .env("DATABASE_URL", &db.url)
+        .env("STRONGROOM_MASTER_KEY", master_key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut address = None;
+    for line in lines.map_while(Result::ok) {
+        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+        if entry["message"] == "strongroom serving" {
+            address = entry["listen"].as_str().map(|l| format!("http://{l}"));
+            break;
+        }
+    }
+    Server {
+        child,
+        address: address.expect("the server announces its address"),
+    }
+}
+
+#[tokio::test]
+async fn two_server_processes_share_use_counts_and_revocations() {
+    let db = std::sync::Arc::new(TestDb::create(true).await);
+    let master_key = new_master_key();
+    let keys = seed_principals(
+        &db.url,
+        &master_key,
+        std::sync::Arc::new(strongroom::clock::SystemClock),
+    )
+    .await;
+    let policy_file = write_policy_file(TEST_POLICIES);
+    let (a, b) = (
+        serve(&db, &master_key, &policy_file),
+        serve(&db, &master_key, &policy_file),
+    );
+    let client = reqwest::Client::new();
+    let token: Value = client
+        .post(format!("{}/v1/tokens", a.address))
+        .bearer_auth(&keys.tokenizer)
+        .json(&json!({"value": random_pan("4", 16)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let grant = |server: &Server, max_uses: u32| {
+        client
+            .post(format!("{}/v1/access-requests", server.address))
+            .bearer_auth(&keys.detokenizer)
+            .json(
+                &json!({"any_token": true, "purpose": "payment_authorization",
+                          "reason": "order 7", "duration_seconds": 60, "max_uses": max_uses}),
+            )
+            .send()
+    };
+    let detokenize = |server: &Server, grant: &str| {
+        client
+            .post(format!("{}/v1/detokenize", server.address))
+            .bearer_auth(&keys.detokenizer)
+            .header("x-access-grant", grant)
+            .json(&json!({"tokens": [token]}))
+            .send()
+    };
+
+    // max_uses holds across both processes: 3 uses, 12 concurrent calls.
+    let three: Value = grant(&a, 3).await.unwrap().json().await.unwrap();
+    let jwt = three["grant"].as_str().unwrap().to_owned();
+    let calls: Vec<_> = (0..12)
+        .map(|i| tokio::spawn(detokenize(if i % 2 == 0 { &a } else { &b }, &jwt)))
+        .collect();
+    let mut codes = Vec::new();
+    for call in calls {
+        let response = call.await.unwrap().unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        codes.push((status, body["code"].as_str().map(str::to_owned)));
+    }
+    let ok = codes.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!(ok, 3, "{codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|(s, c)| *s == StatusCode::OK || c.as_deref() == Some("grant_exhausted"))
+    );
+
+    // A grant revoked on one process is refused by the other at once.
+    let five: Value = grant(&b, 5).await.unwrap().json().await.unwrap();
+    let (jwt, jti) = (
+        five["grant"].as_str().unwrap().to_owned(),
+        five["grant_jti"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(detokenize(&b, &jwt).await.unwrap().status(), StatusCode::OK);
+    let revoked = client
+        .post(format!("{}/v1/grants/{jti}/revoke", a.address))
+        .bearer_auth(&keys.detokenizer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let r = detokenize(&b, &jwt).await.unwrap();
+    assert_problem(r, StatusCode::FORBIDDEN, "grant_revoked").await;
+    let _ = std::fs::remove_file(&policy_file);
+}

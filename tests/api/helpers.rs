@@ -319,7 +319,7 @@ pub async fn start(db: Arc<TestDb>, master_key: String, keys: Keys, options: Opt
     }
 }
 
-async fn seed_principals(url: &str, master_key: &str, clock: Arc<dyn Clock>) -> Keys {
+pub async fn seed_principals(url: &str, master_key: &str, clock: Arc<dyn Clock>) -> Keys {
     let pg = PgStore::connect(url, 2).await.unwrap();
     let store: Arc<dyn Store> = Arc::new(pg.clone());
     let rng = Arc::new(SystemRandom::new());

@@ -175,3 +175,111 @@ async fn no_pan_appears_in_responses_logs_or_the_database() {
         }
     }
 }
+
+#[tokio::test]
+async fn after_detokenizing_no_pan_grant_code_or_secret_appears_in_logs_or_the_database() {
+    let app = spawn_app().await;
+    let pan = random_pan("4", 16);
+    let token = app.token_for(&pan).await;
+    let alice = app.keys.requester.clone();
+    let alice_code = app.code(&alice);
+    let request: Value = app
+        .create_request(
+            &alice.key,
+            &json!({"tokens": [token], "purpose": "dispute", "reason": "case 12",
+                    "duration_seconds": 600, "totp": alice_code}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = request["id"].as_str().unwrap();
+    let bob_code = app.code(&app.keys.approver);
+    let approved = app
+        .decide(
+            &app.keys.approver.key,
+            id,
+            "approve",
+            Some(&json!({"totp": bob_code})),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mine: Value = app.get_request(&alice.key, id).await.json().await.unwrap();
+    let alice_grant = mine["grant"].as_str().unwrap().to_owned();
+    assert!(
+        !approved.contains(&alice_grant),
+        "the approver never sees the grant"
+    );
+    let revealed = app
+        .detokenize(&alice.key, Some(&alice_grant), &[&token])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(revealed.contains(&pan), "the grantee does get the PAN");
+    let checkout = app.checkout_grant(2).await["grant"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.detokenize(&app.keys.detokenizer, Some(&checkout), &[&token])
+        .await;
+    // Refusals that carry a grant.
+    app.detokenize(&app.keys.detokenizer, Some(&alice_grant), &[&token])
+        .await;
+    app.detokenize(&alice.key, Some(&format!("{alice_grant}x")), &[&token])
+        .await;
+
+    let secrets: Vec<String> = vec![
+        pan.clone(),
+        alice_grant.clone(),
+        checkout.clone(),
+        format!("\"{alice_code}\""),
+        format!("\"{bob_code}\""),
+        alice.totp.to_base32().to_string(),
+        app.keys.approver.totp.to_base32().to_string(),
+        alice.key.clone(),
+        app.keys.detokenizer.clone(),
+    ];
+    let logs = captured_logs();
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "the logs hold a secret");
+    }
+    let raw_totp = hex_bytes(alice.totp.expose_bytes());
+    let pool = app.db.pool().await;
+    let tables: Vec<String> =
+        sqlx::query_scalar("select tablename::text from pg_tables where schemaname = 'public'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for table in tables {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "select row_to_json(t)::text as r from {table} t"
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        for row in rows {
+            let text: String = row.get("r");
+            for secret in &secrets {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "table {table} holds a secret"
+                );
+            }
+            assert!(
+                !text.contains(&hex(&pan)),
+                "table {table} holds a PAN's bytes"
+            );
+            assert!(
+                !text.contains(&raw_totp),
+                "table {table} holds a TOTP secret"
+            );
+        }
+    }
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -17,6 +17,7 @@ mod access;
 mod auth;
 mod cli;
 mod errors;
+mod grants;
 mod leaks;
 mod openapi;
 mod operations;

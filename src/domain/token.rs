@@ -260,7 +260,9 @@ mod tests {
         fn every_numeric_token_fails_luhn_and_differs_from_its_pan(
             body in proptest::collection::vec(0u8..10, 19),
             len in 12usize..=19,
-            seed in proptest::collection::vec(any::<u8>(), 1..64),
+            // Bytes that rejection sampling accepts for every bound used (10 and 9 keep bytes
+            // below 250 and 252): a cycle made only of rejected bytes would spin for ever.
+            seed in proptest::collection::vec(0u8..250, 1..64),
             format in prop::sample::select(vec![
                 TokenFormat::SixFour, TokenFormat::LastFour, TokenFormat::LengthPreserving,
             ]),

@@ -35,8 +35,9 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// Who may see requests (their own, or the tenant's for approvers, admins and auditors).
-const VIEWERS: &[Role] = &[
+/// Who may see requests and grants: their own, or the tenant's for approvers, admins and
+/// auditors.
+pub const VIEWERS: &[Role] = &[
     Role::Requester,
     Role::Detokenizer,
     Role::Approver,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::access_requests::VIEWERS;
 use super::extract::{Caller, OptionalJsonBody, from_value, limit_param, query_params};
 use super::{ApiError, AppState, Route};
 use crate::domain::{PrincipalId, Role, Token};
@@ -74,15 +75,6 @@ struct RevokeAllBody {
     #[serde(default)]
     principal: Option<Uuid>,
 }
-
-/// Everyone who can hold or oversee a grant.
-const VIEWERS: &[Role] = &[
-    Role::Requester,
-    Role::Detokenizer,
-    Role::Approver,
-    Role::Admin,
-    Role::Auditor,
-];
 
 async fn list(
     State(state): State<AppState>,

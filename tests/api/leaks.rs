@@ -149,29 +149,15 @@ async fn no_pan_appears_in_responses_logs_or_the_database() {
         assert!(!logs.contains(pan.as_str()), "the logs hold a PAN");
     }
 
-    let pool = app.db.pool().await;
-    let tables: Vec<String> =
-        sqlx::query_scalar("select tablename::text from pg_tables where schemaname = 'public'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert!(tables.contains(&"tokens".to_owned()));
-    for table in tables {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "select row_to_json(t)::text as r from {table} t"
-        )))
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        for row in rows {
-            let text: String = row.get("r");
-            for pan in &all_pans {
-                assert!(!text.contains(pan.as_str()), "table {table} holds a PAN");
-                assert!(
-                    !text.contains(&hex(pan)),
-                    "table {table} holds a PAN's bytes"
-                );
-            }
+    let rows = every_row(&app).await;
+    assert!(rows.iter().any(|(table, _)| table == "tokens"));
+    for (table, text) in rows {
+        for pan in &all_pans {
+            assert!(!text.contains(pan.as_str()), "table {table} holds a PAN");
+            assert!(
+                !text.contains(&hex(pan)),
+                "table {table} holds a PAN's bytes"
+            );
         }
     }
 }
@@ -247,12 +233,33 @@ async fn after_detokenizing_no_pan_grant_code_or_secret_appears_in_logs_or_the_d
         assert!(!logs.contains(secret.as_str()), "the logs hold a secret");
     }
     let raw_totp = hex_bytes(alice.totp.expose_bytes());
+    for (table, text) in every_row(&app).await {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "table {table} holds a secret"
+            );
+        }
+        assert!(
+            !text.contains(&hex(&pan)),
+            "table {table} holds a PAN's bytes"
+        );
+        assert!(
+            !text.contains(&raw_totp),
+            "table {table} holds a TOTP secret"
+        );
+    }
+}
+
+/// Every row of every table, as (table, the row as JSON text).
+async fn every_row(app: &TestApp) -> Vec<(String, String)> {
     let pool = app.db.pool().await;
     let tables: Vec<String> =
         sqlx::query_scalar("select tablename::text from pg_tables where schemaname = 'public'")
             .fetch_all(&pool)
             .await
             .unwrap();
+    let mut out = Vec::new();
     for table in tables {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "select row_to_json(t)::text as r from {table} t"
@@ -260,24 +267,12 @@ async fn after_detokenizing_no_pan_grant_code_or_secret_appears_in_logs_or_the_d
         .fetch_all(&pool)
         .await
         .unwrap();
-        for row in rows {
-            let text: String = row.get("r");
-            for secret in &secrets {
-                assert!(
-                    !text.contains(secret.as_str()),
-                    "table {table} holds a secret"
-                );
-            }
-            assert!(
-                !text.contains(&hex(&pan)),
-                "table {table} holds a PAN's bytes"
-            );
-            assert!(
-                !text.contains(&raw_totp),
-                "table {table} holds a TOTP secret"
-            );
-        }
+        out.extend(
+            rows.into_iter()
+                .map(|row| (table.clone(), row.get::<String, _>("r"))),
+        );
     }
+    out
 }
 
 fn hex_bytes(bytes: &[u8]) -> String {

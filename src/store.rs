@@ -107,6 +107,14 @@ pub trait TokenStore: Send + Sync {
         token: &Token,
     ) -> Result<Option<TokenRecord>, StoreError>;
 
+    /// Several tokens of one tenant in one round trip, in the order asked; `None` where there
+    /// is no such token.
+    async fn get_tokens(
+        &self,
+        tenant: TenantId,
+        tokens: &[Token],
+    ) -> Result<Vec<Option<TokenRecord>>, StoreError>;
+
     /// Destroys a live token's ciphertext, fingerprint and masked PAN; the row stays so the
     /// value is never issued again. Returns whether a live token was destroyed.
     async fn delete_token(

@@ -250,3 +250,46 @@ async fn fingerprints_find_existing_tokens_only_within_the_tenant_and_format() {
         "a keyed fingerprint, not a plain hash"
     );
 }
+
+#[tokio::test]
+async fn tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_tenant() {
+    let f = fixture().await;
+    let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
+    let service = tokens(&f, &keys);
+    let pans = [
+        random_pan("4", 16),
+        random_pan("5", 16),
+        random_pan("6", 16),
+    ];
+    let issued: Vec<_> = service
+        .tokenize(f.tenant, &pans.iter().map(|p| item(p)).collect::<Vec<_>>())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().token)
+        .collect();
+    let asked = vec![issued[2].clone(), issued[0].clone(), issued[2].clone()];
+    let revealed = service.reveal(f.tenant, &asked).await.unwrap();
+    let digits: Vec<&[u8]> = revealed.iter().map(|p| p.expose_digits()).collect();
+    assert_eq!(
+        digits,
+        vec![pans[2].as_bytes(), pans[0].as_bytes(), pans[2].as_bytes()]
+    );
+    // Another tenant reads nothing; an unknown token reads as absent.
+    let other = TenantId(uuid::Uuid::new_v4());
+    let found = f.store.get_tokens(other, &asked).await.unwrap();
+    assert!(found.iter().all(Option::is_none));
+    let unknown = strongroom::domain::Token::parse("4111111111111112").unwrap();
+    let found = f
+        .store
+        .get_tokens(f.tenant, &[issued[1].clone(), unknown.clone()])
+        .await
+        .unwrap();
+    assert!(found[0].is_some() && found[1].is_none());
+    assert!(
+        service
+            .reveal(f.tenant, &[issued[1].clone(), unknown])
+            .await
+            .is_err()
+    );
+}

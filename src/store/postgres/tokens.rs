@@ -217,6 +217,42 @@ impl TokenStore for PgStore {
         row.map(TokenRecord::try_from).transpose()
     }
 
+    async fn get_tokens(
+        &self,
+        tenant: TenantId,
+        tokens: &[Token],
+    ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
+        let sql = format!(
+            "select q.idx, {cols} from unnest($2::text[]) with ordinality as q(tok, idx) \
+             join tokens t on t.tenant_id = $1 and t.token = q.tok",
+            cols = TOKEN_COLUMNS
+                .split(", ")
+                .map(|c| format!("t.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows: Vec<IndexedTokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.0)
+            .bind(
+                tokens
+                    .iter()
+                    .map(|t| t.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&self.pool)
+            .await?;
+        let mut found: Vec<Option<TokenRecord>> = vec![None; tokens.len()];
+        for row in rows {
+            // `with ordinality` counts from 1.
+            let slot = usize::try_from(row.idx - 1)
+                .ok()
+                .and_then(|i| found.get_mut(i))
+                .ok_or(StoreError::Corrupt("token lookup index"))?;
+            *slot = Some(row.row.try_into()?);
+        }
+        Ok(found)
+    }
+
     async fn delete_token(
         &self,
         tenant: TenantId,

@@ -4,6 +4,7 @@
 //! Every non-2xx answer is an RFC 9457 problem (see `error`).
 
 pub mod access_requests;
+pub mod audit;
 pub mod detokenize;
 pub mod error;
 pub mod extract;
@@ -15,7 +16,7 @@ pub mod request_id;
 pub mod source;
 pub mod tokens;
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,9 +32,10 @@ pub use error::ApiError;
 use rate_limit::RateLimits;
 
 use crate::clock::Clock;
+use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::metrics::Metrics;
 use crate::service::principals::AuthFailure;
-use crate::service::{AccessService, GrantService, KeyService, TokenService};
+use crate::service::{AccessService, AuditTrail, GrantService, KeyService, TokenService};
 use crate::store::Store;
 
 /// Limits and timeouts of the HTTP layer.
@@ -59,6 +61,7 @@ struct Inner {
     tokens: TokenService,
     access: AccessService,
     grants: GrantService,
+    audit: AuditTrail,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     rate_limits: RateLimits,
@@ -74,6 +77,8 @@ pub struct Services {
     pub access: AccessService,
     /// Grants.
     pub grants: GrantService,
+    /// The audit trail's appender.
+    pub audit: AuditTrail,
 }
 
 impl AppState {
@@ -95,6 +100,7 @@ impl AppState {
             tokens: services.tokens,
             access: services.access,
             grants: services.grants,
+            audit: services.audit,
             clock,
             metrics,
             rate_limits,
@@ -128,6 +134,11 @@ impl AppState {
         &self.0.grants
     }
 
+    /// The audit trail.
+    pub fn audit(&self) -> &AuditTrail {
+        &self.0.audit
+    }
+
     /// Proxies whose `X-Forwarded-For` is believed.
     pub fn trusted_proxies(&self) -> &[IpNet] {
         &self.0.trusted_proxies
@@ -153,16 +164,25 @@ impl AppState {
         &self.0.settings
     }
 
-    /// The one place where authentication failures are observed: counted and logged (by
-    /// reason and source address, never the presented key). The audit trail hooks in here.
-    pub fn observe_auth_failure(&self, failure: AuthFailure, peer: Option<SocketAddr>) {
+    /// The one place where authentication failures are observed: counted, logged and audited
+    /// (by reason and source address, never the presented key). The caller gets its 401
+    /// whether or not the record could be written.
+    pub async fn observe_auth_failure(&self, failure: AuthFailure, source: Option<IpAddr>) {
         self.0.metrics.observe_auth_failure(failure.as_str());
+        let request_id = request_id::current();
         tracing::warn!(
-            request_id = %request_id::current(),
+            request_id = %request_id,
             reason = failure.as_str(),
-            source = %peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+            source = %source.map(|ip| ip.to_string()).unwrap_or_default(),
             "authentication failed"
         );
+        let mut event = AuditEvent::new(Action::AuthFailure, self.clock().now());
+        event.outcome = Outcome::Denied;
+        event.code = Some(ApiError::Unauthenticated.status_and_code().1.to_owned());
+        event.detail = Some(failure.as_str().to_owned());
+        event.request_id = Some(request_id);
+        event.source = source.map(|ip| ip.to_string());
+        let _ = self.audit().record(event).await;
     }
 }
 
@@ -198,6 +218,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(access_requests::routes());
     routes.extend(detokenize::routes());
     routes.extend(grants::routes());
+    routes.extend(audit::routes());
     routes.extend(health::routes());
     routes
 }

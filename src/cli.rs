@@ -14,13 +14,17 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 use uuid::Uuid;
 
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{ServeConfig, TlsFiles};
 use crate::crypto::SystemRandom;
 use crate::crypto::keys::{MasterKey, MasterKeyError};
+use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::{PrincipalId, Role};
+use crate::metrics::Metrics;
+use crate::service::audit;
+use crate::service::keys::load_checkpoint_key;
 use crate::service::principals::{self, NewPrincipalRequest};
-use crate::service::{KeyService, KeySettings};
+use crate::service::{Anchor, AuditTrail, KeyService, KeySettings};
 use crate::startup::{Application, shutdown_signal};
 use crate::store::{Database, PgStore, SchemaStatus, Store};
 
@@ -43,6 +47,28 @@ enum Command {
     Principal(PrincipalCommand),
     /// Serve the API (reads STRONGROOM_MASTER_KEY).
     Serve(ServeArgs),
+    /// Work with the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify every hash chain, and every checkpoint in the checkpoint file, naming the first
+    /// broken record. Checking checkpoints needs STRONGROOM_MASTER_KEY.
+    Verify {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CheckpointArgs {
+    /// File of audit checkpoints (JSON lines, appended; keep it off the database host).
+    #[arg(long, env = "STRONGROOM_AUDIT_CHECKPOINT_FILE")]
+    audit_checkpoint_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +103,8 @@ enum PrincipalCommand {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
     },
     /// Disable a principal's key at once.
     Disable {
@@ -85,6 +113,8 @@ enum PrincipalCommand {
         /// The principal's id.
         #[arg(long)]
         id: Uuid,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
     },
 }
 
@@ -137,6 +167,15 @@ struct ServeArgs {
         default_value_t = 3600
     )]
     access_request_ttl_secs: u64,
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
+    /// Longest between two audit checkpoints while records are written, in milliseconds.
+    #[arg(
+        long,
+        env = "STRONGROOM_AUDIT_CHECKPOINT_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    audit_checkpoint_interval_ms: u64,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -181,23 +220,29 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             expires_at,
             totp,
             json,
+            checkpoints,
         }) => {
             let store = connect_current(&database).await?;
-            let keys = if totp {
-                let master = master_key_from_env()?;
-                let store: Arc<dyn Store> = Arc::new(store.clone());
-                Some(
+            let shared: Arc<dyn Store> = Arc::new(store.clone());
+            let master = if totp {
+                Some(master_key_from_env()?)
+            } else {
+                optional_master_key()?
+            };
+            let audit = command_audit_trail(&shared, master.as_ref(), &checkpoints).await?;
+            let keys = match master {
+                Some(master) if totp => Some(
                     KeyService::load(
-                        store,
+                        Arc::clone(&shared),
                         master,
                         Arc::new(SystemRandom::new()),
                         Arc::new(SystemClock),
                         KeySettings::default(),
+                        audit.clone(),
                     )
                     .await?,
-                )
-            } else {
-                None
+                ),
+                _ => None,
             };
             let created = principals::create(
                 &store,
@@ -213,6 +258,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 },
             )
             .await?;
+            let p = &created.record.principal;
+            let mut event = AuditEvent::new(Action::PrincipalCreate, SystemClock.now());
+            event.tenant = Some(p.tenant);
+            event.subject = Some(p.id.to_string());
+            let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+            event.detail = Some(format!(
+                "roles={}{}",
+                roles.join(","),
+                if totp { " totp" } else { "" }
+            ));
+            // No key is shown unless its creation is in the trail.
+            record_or_fail(&audit, event).await?;
             let (record, key) = (&created.record, &created.key);
             let account = format!("{tenant}/{}", record.principal.name);
             let totp_secret = created.totp.as_ref().map(|t| t.to_base32());
@@ -220,7 +277,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .totp
                 .as_ref()
                 .map(|t| t.otpauth_uri("Strongroom", &account));
-            let p = &record.principal;
             if json {
                 let out = serde_json::json!({
                     "id": p.id,
@@ -240,7 +296,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 println!("{out}");
             } else {
-                let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
                 println!(
                     "created principal {} ({}) in tenant {tenant} with roles {}",
                     p.id,
@@ -258,15 +313,34 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Principal(PrincipalCommand::Disable { database, id }) => {
+        Command::Principal(PrincipalCommand::Disable {
+            database,
+            id,
+            checkpoints,
+        }) => {
             let store = connect_current(&database).await?;
-            if principals::disable(&store, &SystemClock, PrincipalId(id)).await? {
+            let shared: Arc<dyn Store> = Arc::new(store.clone());
+            let master = optional_master_key()?;
+            let audit = command_audit_trail(&shared, master.as_ref(), &checkpoints).await?;
+            let disabled = principals::disable(&store, &SystemClock, PrincipalId(id)).await?;
+            let mut event = AuditEvent::new(Action::PrincipalDisable, SystemClock.now());
+            event.subject = Some(id.to_string());
+            if !disabled {
+                event.outcome = Outcome::Denied;
+                event.code = Some("not_found".to_owned());
+            }
+            record_or_fail(&audit, event).await?;
+            if disabled {
                 println!("disabled principal {id}");
                 Ok(())
             } else {
                 Err(CliError(format!("no enabled principal {id}")))
             }
         }
+        Command::Audit(AuditCommand::Verify {
+            database,
+            checkpoints,
+        }) => verify_audit(&database, &checkpoints).await,
         Command::Serve(args) => serve(args).await,
     }
 }
@@ -278,6 +352,77 @@ async fn connect_current(db: &DatabaseArgs) -> Result<PgStore, CliError> {
         _ => Err(CliError(
             "the database schema is not current: run `strongroom migrate` first".into(),
         )),
+    }
+}
+
+/// The master key, when the environment has one.
+fn optional_master_key() -> Result<Option<MasterKey>, MasterKeyError> {
+    match master_key_from_env() {
+        Ok(key) => Ok(Some(key)),
+        Err(MasterKeyError::Missing) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A command's own audit chain, checkpointed when the master key is at hand.
+async fn command_audit_trail(
+    store: &Arc<dyn Store>,
+    master: Option<&MasterKey>,
+    checkpoints: &CheckpointArgs,
+) -> Result<AuditTrail, CliError> {
+    let anchor = match master {
+        Some(master) => Some(Anchor::new(
+            load_checkpoint_key(store.as_ref(), master, &SystemRandom::new(), &SystemClock).await?,
+            checkpoints.audit_checkpoint_file.clone(),
+            Duration::ZERO,
+        )),
+        None => None,
+    };
+    Ok(AuditTrail::spawn(
+        Arc::clone(store),
+        anchor,
+        Arc::new(SystemClock),
+        Metrics::new(),
+    ))
+}
+
+async fn record_or_fail(audit: &AuditTrail, event: AuditEvent) -> Result<(), CliError> {
+    audit
+        .record(event)
+        .await
+        .map_err(|e| CliError(format!("{e}: the change was made but is not audited")))?;
+    audit.checkpoint().await;
+    Ok(())
+}
+
+async fn verify_audit(
+    database: &DatabaseArgs,
+    checkpoints: &CheckpointArgs,
+) -> Result<(), CliError> {
+    let store = connect_current(database).await?;
+    let anchored = match &checkpoints.audit_checkpoint_file {
+        Some(path) => {
+            let master = master_key_from_env()?;
+            let key =
+                load_checkpoint_key(&store, &master, &SystemRandom::new(), &SystemClock).await?;
+            audit::read_checkpoints(path, &key)?
+        }
+        None => {
+            eprintln!(
+                "warning: no checkpoint file given: records cut off the end of a chain cannot be detected"
+            );
+            Vec::new()
+        }
+    };
+    match audit::verify(&store, anchored).await? {
+        Ok(v) => {
+            println!(
+                "audit trail verified: {} records in {} chains; {} checkpoints matched",
+                v.records, v.chains, v.checkpoints
+            );
+            Ok(())
+        }
+        Err(e) => Err(CliError(format!("audit trail broken: {e}"))),
     }
 }
 
@@ -309,6 +454,8 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.api.rate_limit_burst = args.rate_limit_burst;
     config.trusted_proxies = args.trusted_proxies;
     config.access_request_ttl = Duration::from_secs(args.access_request_ttl_secs.max(1));
+    config.audit_checkpoint_file = args.checkpoints.audit_checkpoint_file;
+    config.audit_checkpoint_interval = Duration::from_millis(args.audit_checkpoint_interval_ms);
     if config.force_plain_http && !config.listen.ip().is_loopback() && config.tls.is_none() {
         tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (forced)");
     }

@@ -49,6 +49,10 @@ pub struct ServeConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// How long an access request may stay pending.
     pub access_request_ttl: Duration,
+    /// Where audit checkpoints are appended (they are always logged too).
+    pub audit_checkpoint_file: Option<PathBuf>,
+    /// Longest between two checkpoints while records are written.
+    pub audit_checkpoint_interval: Duration,
 }
 
 impl ServeConfig {
@@ -73,6 +77,8 @@ impl ServeConfig {
             header_read_timeout: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
             access_request_ttl: Duration::from_secs(3600),
+            audit_checkpoint_file: None,
+            audit_checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -91,6 +97,8 @@ impl fmt::Debug for ServeConfig {
             .field("keys", &self.keys)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("access_request_ttl", &self.access_request_ttl)
+            .field("audit_checkpoint_file", &self.audit_checkpoint_file)
+            .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
             .finish()
     }
 }

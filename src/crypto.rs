@@ -4,6 +4,7 @@
 
 pub mod aead;
 pub mod api_key;
+pub mod checkpoint;
 pub mod fingerprint;
 pub mod grant;
 pub mod keys;

@@ -4,6 +4,7 @@
 //! No I/O, no clock, no randomness of its own (callers pass an RNG). Nothing here logs.
 
 pub mod access;
+pub mod audit;
 pub mod luhn;
 pub mod metadata;
 pub mod pan;

@@ -30,6 +30,16 @@ struct ReasonLabels {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
 /// The application's metrics.
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
@@ -39,6 +49,8 @@ struct Inner {
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram>,
     auth_failures: Family<ReasonLabels, Counter>,
+    refusals: Family<CodeLabels, Counter>,
+    audit_write_failures: Family<TargetLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,11 +84,25 @@ impl Metrics {
             "Authentication failures by reason",
             auth_failures.clone(),
         );
+        let refusals = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Requests answered with a problem, by its stable code",
+            refusals.clone(),
+        );
+        let audit_write_failures = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "audit_write_failures",
+            "Audit records (target database) or checkpoints (target checkpoint) not written",
+            audit_write_failures.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             requests,
             latency,
             auth_failures,
+            refusals,
+            audit_write_failures,
         }))
     }
 
@@ -105,6 +131,26 @@ impl Metrics {
             .auth_failures
             .get_or_create(&ReasonLabels {
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one refusal by its problem code.
+    pub fn observe_refusal(&self, code: &str) {
+        self.0
+            .refusals
+            .get_or_create(&CodeLabels {
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one batch of audit records, or one checkpoint, that could not be written.
+    pub fn observe_audit_write_failure(&self, target: &str) {
+        self.0
+            .audit_write_failures
+            .get_or_create(&TargetLabels {
+                target: target.to_owned(),
             })
             .inc();
     }

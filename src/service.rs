@@ -5,6 +5,7 @@
 //! with domain results and small typed errors that the API layer maps in one place.
 
 pub mod access;
+pub mod audit;
 pub mod grants;
 pub mod keys;
 pub mod mfa;
@@ -12,6 +13,7 @@ pub mod principals;
 pub mod tokens;
 
 pub use access::{AccessAskInput, AccessError, AccessRequestView, AccessService};
+pub use audit::{Anchor, AuditError, AuditTrail};
 pub use grants::{GrantError, GrantService};
 
 pub use keys::{KeyError, KeyService, KeySettings};

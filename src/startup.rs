@@ -23,9 +23,13 @@ use crate::api::{self, AppState, Services};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeConfig;
 use crate::crypto::{Csprng, SystemRandom};
+use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::{PolicyError, PolicySet};
 use crate::metrics::Metrics;
-use crate::service::{AccessService, GrantService, KeyError, KeyService, TokenService};
+use crate::service::keys::load_checkpoint_key;
+use crate::service::{
+    AccessService, Anchor, AuditTrail, GrantService, KeyError, KeyService, TokenService,
+};
 use crate::store::{Database, PgStore, SchemaStatus, Store, StoreError};
 use crate::tls::{self, TlsError};
 
@@ -131,6 +135,24 @@ impl Application {
             }
         }
         let store: Arc<dyn Store> = Arc::new(pg);
+        let metrics = Metrics::new();
+        let checkpoint_key = load_checkpoint_key(
+            store.as_ref(),
+            &config.master_key,
+            rng.as_ref(),
+            clock.as_ref(),
+        )
+        .await?;
+        let audit = AuditTrail::spawn(
+            Arc::clone(&store),
+            Some(Anchor::new(
+                checkpoint_key,
+                config.audit_checkpoint_file,
+                config.audit_checkpoint_interval,
+            )),
+            Arc::clone(&clock),
+            metrics.clone(),
+        );
         let keys = Arc::new(
             KeyService::load(
                 Arc::clone(&store),
@@ -138,6 +160,7 @@ impl Application {
                 Arc::clone(&rng),
                 Arc::clone(&clock),
                 config.keys,
+                audit.clone(),
             )
             .await?,
         );
@@ -162,9 +185,10 @@ impl Application {
                 tokens,
                 access,
                 grants,
+                audit,
             },
             clock,
-            Metrics::new(),
+            metrics,
             config.api,
             config.trusted_proxies,
         );
@@ -216,6 +240,7 @@ impl Application {
             purge_interval,
             header_read_timeout,
         } = self;
+        let audit = state.audit().clone();
         let purger = tokio::spawn(purge_expired_tokens(state, purge_interval));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A client that trickles its headers (slowloris) is cut off instead of holding a task.
@@ -292,6 +317,8 @@ impl Application {
         {
             tracing::warn!("connections still open after the drain timeout");
         }
+        // The last records are vouched for outside the database before the process ends.
+        audit.checkpoint().await;
         Ok(())
     }
 }
@@ -309,8 +336,19 @@ async fn purge_expired_tokens(state: AppState, every: Duration) {
             Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
         }
         match state.access().expire_pending().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(expired = n, "expired pending access requests"),
+            Ok(expired) if expired.is_empty() => {}
+            Ok(expired) => {
+                tracing::info!(expired = expired.len(), "expired pending access requests");
+                for request in expired {
+                    let mut event =
+                        AuditEvent::new(Action::AccessRequestExpire, state.clock().now());
+                    event.tenant = Some(request.tenant);
+                    event.subject = Some(request.id.to_string());
+                    event.purpose = Some(request.purpose);
+                    event.detail = Some(format!("requester {}", request.requester));
+                    let _ = state.audit().record(event).await;
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "expiring access requests failed"),
         }
     }

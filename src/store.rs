@@ -5,6 +5,7 @@
 //! traits. Errors carry no row data.
 
 pub mod access;
+pub mod audit;
 pub mod postgres;
 
 use async_trait::async_trait;
@@ -17,9 +18,10 @@ use crate::crypto::keys::SealedPan;
 use crate::domain::{Principal, PrincipalId, Role, TenantId, Token, TokenFormat};
 
 pub use access::{
-    AccessRequestRecord, AccessStore, DecideOutcome, Decision, GrantDraft, GrantRecord,
-    NewAccessRequest, RequestFilter, UseOutcome,
+    AccessRequestRecord, AccessStore, DecideOutcome, Decision, ExpiredRequest, GrantDraft,
+    GrantRecord, NewAccessRequest, RequestFilter, UseOutcome,
 };
+pub use audit::{AuditQuery, AuditStore};
 pub use postgres::PgStore;
 
 /// Why a store operation failed. Messages name constraints and operations, never values.
@@ -314,6 +316,9 @@ pub trait Database: Send + Sync {
 }
 
 /// Everything the vault stores.
-pub trait Store: TokenStore + PrincipalStore + KeyStore + AccessStore + Database {}
+pub trait Store:
+    TokenStore + PrincipalStore + KeyStore + AccessStore + AuditStore + Database
+{
+}
 
-impl<T: TokenStore + PrincipalStore + KeyStore + AccessStore + Database> Store for T {}
+impl<T: TokenStore + PrincipalStore + KeyStore + AccessStore + AuditStore + Database> Store for T {}

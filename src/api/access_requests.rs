@@ -16,10 +16,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::audit::Audit;
 use super::extract::{Caller, JsonBody, OptionalJsonBody, from_value, limit_param, query_params};
 use super::source::Source;
 use super::{ApiError, AppState, Route};
 use crate::domain::access::check_text;
+use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::policy::MAX_TOKENS;
 use crate::domain::{PrincipalId, Purpose, RequestStatus, Role, Token};
 use crate::service::{AccessAskInput, AccessRequestView};
@@ -242,15 +244,35 @@ fn path_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> 
         .ok_or(ApiError::RequestNotFound)
 }
 
+/// What an access request's record says about the request, once it exists.
+fn describe(event: &mut AuditEvent, view: &AccessRequestView) {
+    let r = &view.record.request;
+    event.subject = Some(r.id.to_string());
+    event.purpose = Some(r.purpose.clone());
+    event.grant_jti = view.record.grant;
+    event.detail = Some(view.status.as_str().to_owned());
+}
+
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    audit: Audit,
     Source(source): Source,
-    JsonBody(body): JsonBody,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
-    let principal = caller.require_any(&[Role::Detokenizer, Role::Requester])?;
-    let ask: AccessAskInput = from_value::<CreateBody>(body)?.try_into()?;
-    let view = state.access().create(principal, ask, source).await?;
+    let mut event = audit.event(&state, Action::AccessRequestCreate, &caller);
+    let result = async {
+        let principal = caller.require_any(&[Role::Detokenizer, Role::Requester])?;
+        let ask: AccessAskInput = from_value::<CreateBody>(body?.0)?.try_into()?;
+        event.tokens = ask.tokens.iter().map(|t| t.as_str().to_owned()).collect();
+        event.purpose = Some(ask.purpose.as_str().to_owned());
+        event.reason = Some(ask.reason.clone());
+        let view = state.access().create(principal, ask, source).await?;
+        describe(&mut event, &view);
+        Ok(view)
+    }
+    .await;
+    let view = audit.settle(&state, event, result).await?;
     Ok((StatusCode::CREATED, Json(RequestBody::from(view))).into_response())
 }
 
@@ -292,31 +314,54 @@ async fn list(
 async fn approve(
     State(state): State<AppState>,
     caller: Caller,
+    audit: Audit,
     path: Result<Path<String>, PathRejection>,
-    OptionalJsonBody(body): OptionalJsonBody,
+    body: Result<OptionalJsonBody, ApiError>,
 ) -> Result<Json<RequestBody>, ApiError> {
-    let principal = caller.require(Role::Approver)?;
-    let id = path_id(path)?;
-    let body: ApproveBody = from_value(body)?;
-    let comment = check_comment(body.comment)?;
-    let view = state
-        .access()
-        .approve(principal, id, comment, body.totp.map(|c| c.0))
-        .await?;
-    Ok(Json(view.into()))
+    let mut event = audit.event(&state, Action::AccessRequestApprove, &caller);
+    let result = async {
+        let principal = caller.require(Role::Approver)?;
+        let id = path_id(path)?;
+        event.subject = Some(id.to_string());
+        let body: ApproveBody = from_value(body?.0)?;
+        let comment = check_comment(body.comment)?;
+        event.reason.clone_from(&comment);
+        let view = state
+            .access()
+            .approve(principal, id, comment, body.totp.map(|c| c.0))
+            .await?;
+        describe(&mut event, &view);
+        Ok(view)
+    }
+    .await;
+    audit
+        .settle(&state, event, result)
+        .await
+        .map(|v| Json(v.into()))
 }
 
 async fn deny(
     State(state): State<AppState>,
     caller: Caller,
+    audit: Audit,
     path: Result<Path<String>, PathRejection>,
-    OptionalJsonBody(body): OptionalJsonBody,
+    body: Result<OptionalJsonBody, ApiError>,
 ) -> Result<Json<RequestBody>, ApiError> {
-    let principal = caller.require(Role::Approver)?;
-    let id = path_id(path)?;
-    let body: DenyBody = from_value(body)?;
-    let comment = check_comment(body.comment)?;
-    Ok(Json(
-        state.access().deny(principal, id, comment).await?.into(),
-    ))
+    let mut event = audit.event(&state, Action::AccessRequestDeny, &caller);
+    let result = async {
+        let principal = caller.require(Role::Approver)?;
+        let id = path_id(path)?;
+        event.subject = Some(id.to_string());
+        let body: DenyBody = from_value(body?.0)?;
+        let comment = check_comment(body.comment)?;
+        event.reason.clone_from(&comment);
+        let view = state.access().deny(principal, id, comment).await?;
+        describe(&mut event, &view);
+        Ok(view)
+    }
+    .await;
+    audit
+        .settle(&state, event, result)
+        .await
+        .map(|v| Json(v.into()))
 }

@@ -122,6 +122,9 @@ pub enum ApiError {
     /// The database or keys are not ready.
     #[error("the service is not ready")]
     NotReady,
+    /// The audit record could not be written, so nothing was released.
+    #[error("the audit trail cannot be written right now; nothing was released")]
+    AuditUnavailable,
     /// Something failed inside; the cause is logged, not shown.
     #[error("internal error")]
     Internal,
@@ -192,6 +195,7 @@ impl ApiError {
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -218,12 +222,18 @@ impl ApiError {
     }
 }
 
+/// The `code` of a problem answer, for the metrics layer to count refusals by.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.to_problem();
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = ProblemCode(problem.code);
         let mut response = (status, Json(problem)).into_response();
+        response.extensions_mut().insert(code);
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -234,7 +244,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthenticated => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Timeout | ApiError::NotReady => {
+            ApiError::Timeout | ApiError::NotReady | ApiError::AuditUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // RFC 6585 §4.

@@ -5,16 +5,16 @@
 //! so they are never passed on). Nothing here logs a header value or a body.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use super::source::Source;
 use super::{ApiError, AppState};
 use crate::domain::metadata::is_sensitive_field;
 use crate::domain::{Principal, Role};
@@ -60,11 +60,8 @@ impl FromRequestParts<AppState> for Caller {
                 Err(wait) => Err(ApiError::RateLimited(wait.as_secs() + 1)),
             },
             Err(failure) => {
-                let peer = parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0);
-                state.observe_auth_failure(failure, peer);
+                let Source(source) = Source::from_request_parts(parts, state).await?;
+                state.observe_auth_failure(failure, source).await;
                 Err(ApiError::Unauthenticated)
             }
         }

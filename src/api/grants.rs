@@ -15,8 +15,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::access_requests::VIEWERS;
+use super::audit::Audit;
 use super::extract::{Caller, OptionalJsonBody, from_value, limit_param, query_params};
 use super::{ApiError, AppState, Route};
+use crate::domain::audit::Action;
 use crate::domain::{PrincipalId, Role, Token};
 use crate::store::GrantRecord;
 
@@ -107,33 +109,52 @@ async fn list(
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
+    audit: Audit,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let principal = caller.require_any(&[
-        Role::Requester,
-        Role::Detokenizer,
-        Role::Approver,
-        Role::Admin,
-    ])?;
-    let jti = path
-        .ok()
-        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
-        .ok_or(ApiError::GrantNotFound)?;
-    state.grants().revoke(principal, jti).await?;
+    let mut event = audit.event(&state, Action::GrantRevoke, &caller);
+    let result = async {
+        let principal = caller.require_any(&[
+            Role::Requester,
+            Role::Detokenizer,
+            Role::Approver,
+            Role::Admin,
+        ])?;
+        let jti = path
+            .ok()
+            .and_then(|Path(id)| Uuid::parse_str(&id).ok())
+            .ok_or(ApiError::GrantNotFound)?;
+        event.grant_jti = Some(jti);
+        let grant = state.grants().revoke(principal, jti).await?;
+        event.purpose = Some(grant.purpose);
+        event.subject = Some(grant.grantee.to_string());
+        Ok(())
+    }
+    .await;
+    audit.settle(&state, event, result).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn revoke_all(
     State(state): State<AppState>,
     caller: Caller,
-    OptionalJsonBody(body): OptionalJsonBody,
+    audit: Audit,
+    body: Result<OptionalJsonBody, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    let admin = caller.require(Role::Admin)?;
-    let body: RevokeAllBody = from_value(body)?;
-    let revoked = state
-        .grants()
-        .revoke_all(admin, body.principal.map(PrincipalId))
-        .await?;
+    let mut event = audit.event(&state, Action::GrantRevokeAll, &caller);
+    let result = async {
+        let admin = caller.require(Role::Admin)?;
+        let body: RevokeAllBody = from_value(body?.0)?;
+        event.subject = body.principal.map(|p| p.to_string());
+        let revoked = state
+            .grants()
+            .revoke_all(admin, body.principal.map(PrincipalId))
+            .await?;
+        event.detail = Some(format!("revoked {revoked}"));
+        Ok(revoked)
+    }
+    .await;
+    let revoked = audit.settle(&state, event, result).await?;
     Ok(Json(json!({ "revoked": revoked })))
 }
 

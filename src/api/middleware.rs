@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::error::ProblemCode;
 use super::{ApiError, AppState};
 
 /// Middleware: one structured log line and the request metrics per request.
@@ -28,6 +29,9 @@ pub async fn access_log(State(state): State<AppState>, request: Request, next: N
     state
         .metrics()
         .observe_request(method.as_str(), &route, status, elapsed);
+    if let Some(ProblemCode(code)) = response.extensions().get::<ProblemCode>() {
+        state.metrics().observe_refusal(code);
+    }
     tracing::info!(
         request_id = %super::request_id::current(),
         method = %method,

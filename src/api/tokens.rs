@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use super::audit::Audit;
 use super::error::Problem;
 use super::extract::{Caller, JsonBody, from_value, sensitive_top_level};
 use super::{ApiError, AppState, Route};
+use crate::domain::audit::Action;
 use crate::domain::metadata::{has_sensitive_field, is_sensitive_field};
-use crate::domain::{Metadata, MetadataError, Pan, Role, Token, TokenFormat};
+use crate::domain::{Metadata, MetadataError, Pan, Principal, Role, Token, TokenFormat};
 use crate::service::{TokenView, TokenizeItem};
 
 /// Most items in one batch call.
@@ -126,15 +128,24 @@ struct BatchBody {
 async fn tokenize(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody,
+    audit: Audit,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
-    let principal = caller.require(Role::Tokenizer)?;
-    let item = parse_item(body)?;
-    let mut results = state
-        .tokens()
-        .tokenize(principal.tenant, std::slice::from_ref(&item))
-        .await?;
-    let view = results.pop().ok_or(ApiError::Internal)??;
+    let mut event = audit.event(&state, Action::Tokenize, &caller);
+    let result = async {
+        let principal = caller.require(Role::Tokenizer)?;
+        let item = parse_item(body?.0)?;
+        let mut results = state
+            .tokens()
+            .tokenize(principal.tenant, std::slice::from_ref(&item))
+            .await?;
+        let view = results.pop().ok_or(ApiError::Internal)??;
+        event.tokens.push(view.token.as_str().to_owned());
+        event.detail = Some(if view.created { "created" } else { "existing" }.to_owned());
+        Ok(view)
+    }
+    .await;
+    let view = audit.settle(&state, event, result).await?;
     let status = if view.created {
         StatusCode::CREATED
     } else {
@@ -146,10 +157,36 @@ async fn tokenize(
 async fn tokenize_batch(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(body): JsonBody,
+    audit: Audit,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Json<BatchBody>, ApiError> {
-    let principal = caller.require(Role::Tokenizer)?;
-    let batch: BatchRequest = from_value(body)?;
+    let mut event = audit.event(&state, Action::TokenizeBatch, &caller);
+    let result = async {
+        let principal = caller.require(Role::Tokenizer)?;
+        let batch: BatchRequest = from_value(body?.0)?;
+        tokenize_items(&state, principal, batch)
+            .await
+            .map(|results| {
+                let mut refused = 0;
+                for r in &results {
+                    match r {
+                        BatchResult::Token(t) => event.tokens.push(t.token.as_str().to_owned()),
+                        BatchResult::Error { .. } => refused += 1,
+                    }
+                }
+                event.detail = Some(format!("items={} refused={refused}", results.len()));
+                BatchBody { results }
+            })
+    }
+    .await;
+    audit.settle(&state, event, result).await.map(Json)
+}
+
+async fn tokenize_items(
+    state: &AppState,
+    principal: &Principal,
+    batch: BatchRequest,
+) -> Result<Vec<BatchResult>, ApiError> {
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH {
         return Err(ApiError::InvalidField {
             field: "items".into(),
@@ -177,7 +214,7 @@ async fn tokenize_batch(
         .into_iter()
         .map(|r| Some(r.map_err(ApiError::from)))
         .collect();
-    let results = slots
+    Ok(slots
         .into_iter()
         .map(|slot| {
             let outcome = match slot {
@@ -194,8 +231,7 @@ async fn tokenize_batch(
                 },
             }
         })
-        .collect();
-    Ok(Json(BatchBody { results }))
+        .collect())
 }
 
 /// The `{token}` of the path. Anything not shaped like a token — a card number, or bytes that
@@ -209,21 +245,35 @@ fn path_token(path: Result<Path<String>, PathRejection>) -> Result<Token, ApiErr
 async fn lookup(
     State(state): State<AppState>,
     caller: Caller,
+    audit: Audit,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TokenBody>, ApiError> {
-    let principal = caller.require(Role::Tokenizer)?;
-    let token = path_token(path)?;
-    let view = state.tokens().lookup(principal.tenant, &token).await?;
+    let mut event = audit.event(&state, Action::Lookup, &caller);
+    let result = async {
+        let principal = caller.require(Role::Tokenizer)?;
+        let token = path_token(path)?;
+        event.tokens.push(token.as_str().to_owned());
+        Ok(state.tokens().lookup(principal.tenant, &token).await?)
+    }
+    .await;
+    let view = audit.settle(&state, event, result).await?;
     Ok(Json(TokenBody::new(view, false)))
 }
 
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,
+    audit: Audit,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let principal = caller.require(Role::Tokenizer)?;
-    let token = path_token(path)?;
-    state.tokens().delete(principal.tenant, &token).await?;
+    let mut event = audit.event(&state, Action::Delete, &caller);
+    let result = async {
+        let principal = caller.require(Role::Tokenizer)?;
+        let token = path_token(path)?;
+        event.tokens.push(token.as_str().to_owned());
+        Ok(state.tokens().delete(principal.tenant, &token).await?)
+    }
+    .await;
+    audit.settle(&state, event, result).await?;
     Ok(StatusCode::NO_CONTENT)
 }

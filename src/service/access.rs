@@ -17,8 +17,8 @@ use super::mfa::{self, MfaError, MfaFailure};
 use crate::clock::Clock;
 use crate::domain::{AccessAsk, Denial, PolicySet, Principal, Purpose, RequestStatus, Role, Token};
 use crate::store::{
-    AccessRequestRecord, DecideOutcome, Decision, GrantDraft, NewAccessRequest, RequestFilter,
-    Store, StoreError,
+    AccessRequestRecord, DecideOutcome, Decision, ExpiredRequest, GrantDraft, NewAccessRequest,
+    RequestFilter, Store, StoreError,
 };
 
 /// Most requests one list returns.
@@ -293,8 +293,8 @@ impl AccessService {
         self.decide(approver, id, false, comment).await
     }
 
-    /// Marks lapsed pending requests expired; returns how many.
-    pub async fn expire_pending(&self) -> Result<u64, StoreError> {
+    /// Marks lapsed pending requests expired; returns them.
+    pub async fn expire_pending(&self) -> Result<Vec<ExpiredRequest>, StoreError> {
         self.store.expire_access_requests(self.clock.now()).await
     }
 

@@ -73,6 +73,15 @@ pub struct Authorized {
     pub use_number: u32,
 }
 
+/// A grant whose signature verified: which one, and for what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// Its id.
+    pub jti: Uuid,
+    /// Its purpose.
+    pub purpose: String,
+}
+
 /// Signs a grant's JWT (again: Ed25519 gives the same JWT for the same claims).
 pub fn sign_grant(keys: &KeyService, grant: &GrantRecord) -> Result<Zeroizing<String>, KeyError> {
     let claims = GrantClaims {
@@ -111,15 +120,39 @@ impl GrantService {
     }
 
     /// Checks a presented grant for a detokenize call by `caller` on `tokens`, and takes one use.
+    /// Whatever the answer, also says which grant was presented once its signature verified,
+    /// for the audit trail.
     pub async fn authorize(
         &self,
         caller: &Principal,
         jwt: Option<&str>,
         tokens: &[Token],
-    ) -> Result<Authorized, GrantError> {
-        let jwt = jwt.ok_or(GrantError::Missing)?;
+    ) -> (Option<Presented>, Result<Authorized, GrantError>) {
+        let Some(jwt) = jwt else {
+            return (None, Err(GrantError::Missing));
+        };
         let now = self.clock.now();
-        let claims = self.keys.grant_verifier().verify(jwt, now.timestamp())?;
+        let claims = match self.keys.grant_verifier().verify(jwt, now.timestamp()) {
+            Ok(claims) => claims,
+            Err(e) => return (None, Err(e.into())),
+        };
+        let presented = Presented {
+            jti: claims.jti,
+            purpose: claims.purpose.clone(),
+        };
+        (
+            Some(presented),
+            self.take_use(caller, &claims, tokens, now).await,
+        )
+    }
+
+    async fn take_use(
+        &self,
+        caller: &Principal,
+        claims: &GrantClaims,
+        tokens: &[Token],
+        now: DateTime<Utc>,
+    ) -> Result<Authorized, GrantError> {
         // A grant is good only in its grantee's hands.
         if claims.sub != caller.id.0 || claims.tenant != caller.tenant.0 {
             return Err(GrantError::Invalid);

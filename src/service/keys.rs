@@ -11,18 +11,23 @@ use tokio::sync::Mutex;
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::crypto::aead::AeadKey;
+use crate::crypto::checkpoint::CheckpointKey;
 use crate::crypto::fingerprint::{FingerprintKey, FingerprintRoot};
 use crate::crypto::grant::{GrantVerifier, SigningKey, SigningKeyError};
 use crate::crypto::keys::{DataKey, Keyring, MasterKey, SealedPan, dek_label};
 use crate::crypto::random::{self, Csprng};
 use crate::crypto::totp::TotpSecret;
+use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::{Pan, PrincipalId, TenantId, Token};
+use crate::service::AuditTrail;
 use crate::store::{Store, StoreError, StoredSigningKey, WrappedDataKey};
 
 /// Name of the fingerprint root in `vault_secrets`.
 const FINGERPRINT_ROOT: &str = "fingerprint-root";
 /// Name of the key that seals TOTP secrets in `vault_secrets`.
 const TOTP_KEY: &str = "totp-key";
+/// The name of the wrapped secret that MACs audit checkpoints.
+const CHECKPOINT_KEY: &str = "audit-checkpoint-key";
 /// The only grant-signing algorithm.
 const EDDSA: &str = "EdDSA";
 
@@ -87,6 +92,7 @@ pub struct KeyService {
     rng: Arc<dyn Csprng>,
     clock: Arc<dyn Clock>,
     settings: KeySettings,
+    audit: AuditTrail,
 }
 
 impl KeyService {
@@ -98,6 +104,7 @@ impl KeyService {
         rng: Arc<dyn Csprng>,
         clock: Arc<dyn Clock>,
         settings: KeySettings,
+        audit: AuditTrail,
     ) -> Result<KeyService, KeyError> {
         let root = load_or_create_secret(
             store.as_ref(),
@@ -131,6 +138,7 @@ impl KeyService {
             rng,
             clock,
             settings,
+            audit,
         };
         service.reload().await?;
         if service.active_key().is_err() {
@@ -161,6 +169,7 @@ impl KeyService {
                 .await?
             {
                 tracing::info!(kid = key.kid(), "created grant-signing key");
+                self.audit_key_created("grant_signing_key", key.kid()).await;
             }
         }
         let mut keys = Vec::new();
@@ -332,6 +341,8 @@ impl KeyService {
             .await?
         {
             tracing::info!(version, "created data-encryption key");
+            self.audit_key_created("data_encryption_key", &version.to_string())
+                .await;
         }
         self.reload().await
     }
@@ -352,6 +363,15 @@ impl KeyService {
         Ok(())
     }
 
+    /// Records a key this instance created. The key exists either way: a failed record is
+    /// logged and counted by the trail, not fatal.
+    async fn audit_key_created(&self, kind: &str, id: &str) {
+        let mut event = AuditEvent::new(Action::KeyCreate, self.clock.now());
+        event.detail = Some(kind.to_owned());
+        event.subject = Some(id.to_owned());
+        let _ = self.audit.record(event).await;
+    }
+
     fn active_key(&self) -> Result<Arc<DataKey>, KeyError> {
         self.keyring
             .read()
@@ -363,6 +383,18 @@ impl KeyService {
     fn key_of_version(&self, version: u32) -> Option<Arc<DataKey>> {
         self.keyring.read().ok().and_then(|k| k.get(version))
     }
+}
+
+/// The key that MACs audit checkpoints, created with the vault.
+pub async fn load_checkpoint_key(
+    store: &dyn Store,
+    master: &MasterKey,
+    rng: &dyn Csprng,
+    clock: &dyn Clock,
+) -> Result<CheckpointKey, KeyError> {
+    load_or_create_secret(store, master, rng, clock, CHECKPOINT_KEY)
+        .await
+        .map(CheckpointKey::new)
 }
 
 /// Reads a wrapped 256-bit secret from the store, creating it first if the vault is new.

@@ -46,6 +46,19 @@ pub struct NewAccessRequest {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A pending request that lapsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredRequest {
+    /// Its id.
+    pub id: Uuid,
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Who asked.
+    pub requester: PrincipalId,
+    /// For what purpose.
+    pub purpose: String,
+}
+
 /// One approver's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -220,8 +233,11 @@ pub trait AccessStore: Send + Sync {
         draft: &GrantDraft,
     ) -> Result<DecideOutcome, StoreError>;
 
-    /// Marks pending requests past their expiry as expired; returns how many.
-    async fn expire_access_requests(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Marks pending requests past their expiry as expired; returns them, for the audit trail.
+    async fn expire_access_requests(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ExpiredRequest>, StoreError>;
 
     /// One grant of a tenant.
     async fn grant(&self, tenant: TenantId, jti: Uuid) -> Result<Option<GrantRecord>, StoreError>;

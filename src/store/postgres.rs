@@ -4,6 +4,7 @@
 //! an explicit transaction. Nothing here logs row data.
 
 mod access;
+mod audit;
 mod keys;
 mod principals;
 mod tokens;

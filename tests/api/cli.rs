@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn strongroom() -> Command {
+pub fn strongroom() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_strongroom"));
     command
         .env_remove("DATABASE_URL")
@@ -19,7 +19,7 @@ fn strongroom() -> Command {
     command
 }
 
-fn run(command: &mut Command) -> (bool, String, String) {
+pub fn run(command: &mut Command) -> (bool, String, String) {
     let out = command.output().unwrap();
     (
         out.status.success(),

@@ -15,8 +15,9 @@ use strongroom::crypto::keys::MasterKey;
 use strongroom::crypto::totp::TotpSecret;
 use strongroom::crypto::{Csprng, SystemRandom};
 use strongroom::domain::Role;
+use strongroom::metrics::Metrics;
 use strongroom::service::principals::{self, NewPrincipalRequest};
-use strongroom::service::{KeyService, KeySettings};
+use strongroom::service::{AuditTrail, KeyService, KeySettings};
 use strongroom::startup::Application;
 use strongroom::store::{PgStore, Store};
 use tokio::sync::oneshot;
@@ -254,6 +255,7 @@ pub struct TestApp {
     pub db: Arc<TestDb>,
     pub clock: Arc<dyn Clock>,
     shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     policy_file: Option<std::path::PathBuf>,
 }
 
@@ -304,7 +306,7 @@ pub async fn start(db: Arc<TestDb>, master_key: String, keys: Keys, options: Opt
     let scheme = if app.is_tls() { "https" } else { "http" };
     let address = format!("{scheme}://127.0.0.1:{}", app.port());
     let (tx, rx) = oneshot::channel();
-    tokio::spawn(app.run_until_stopped(async {
+    let server = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
     TestApp {
@@ -315,6 +317,7 @@ pub async fn start(db: Arc<TestDb>, master_key: String, keys: Keys, options: Opt
         db,
         clock,
         shutdown: Some(tx),
+        server: Some(server),
         policy_file,
     }
 }
@@ -323,12 +326,14 @@ pub async fn seed_principals(url: &str, master_key: &str, clock: Arc<dyn Clock>)
     let pg = PgStore::connect(url, 2).await.unwrap();
     let store: Arc<dyn Store> = Arc::new(pg.clone());
     let rng = Arc::new(SystemRandom::new());
+    let audit = AuditTrail::spawn(Arc::clone(&store), None, Arc::clone(&clock), Metrics::new());
     let keys = KeyService::load(
         Arc::clone(&store),
         MasterKey::from_base64(master_key).unwrap(),
         rng.clone(),
         Arc::clone(&clock),
         KeySettings::default(),
+        audit,
     )
     .await
     .unwrap();
@@ -402,6 +407,27 @@ impl TestApp {
             Options::default(),
         )
         .await
+    }
+
+    /// Shuts the server down gracefully and waits until it has (its last audit checkpoint
+    /// written).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    /// `GET /v1/audit` with `query` (e.g. `?action=detokenize`).
+    pub async fn audit(&self, key: &str, query: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/v1/audit{query}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// The TOTP code of `person` at the server's time now.

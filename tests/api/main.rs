@@ -14,6 +14,8 @@
 mod helpers;
 
 mod access;
+mod audit;
+mod audit_integrity;
 mod auth;
 mod cli;
 mod errors;

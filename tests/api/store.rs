@@ -7,7 +7,10 @@ use strongroom::clock::{Clock, SystemClock};
 use strongroom::crypto::keys::MasterKey;
 use strongroom::crypto::{Csprng, SystemRandom};
 use strongroom::domain::{Metadata, Pan, TenantId};
-use strongroom::service::{KeyError, KeyService, KeySettings, TokenService, TokenizeItem};
+use strongroom::metrics::Metrics;
+use strongroom::service::{
+    AuditTrail, KeyError, KeyService, KeySettings, TokenService, TokenizeItem,
+};
 use strongroom::store::{PgStore, Store};
 
 use crate::helpers::*;
@@ -41,12 +44,14 @@ async fn fixture() -> Fixture {
 async fn keys(f: &Fixture, settings: KeySettings) -> Result<KeyService, KeyError> {
     let rng: Arc<dyn Csprng> = Arc::new(SystemRandom::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let audit = AuditTrail::spawn(Arc::clone(&f.store), None, clock.clone(), Metrics::new());
     KeyService::load(
         Arc::clone(&f.store),
         MasterKey::from_base64(&f.master).unwrap(),
         rng,
         clock,
         settings,
+        audit,
     )
     .await
 }

@@ -15,8 +15,8 @@ use super::PgStore;
 use crate::domain::{PrincipalId, RequestStatus, TenantId, Token};
 use crate::store::StoreError;
 use crate::store::access::{
-    AccessRequestRecord, AccessStore, DecideOutcome, Decision, GrantDraft, GrantRecord,
-    NewAccessRequest, RequestFilter, UseOutcome,
+    AccessRequestRecord, AccessStore, DecideOutcome, Decision, ExpiredRequest, GrantDraft,
+    GrantRecord, NewAccessRequest, RequestFilter, UseOutcome,
 };
 
 const REQUEST_COLUMNS: &str = "id, tenant_id, requester_id, policy, tokens, any_token, purpose, \
@@ -401,15 +401,27 @@ impl AccessStore for PgStore {
         Ok(DecideOutcome::Recorded(Box::new(record)))
     }
 
-    async fn expire_access_requests(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let result = sqlx::query(
+    async fn expire_access_requests(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ExpiredRequest>, StoreError> {
+        let expired: Vec<(Uuid, Uuid, Uuid, String)> = sqlx::query_as(
             "update access_requests set status = 'expired', decided_at = expires_at \
-             where status = 'pending' and expires_at <= $1",
+             where status = 'pending' and expires_at <= $1 \
+             returning id, tenant_id, requester_id, purpose",
         )
         .bind(now)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(result.rows_affected())
+        Ok(expired
+            .into_iter()
+            .map(|(id, tenant, requester, purpose)| ExpiredRequest {
+                id,
+                tenant: TenantId(tenant),
+                requester: PrincipalId(requester),
+                purpose,
+            })
+            .collect())
     }
 
     async fn grant(&self, tenant: TenantId, jti: Uuid) -> Result<Option<GrantRecord>, StoreError> {

@@ -1,0 +1,325 @@
+//! The audit trail: an appender per writer that chains and commits many requests' records in
+//! one transaction, checkpoints of its chain head outside the database, verification, and the
+//! auditors' query.
+//!
+//! Every writer (a serving instance, a command) keeps a chain of its own, so instances never
+//! wait on one another and no request waits on a global lock: each waits only for the batch
+//! its record went into. A batch that fails is answered with an error and the writer starts a
+//! new chain, so a commit whose outcome is unknown can never leave a gap or a fork behind.
+//! Nothing here logs a record's contents.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::crypto::checkpoint::CheckpointKey;
+use crate::domain::audit::{
+    AuditEvent, ChainBreak, ChainHead, ChainVerifier, Checkpoint, HASH_LEN, StoredRecord, Verified,
+};
+use crate::metrics::Metrics;
+use crate::store::{AuditQuery, Store, StoreError};
+
+/// Most records one transaction appends.
+const MAX_BATCH: usize = 512;
+/// Records waiting for the appender before writers wait for room.
+const QUEUE: usize = 8192;
+/// Records one verification page reads.
+const VERIFY_PAGE: u32 = 2000;
+
+/// Why a record was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// The database refused or could not be reached; the record is not in the trail.
+    #[error("the audit trail could not be written")]
+    Unavailable,
+}
+
+/// Where chain heads are vouched for outside the database.
+pub struct Anchor {
+    key: CheckpointKey,
+    file: Option<PathBuf>,
+    every: Duration,
+}
+
+impl Anchor {
+    /// Checkpoints MACed with `key`, appended to `file` (when given) and logged, at most once
+    /// per `every` while records are written, and once more when the writer stops.
+    pub fn new(key: CheckpointKey, file: Option<PathBuf>, every: Duration) -> Anchor {
+        Anchor { key, file, every }
+    }
+}
+
+// Nearly every message is an `Append`: boxing it would cost an allocation per record to
+// shrink the rare checkpoint request.
+#[allow(clippy::large_enum_variant)]
+enum Message {
+    Append(AuditEvent, oneshot::Sender<Result<(), AuditError>>),
+    Checkpoint(oneshot::Sender<()>),
+}
+
+/// A handle on this writer's appender; clones share it.
+#[derive(Clone)]
+pub struct AuditTrail {
+    queue: mpsc::Sender<Message>,
+}
+
+impl AuditTrail {
+    /// Starts the appender of a new chain over `store`.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        anchor: Option<Anchor>,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> AuditTrail {
+        let (queue, inbox) = mpsc::channel(QUEUE);
+        let appender = Appender {
+            store,
+            anchor,
+            clock,
+            metrics,
+            head: ChainHead::new(Uuid::new_v4()),
+            checkpointed: None,
+            last_checkpoint: Instant::now(),
+        };
+        tokio::spawn(appender.run(inbox));
+        AuditTrail { queue }
+    }
+
+    /// Appends `event` and waits until it is durable.
+    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .send(Message::Append(event, done))
+            .await
+            .map_err(|_| AuditError::Unavailable)?;
+        answer.await.unwrap_or(Err(AuditError::Unavailable))
+    }
+
+    /// Writes a checkpoint of the chain head now (at shutdown, and for tests).
+    pub async fn checkpoint(&self) {
+        let (done, answer) = oneshot::channel();
+        if self.queue.send(Message::Checkpoint(done)).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
+}
+
+struct Appender {
+    store: Arc<dyn Store>,
+    anchor: Option<Anchor>,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    head: ChainHead,
+    checkpointed: Option<(Uuid, u64)>,
+    last_checkpoint: Instant,
+}
+
+impl Appender {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Message>) {
+        let mut events = Vec::with_capacity(MAX_BATCH);
+        let mut waiters = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = inbox.recv().await {
+            let mut next = Some(first);
+            // Take whatever is queued: under load a batch grows to the concurrency.
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Append(event, done) => {
+                        events.push(event);
+                        waiters.push(done);
+                    }
+                    Message::Checkpoint(done) => {
+                        self.commit(&mut events, &mut waiters).await;
+                        self.write_checkpoint().await;
+                        let _ = done.send(());
+                    }
+                }
+                if events.len() < MAX_BATCH {
+                    next = inbox.try_recv().ok();
+                }
+            }
+            self.commit(&mut events, &mut waiters).await;
+            if self
+                .anchor
+                .as_ref()
+                .is_some_and(|a| self.last_checkpoint.elapsed() >= a.every)
+            {
+                self.write_checkpoint().await;
+            }
+        }
+        self.write_checkpoint().await;
+    }
+
+    async fn commit(
+        &mut self,
+        events: &mut Vec<AuditEvent>,
+        waiters: &mut Vec<oneshot::Sender<Result<(), AuditError>>>,
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        let mut head = self.head;
+        let chained: Vec<_> = events.drain(..).map(|e| head.append(e)).collect();
+        let outcome = match self.store.append_audit(&chained).await {
+            Ok(()) => {
+                self.head = head;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = chained.len(), "audit trail write failed");
+                self.metrics.observe_audit_write_failure("database");
+                // Whether the commit landed is unknown: go on in a new chain.
+                self.head = ChainHead::new(Uuid::new_v4());
+                Err(AuditError::Unavailable)
+            }
+        };
+        for done in waiters.drain(..) {
+            let _ = done.send(outcome);
+        }
+    }
+
+    async fn write_checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        let Some(anchor) = &self.anchor else { return };
+        if self.head.seq == 0 || self.checkpointed == Some((self.head.chain, self.head.seq)) {
+            return;
+        }
+        let checkpoint = Checkpoint {
+            chain: self.head.chain,
+            seq: self.head.seq,
+            hash: self.head.hash,
+            at: self.clock.now(),
+        };
+        let line = CheckpointLine::new(&checkpoint, &anchor.key);
+        tracing::info!(
+            chain = %line.chain,
+            seq = line.seq,
+            hash = %line.hash,
+            at = %line.at,
+            mac = %line.mac,
+            "audit checkpoint"
+        );
+        if let Some(path) = anchor.file.clone() {
+            let written = tokio::task::spawn_blocking(move || append_line(&path, &line)).await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::error!("audit checkpoint file could not be written");
+                self.metrics.observe_audit_write_failure("checkpoint");
+                return;
+            }
+        }
+        self.checkpointed = Some((self.head.chain, self.head.seq));
+    }
+}
+
+/// A checkpoint as one JSON line of the checkpoint file (and the fields of its log line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointLine {
+    chain: Uuid,
+    seq: u64,
+    hash: String,
+    at: DateTime<Utc>,
+    mac: String,
+}
+
+impl CheckpointLine {
+    fn new(checkpoint: &Checkpoint, key: &CheckpointKey) -> CheckpointLine {
+        CheckpointLine {
+            chain: checkpoint.chain,
+            seq: checkpoint.seq,
+            hash: hex::encode(checkpoint.hash),
+            at: checkpoint.at,
+            mac: hex::encode(key.sign(checkpoint)),
+        }
+    }
+
+    fn open(&self, key: &CheckpointKey) -> Option<Checkpoint> {
+        let hash = <[u8; HASH_LEN]>::try_from(hex::decode(&self.hash).ok()?).ok()?;
+        let checkpoint = Checkpoint {
+            chain: self.chain,
+            seq: self.seq,
+            hash,
+            at: self.at,
+        };
+        let mac = hex::decode(&self.mac).ok()?;
+        key.verify(&checkpoint, &mac).then_some(checkpoint)
+    }
+}
+
+fn append_line(path: &Path, line: &CheckpointLine) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+    text.push('\n');
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    // One write of one line: appends from several writers do not interleave.
+    file.write_all(text.as_bytes())?;
+    file.sync_data()
+}
+
+/// Why the checkpoint file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointFileError {
+    /// It could not be read.
+    #[error("cannot read the checkpoint file: {0}")]
+    Read(#[from] std::io::Error),
+    /// A line is not a checkpoint, or its MAC does not verify under this vault's key.
+    #[error(
+        "checkpoint file line {0} is not a valid checkpoint of this vault (forged, changed or foreign)"
+    )]
+    Invalid(usize),
+}
+
+/// Reads and authenticates every checkpoint in a file.
+pub fn read_checkpoints(
+    path: &Path,
+    key: &CheckpointKey,
+) -> Result<Vec<Checkpoint>, CheckpointFileError> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str::<CheckpointLine>(line)
+                .ok()
+                .and_then(|l| l.open(key))
+                .ok_or(CheckpointFileError::Invalid(i + 1))
+        })
+        .collect()
+}
+
+/// Walks every chain in the store against `checkpoints`: the count of what verified, or the
+/// first break.
+pub async fn verify(
+    store: &dyn Store,
+    checkpoints: Vec<Checkpoint>,
+) -> Result<Result<Verified, ChainBreak>, StoreError> {
+    let mut verifier = ChainVerifier::new(checkpoints);
+    let mut after = None;
+    loop {
+        let page: Vec<StoredRecord> = store.audit_chain_page(after, VERIFY_PAGE).await?;
+        for record in &page {
+            if let Err(e) = verifier.push(record) {
+                return Ok(Err(e));
+            }
+        }
+        match page.last() {
+            Some(last) => after = Some((last.chained.chain, last.chained.seq)),
+            None => break,
+        }
+    }
+    Ok(verifier.finish())
+}
+
+/// Records matching an auditor's query, newest first.
+pub async fn query(store: &dyn Store, query: &AuditQuery) -> Result<Vec<StoredRecord>, StoreError> {
+    store.query_audit(query).await
+}

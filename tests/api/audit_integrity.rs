@@ -1,0 +1,415 @@
+//! The audit trail's integrity: append-only (by trigger and by grants), tamper-evident
+//! (verified by the real `strongroom audit verify`), fail-closed, and whole when two
+//! instances write at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection};
+use strongroom::crypto::checkpoint::CheckpointKey;
+use strongroom::domain::audit::{ChainHead, Outcome};
+use strongroom::service::audit;
+use strongroom::store::AuditStore;
+use uuid::Uuid;
+
+use crate::audit::{
+    CheckpointFile, events, exec, some_traffic, spawn_checkpointed, tamperer, verify, verify_db,
+};
+use crate::helpers::*;
+
+#[tokio::test]
+async fn the_trail_refuses_update_delete_and_truncate() {
+    let app = spawn_app().await;
+    some_traffic(&app, 1).await;
+    let pool = app.db.pool().await;
+    for sql in [
+        "update audit_events set outcome = 'denied'",
+        "delete from audit_events",
+        "truncate audit_events",
+    ] {
+        let err = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let (count,): (i64,) = sqlx::query_as("select count(*) from audit_events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(count >= 2);
+}
+
+/// `url` with `user:password` in place of its credentials.
+fn as_user(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+#[tokio::test]
+async fn serve_runs_as_a_role_that_may_only_insert_and_read_audit_records() {
+    // The README's recipe, followed to the letter.
+    let owner = spawn_app().await;
+    let role = format!("strongroom_app_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&owner.db.url).await.unwrap();
+    for sql in [
+        format!("create role {role} login password 'app-secret'"),
+        format!("grant select, insert, update, delete on all tables in schema public to {role}"),
+        format!("grant usage on all sequences in schema public to {role}"),
+        format!("revoke update, delete, truncate on audit_events from {role}"),
+    ] {
+        exec(&mut admin, &sql).await;
+    }
+    let url = as_user(&owner.db.url, &role, "app-secret");
+    let app = start(
+        Arc::clone(&owner.db),
+        owner.master_key.clone(),
+        owner.keys.clone(),
+        Options {
+            configure: Box::new(move |c| c.database_url = url),
+            ..Options::default()
+        },
+    )
+    .await;
+    let tokens = some_traffic(&app, 2).await;
+    let grant = app.checkout_grant(1).await;
+    let r = app
+        .detokenize(
+            &app.keys.detokenizer,
+            grant["grant"].as_str(),
+            &[&tokens[0]],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(events(&app, "?action=detokenize").await.len(), 1);
+
+    let mut service = PgConnection::connect(&as_user(&owner.db.url, &role, "app-secret"))
+        .await
+        .unwrap();
+    for sql in [
+        "delete from audit_events",
+        "update audit_events set reason = 'x'",
+        "truncate audit_events",
+        "set session_replication_role = replica",
+    ] {
+        let err = service
+            .execute(sqlx::AssertSqlSafe(sql.to_owned()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("permission denied"),
+            "{sql}: {err}"
+        );
+    }
+    drop(service);
+    app.stop().await;
+    exec(&mut admin, &format!("drop owned by {role}")).await;
+    exec(&mut admin, &format!("drop role {role}")).await;
+    owner.stop().await;
+}
+
+#[tokio::test]
+async fn detokenize_fails_closed_when_the_audit_trail_cannot_be_written() {
+    let app = spawn_app().await;
+    let pan = random_pan("4", 16);
+    let token = app.token_for(&pan).await;
+    let grant = app.checkout_grant(10).await;
+    let jwt = grant["grant"].as_str().unwrap().to_owned();
+    let r = app
+        .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let pool = app.db.pool().await;
+    for sql in [
+        "create function refuse_audit() returns trigger language plpgsql as \
+         $$ begin raise exception 'audit disk full'; end; $$",
+        "create trigger refuse_audit before insert on audit_events \
+         for each row execute function refuse_audit()",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let r = app
+        .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
+        .await;
+    let retry = r.headers().get("retry-after").cloned();
+    let body = r.text().await.unwrap();
+    assert!(
+        !body.contains(&pan),
+        "the PAN left without its audit record"
+    );
+    let problem: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["status"], 503);
+    assert_eq!(problem["code"], "audit_unavailable");
+    assert!(retry.is_some());
+    // Nothing else succeeds unrecorded either.
+    let r = app.get_token(&app.keys.tokenizer, &token).await;
+    assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable").await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("strongroom_audit_write_failures_total{target=\"database\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("strongroom_refusals_total{code=\"audit_unavailable\"} 2"));
+
+    // Once the trail takes records again, so does the vault, and the chains still verify.
+    sqlx::query("drop trigger refuse_audit on audit_events")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = app
+        .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (ok, out) = verify(&app, None);
+    assert!(ok, "{out}");
+}
+
+#[tokio::test]
+async fn verify_names_each_kind_of_tampering_by_a_database_superuser() {
+    let file = CheckpointFile::new();
+    let app = spawn_checkpointed(&file).await;
+    some_traffic(&app, 4).await;
+    let (db, master_key) = (Arc::clone(&app.db), app.master_key.clone());
+    // Stopped: its last checkpoint is written and nothing moves under the tampering.
+    app.stop().await;
+    let verify = |checkpoints| verify_db(&db, &master_key, checkpoints);
+    let (ok, out) = verify(Some(&file));
+    assert!(ok, "{out}");
+    assert!(out.contains("verified"), "{out}");
+    let pool = db.pool().await;
+    let (chain, count): (Uuid, i64) = sqlx::query_as(
+        "select chain_id, count(*) from audit_events group by chain_id order by 2 desc limit 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(count, 8, "4 tokenize and 4 lookups");
+    let id_at = async |seq: i64| -> i64 {
+        sqlx::query_scalar("select id from audit_events where chain_id = $1 and seq = $2")
+            .bind(chain)
+            .bind(seq)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let (third, fourth) = (id_at(3).await, id_at(4).await);
+    let mut conn = tamperer(&db).await;
+    let broken = |expect: &str| {
+        let (ok, out) = verify(Some(&file));
+        assert!(!ok, "verify passed tampering: {expect}");
+        assert!(out.contains(expect), "expected `{expect}` in: {out}");
+    };
+    let restored = || {
+        let (ok, out) = verify(Some(&file));
+        assert!(ok, "restored: {out}");
+    };
+    exec(
+        &mut conn,
+        "create table saved as select * from audit_events",
+    )
+    .await;
+
+    // A changed field.
+    exec(
+        &mut conn,
+        &format!("update audit_events set outcome = 'denied' where id = {third}"),
+    )
+    .await;
+    broken(&format!(
+        "record {third} (chain {chain}, seq 3) was changed"
+    ));
+    exec(
+        &mut conn,
+        &format!("update audit_events set outcome = 'success' where id = {third}"),
+    )
+    .await;
+    restored();
+
+    // A deleted record.
+    exec(
+        &mut conn,
+        &format!("delete from audit_events where id = {third}"),
+    )
+    .await;
+    broken(&format!(
+        "record {fourth} (chain {chain}, seq 4) follows a gap"
+    ));
+    let put_back = "insert into audit_events overriding system value select * from saved s \
+         where not exists (select 1 from audit_events a where a.id = s.id)";
+    exec(&mut conn, put_back).await;
+    restored();
+
+    // Two records reordered: each moved to the other's place.
+    exec(
+        &mut conn,
+        &format!("update audit_events set seq = seq + 1000000 where id in ({third}, {fourth})"),
+    )
+    .await;
+    exec(
+        &mut conn,
+        &format!(
+            "update audit_events set seq = case when seq = 1000003 then 4 else 3 end \
+             where id in ({third}, {fourth})"
+        ),
+    )
+    .await;
+    broken(&format!(
+        "record {fourth} (chain {chain}, seq 3) does not link"
+    ));
+    exec(
+        &mut conn,
+        &format!("delete from audit_events where id in ({third}, {fourth})"),
+    )
+    .await;
+    exec(&mut conn, put_back).await;
+    restored();
+
+    // The tail cut off: only the checkpoint kept outside the database can tell.
+    exec(
+        &mut conn,
+        &format!("delete from audit_events where chain_id = '{chain}' and seq > 5"),
+    )
+    .await;
+    let (ok, out) = verify(None);
+    assert!(ok, "without checkpoints a clean cut is invisible: {out}");
+    assert!(out.contains("warning: no checkpoint file"), "{out}");
+    broken(&format!(
+        "chain {chain} ends at seq 5 but a checkpoint vouches for seq 8"
+    ));
+    exec(&mut conn, put_back).await;
+    restored();
+
+    // A record rewritten with every later hash recomputed: whole as a chain, but not what the
+    // checkpoints vouched for.
+    let store = strongroom::store::PgStore::from_pool(pool.clone());
+    let records = store
+        .audit_chain_page(Some((chain, 0)), 10_000)
+        .await
+        .unwrap();
+    let mut head = ChainHead::new(chain);
+    for r in records.iter().filter(|r| r.chained.chain == chain) {
+        let mut event = r.chained.event.clone();
+        if r.chained.seq == 2 {
+            event.outcome = Outcome::Denied;
+        }
+        let forged = head.append(event);
+        sqlx::query(
+            "update audit_events set outcome = $1, prev_hash = $2, hash = $3 where id = $4",
+        )
+        .bind(forged.event.outcome.as_str())
+        .bind(forged.prev_hash.to_vec())
+        .bind(forged.hash.to_vec())
+        .bind(r.id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let (ok, out) = verify(None);
+    assert!(ok, "a recomputed chain is whole on its own: {out}");
+    broken("differs from its checkpoint: the chain was rewritten");
+
+    // A checkpoint line changed to match is refused outright.
+    let text = std::fs::read_to_string(&file.0).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut first: Value = serde_json::from_str(&lines[0]).unwrap();
+    first["seq"] = json!(first["seq"].as_u64().unwrap() + 1);
+    lines[0] = first.to_string();
+    std::fs::write(&file.0, lines.join("\n")).unwrap();
+    broken("checkpoint file line 1 is not a valid checkpoint of this vault");
+}
+
+#[tokio::test]
+async fn two_instances_writing_at_once_keep_chains_that_verify() {
+    let file = CheckpointFile::new();
+    let a = spawn_checkpointed(&file).await;
+    let path = file.0.clone();
+    let b = start(
+        Arc::clone(&a.db),
+        a.master_key.clone(),
+        a.keys.clone(),
+        Options {
+            configure: Box::new(move |c| {
+                c.audit_checkpoint_file = Some(path);
+                c.audit_checkpoint_interval = Duration::ZERO;
+            }),
+            ..Options::default()
+        },
+    )
+    .await;
+    let calls: Vec<_> = (0..60)
+        .map(|i| {
+            let (client, url, key) = (
+                a.client.clone(),
+                if i % 2 == 0 {
+                    a.url("/v1/tokens")
+                } else {
+                    b.url("/v1/tokens")
+                },
+                a.keys.tokenizer.clone(),
+            );
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&json!({"value": random_pan("4", 16)}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), StatusCode::CREATED);
+    }
+    let db = Arc::clone(&a.db);
+    let master_key = a.master_key.clone();
+    a.stop().await;
+    b.stop().await;
+
+    let pool = db.pool().await;
+    let chains: Vec<(Uuid, i64)> = sqlx::query_as(
+        "select chain_id, count(*) from audit_events where action = 'token.tokenize' group by 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(chains.len(), 2, "one chain per instance: {chains:?}");
+    assert_eq!(chains.iter().map(|c| c.1).sum::<i64>(), 60);
+
+    let store = strongroom::store::PgStore::from_pool(pool);
+    let master = strongroom::crypto::keys::MasterKey::from_base64(&master_key).unwrap();
+    let key: CheckpointKey = strongroom::service::keys::load_checkpoint_key(
+        &store,
+        &master,
+        &strongroom::crypto::SystemRandom::new(),
+        &strongroom::clock::SystemClock,
+    )
+    .await
+    .unwrap();
+    let checkpoints = audit::read_checkpoints(&file.0, &key).unwrap();
+    for (chain, _) in &chains {
+        assert!(checkpoints.iter().any(|c| c.chain == *chain));
+    }
+    let verified = audit::verify(&store, checkpoints).await.unwrap().unwrap();
+    assert!(
+        verified.records >= 60 && verified.chains >= 2,
+        "{verified:?}"
+    );
+    assert!(verified.checkpoints >= 2);
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection};
 
 use crate::helpers::*;
 
@@ -449,4 +450,85 @@ async fn two_server_processes_share_use_counts_and_revocations() {
     let r = detokenize(&b, &jwt).await.unwrap();
     assert_problem(r, StatusCode::FORBIDDEN, "grant_revoked").await;
     let _ = std::fs::remove_file(&policy_file);
+}
+
+#[tokio::test]
+async fn principal_changes_are_audited_checkpointed_and_verified() {
+    let db = TestDb::create(true).await;
+    let master_key = new_master_key();
+    let checkpoints = std::env::temp_dir().join(format!(
+        "strongroom-cli-checkpoints-{}.jsonl",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let with_env = |command: &mut Command| {
+        command
+            .env("DATABASE_URL", &db.url)
+            .env("STRONGROOM_MASTER_KEY", &master_key)
+            .env("STRONGROOM_AUDIT_CHECKPOINT_FILE", &checkpoints);
+    };
+    let mut create = strongroom();
+    create.args([
+        "principal",
+        "create",
+        "--tenant",
+        "shop",
+        "--name",
+        "carol",
+        "--role",
+        "approver",
+        "--totp",
+        "--json",
+    ]);
+    with_env(&mut create);
+    let (ok, out, err) = run(&mut create);
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<Value>(out.trim()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut disable = strongroom();
+    disable.args(["principal", "disable", "--id", &id]);
+    with_env(&mut disable);
+    assert!(run(&mut disable).0);
+
+    let pool = db.pool().await;
+    let events: Vec<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("select action, subject, detail from audit_events order by id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    // The new vault's keys, then the principal's creation and its disabling.
+    assert!(actions.contains(&"key.create"), "{events:?}");
+    let created = events.iter().find(|e| e.0 == "principal.create").unwrap();
+    assert_eq!(created.1.as_deref(), Some(id.as_str()));
+    assert_eq!(created.2.as_deref(), Some("roles=approver totp"));
+    let disabled = events.iter().find(|e| e.0 == "principal.disable").unwrap();
+    assert_eq!(disabled.1.as_deref(), Some(id.as_str()));
+
+    let mut verify = strongroom();
+    verify.args(["audit", "verify"]);
+    with_env(&mut verify);
+    let (ok, out, err) = run(&mut verify);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("checkpoints matched") && !out.contains(" 0 checkpoints"),
+        "{out}"
+    );
+
+    // The disabling's whole chain deleted by a superuser: only its checkpoint remembers it.
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    conn.execute("set session_replication_role = replica")
+        .await
+        .unwrap();
+    conn.execute("delete from audit_events where action = 'principal.disable'")
+        .await
+        .unwrap();
+    let (ok, _, err) = run(&mut verify);
+    assert!(!ok);
+    assert!(
+        err.contains("ends at seq 0") && err.contains("records were cut off"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(&checkpoints);
 }

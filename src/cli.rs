@@ -26,7 +26,7 @@ use crate::service::keys::load_checkpoint_key;
 use crate::service::principals::{self, NewPrincipalRequest};
 use crate::service::{Anchor, AuditTrail, KeyService, KeySettings};
 use crate::startup::{Application, shutdown_signal};
-use crate::store::{Database, PgStore, SchemaStatus, Store};
+use crate::store::{self, SchemaStatus, Store};
 
 /// Strongroom: a card-data tokenization vault with just-in-time access.
 #[derive(Debug, Parser)]
@@ -50,6 +50,16 @@ enum Command {
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run a local vault in one command: the embedded store, a generated master key, demo
+    /// principals and policies, plain HTTP on loopback. Not for real card data.
+    Dev {
+        /// Address to listen on (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the database, master key, credentials and checkpoints live.
+        #[arg(long, default_value = ".strongroom-dev")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,7 +211,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Migrate(db) => {
-            let store = PgStore::connect(&db.database_url, 2).await?;
+            let store = store::open(&db.database_url, 2).await?;
             let before = store.schema_status().await?;
             store.migrate().await?;
             match before {
@@ -222,14 +232,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             json,
             checkpoints,
         }) => {
-            let store = connect_current(&database).await?;
-            let shared: Arc<dyn Store> = Arc::new(store.clone());
+            let shared = connect_current(&database).await?;
             let master = if totp {
                 Some(master_key_from_env()?)
             } else {
                 optional_master_key()?
             };
-            let audit = command_audit_trail(&shared, master.as_ref(), &checkpoints).await?;
+            let audit =
+                command_audit_trail(&shared, master.as_ref(), checkpoints.audit_checkpoint_file)
+                    .await?;
             let keys = match master {
                 Some(master) if totp => Some(
                     KeyService::load(
@@ -244,11 +255,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 ),
                 _ => None,
             };
-            let created = principals::create(
-                &store,
-                &SystemRandom::new(),
-                &SystemClock,
+            let created = create_principal_audited(
+                shared.as_ref(),
                 keys.as_ref(),
+                &audit,
                 NewPrincipalRequest {
                     tenant: tenant.clone(),
                     name,
@@ -258,19 +268,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 },
             )
             .await?;
-            let p = &created.record.principal;
-            let mut event = AuditEvent::new(Action::PrincipalCreate, SystemClock.now());
-            event.tenant = Some(p.tenant);
-            event.subject = Some(p.id.to_string());
-            let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
-            event.detail = Some(format!(
-                "roles={}{}",
-                roles.join(","),
-                if totp { " totp" } else { "" }
-            ));
-            // No key is shown unless its creation is in the trail.
-            record_or_fail(&audit, event).await?;
             let (record, key) = (&created.record, &created.key);
+            let p = &record.principal;
+            let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
             let account = format!("{tenant}/{}", record.principal.name);
             let totp_secret = created.totp.as_ref().map(|t| t.to_base32());
             let otpauth = created
@@ -318,11 +318,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             id,
             checkpoints,
         }) => {
-            let store = connect_current(&database).await?;
-            let shared: Arc<dyn Store> = Arc::new(store.clone());
+            let shared = connect_current(&database).await?;
             let master = optional_master_key()?;
-            let audit = command_audit_trail(&shared, master.as_ref(), &checkpoints).await?;
-            let disabled = principals::disable(&store, &SystemClock, PrincipalId(id)).await?;
+            let audit =
+                command_audit_trail(&shared, master.as_ref(), checkpoints.audit_checkpoint_file)
+                    .await?;
+            let disabled =
+                principals::disable(shared.as_ref(), &SystemClock, PrincipalId(id)).await?;
             let mut event = AuditEvent::new(Action::PrincipalDisable, SystemClock.now());
             event.subject = Some(id.to_string());
             if !disabled {
@@ -342,17 +344,46 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             checkpoints,
         }) => verify_audit(&database, &checkpoints).await,
         Command::Serve(args) => serve(args).await,
+        Command::Dev { listen, data_dir } => {
+            crate::telemetry::init_with_default("warn");
+            crate::dev::run(listen, &data_dir).await
+        }
     }
 }
 
-async fn connect_current(db: &DatabaseArgs) -> Result<PgStore, CliError> {
-    let store = PgStore::connect(&db.database_url, 2).await?;
+async fn connect_current(db: &DatabaseArgs) -> Result<Arc<dyn Store>, CliError> {
+    let store = store::open(&db.database_url, 2).await?;
     match store.schema_status().await? {
         SchemaStatus::Current => Ok(store),
         _ => Err(CliError(
             "the database schema is not current: run `strongroom migrate` first".into(),
         )),
     }
+}
+
+/// Creates a principal and records it in the audit trail before anything about it is shown:
+/// a key whose creation is not in the trail is never released.
+pub async fn create_principal_audited(
+    store: &dyn Store,
+    keys: Option<&KeyService>,
+    audit: &AuditTrail,
+    request: NewPrincipalRequest,
+) -> Result<principals::CreatedPrincipal, CliError> {
+    let totp = request.totp;
+    let created =
+        principals::create(store, &SystemRandom::new(), &SystemClock, keys, request).await?;
+    let p = &created.record.principal;
+    let mut event = AuditEvent::new(Action::PrincipalCreate, SystemClock.now());
+    event.tenant = Some(p.tenant);
+    event.subject = Some(p.id.to_string());
+    let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+    event.detail = Some(format!(
+        "roles={}{}",
+        roles.join(","),
+        if totp { " totp" } else { "" }
+    ));
+    record_or_fail(audit, event).await?;
+    Ok(created)
 }
 
 /// The master key, when the environment has one.
@@ -364,16 +395,17 @@ fn optional_master_key() -> Result<Option<MasterKey>, MasterKeyError> {
     }
 }
 
-/// A command's own audit chain, checkpointed when the master key is at hand.
-async fn command_audit_trail(
+/// A command's own audit chain, checkpointed (to the log, and to `checkpoint_file` when
+/// given) when the master key is at hand.
+pub async fn command_audit_trail(
     store: &Arc<dyn Store>,
     master: Option<&MasterKey>,
-    checkpoints: &CheckpointArgs,
+    checkpoint_file: Option<PathBuf>,
 ) -> Result<AuditTrail, CliError> {
     let anchor = match master {
         Some(master) => Some(Anchor::new(
             load_checkpoint_key(store.as_ref(), master, &SystemRandom::new(), &SystemClock).await?,
-            checkpoints.audit_checkpoint_file.clone(),
+            checkpoint_file,
             Duration::ZERO,
         )),
         None => None,
@@ -404,7 +436,8 @@ async fn verify_audit(
         Some(path) => {
             let master = master_key_from_env()?;
             let key =
-                load_checkpoint_key(&store, &master, &SystemRandom::new(), &SystemClock).await?;
+                load_checkpoint_key(store.as_ref(), &master, &SystemRandom::new(), &SystemClock)
+                    .await?;
             audit::read_checkpoints(path, &key)?
         }
         None => {
@@ -414,7 +447,7 @@ async fn verify_audit(
             Vec::new()
         }
     };
-    match audit::verify(&store, anchored).await? {
+    match audit::verify(store.as_ref(), anchored).await? {
         Ok(v) => {
             println!(
                 "audit trail verified: {} records in {} chains; {} checkpoints matched",

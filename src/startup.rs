@@ -30,7 +30,7 @@ use crate::service::keys::load_checkpoint_key;
 use crate::service::{
     AccessService, Anchor, AuditTrail, GrantService, KeyError, KeyService, TokenService,
 };
-use crate::store::{Database, PgStore, SchemaStatus, Store, StoreError};
+use crate::store::{self, SchemaStatus, StoreError};
 use crate::tls::{self, TlsError};
 
 /// Longest a client may take to finish the TLS handshake.
@@ -126,15 +126,14 @@ impl Application {
             None => PolicySet::empty(),
         };
 
-        let pg = PgStore::connect(&config.database_url, config.db_pool_size).await?;
-        match pg.schema_status().await? {
+        let store = store::open(&config.database_url, config.db_pool_size).await?;
+        match store.schema_status().await? {
             SchemaStatus::Current => {}
             SchemaStatus::Behind { pending } => return Err(StartupError::SchemaBehind { pending }),
             SchemaStatus::Modified { version } => {
                 return Err(StartupError::SchemaModified { version });
             }
         }
-        let store: Arc<dyn Store> = Arc::new(pg);
         let metrics = Metrics::new();
         let checkpoint_key = load_checkpoint_key(
             store.as_ref(),

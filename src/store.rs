@@ -1,4 +1,5 @@
-//! Storage: narrow traits for what the services need, and their PostgreSQL implementation.
+//! Storage: narrow traits for what the services need, and their implementations: PostgreSQL
+//! (production) and SQLite (the embedded store), held to one conformance suite.
 //!
 //! The traits speak domain types and never see a plaintext PAN: only sealed bytes, masked
 //! forms and fingerprints cross this boundary. An embedded implementation fits behind the same
@@ -7,6 +8,9 @@
 pub mod access;
 pub mod audit;
 pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,6 +27,7 @@ pub use access::{
 };
 pub use audit::{AuditQuery, AuditStore};
 pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 /// Why a store operation failed. Messages name constraints and operations, never values.
 #[derive(Debug, thiserror::Error)]
@@ -313,6 +318,46 @@ pub trait Database: Send + Sync {
 
     /// Where the schema stands.
     async fn schema_status(&self) -> Result<SchemaStatus, StoreError>;
+
+    /// Applies every pending migration.
+    async fn migrate(&self) -> Result<(), StoreError>;
+}
+
+/// Where a schema stands, from the migrations applied to it (version → checksum).
+fn schema_status(
+    migrator: &sqlx::migrate::Migrator,
+    applied: &std::collections::HashMap<i64, Vec<u8>>,
+) -> SchemaStatus {
+    let mut pending = 0;
+    for migration in migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+    {
+        match applied.get(&migration.version) {
+            None => pending += 1,
+            Some(checksum) if checksum.as_slice() != &*migration.checksum => {
+                return SchemaStatus::Modified {
+                    version: migration.version,
+                };
+            }
+            Some(_) => {}
+        }
+    }
+    if pending == 0 {
+        SchemaStatus::Current
+    } else {
+        SchemaStatus::Behind { pending }
+    }
+}
+
+/// Opens the store a URL names: `postgres://…` (production; any number of instances) or
+/// `sqlite://…` (the embedded store: one node).
+pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    } else {
+        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+    }
 }
 
 /// Everything the vault stores.

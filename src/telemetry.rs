@@ -7,8 +7,13 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the JSON subscriber for the process.
 pub fn init() {
+    init_with_default("info");
+}
+
+/// Installs the JSON subscriber with `level` unless `STRONGROOM_LOG` says otherwise.
+pub fn init_with_default(level: &str) {
     let filter = EnvFilter::try_from_env("STRONGROOM_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .unwrap_or_else(|_| EnvFilter::new(level))
         .add_directive("sqlx=warn".parse().unwrap_or_default());
     let _ = tracing_subscriber::fmt()
         .json()

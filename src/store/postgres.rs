@@ -89,26 +89,11 @@ impl Database for PgStore {
         } else {
             HashMap::new()
         };
-        let mut pending = 0;
-        for migration in MIGRATOR
-            .iter()
-            .filter(|m| m.migration_type.is_up_migration())
-        {
-            match applied.get(&migration.version) {
-                None => pending += 1,
-                Some(checksum) if checksum.as_slice() != &*migration.checksum => {
-                    return Ok(SchemaStatus::Modified {
-                        version: migration.version,
-                    });
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(if pending == 0 {
-            SchemaStatus::Current
-        } else {
-            SchemaStatus::Behind { pending }
-        })
+        Ok(super::schema_status(&MIGRATOR, &applied))
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        PgStore::migrate(self).await
     }
 }
 

@@ -18,6 +18,7 @@ mod audit;
 mod audit_integrity;
 mod auth;
 mod cli;
+mod dev;
 mod errors;
 mod grants;
 mod leaks;

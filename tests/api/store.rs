@@ -1,43 +1,152 @@
-//! The store and key service against a real PostgreSQL: constraints, determinism, DEK counts
-//! and rotation, ciphertexts bound to their row, a wrong master key.
+//! One conformance suite for both stores — PostgreSQL and the embedded SQLite store — so they
+//! cannot drift: constraints, deterministic tokens under concurrency, DEK counts and rotation,
+//! ciphertexts bound to their row, a wrong master key, exact grant use counts, decisions counted
+//! once, and an append-only audit trail that verifies.
 
 use std::sync::Arc;
 
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{FromRow, PgPool, SqlitePool};
 use strongroom::clock::{Clock, SystemClock};
+use strongroom::crypto::api_key::ApiKey;
 use strongroom::crypto::keys::MasterKey;
 use strongroom::crypto::{Csprng, SystemRandom};
-use strongroom::domain::{Metadata, Pan, TenantId};
+use strongroom::domain::audit::{Action, AuditEvent};
+use strongroom::domain::{Metadata, Pan, PrincipalId, Role, TenantId};
 use strongroom::metrics::Metrics;
 use strongroom::service::{
-    AuditTrail, KeyError, KeyService, KeySettings, TokenService, TokenizeItem,
+    AuditTrail, KeyError, KeyService, KeySettings, TokenService, TokenizeItem, audit,
 };
-use strongroom::store::{PgStore, Store};
+use strongroom::store::{
+    DecideOutcome, Decision, GrantDraft, NewAccessRequest, NewPrincipal, PgStore, SqliteStore,
+    Store, UseOutcome,
+};
+use uuid::Uuid;
 
 use crate::helpers::*;
 
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The database under one test, and a raw handle on it for what the traits do not show.
+enum Raw {
+    Pg { pool: PgPool, _db: TestDb },
+    Lite { pool: SqlitePool, _file: SqliteFile },
+}
+
+/// A SQLite file (and its WAL files) removed afterwards.
+struct SqliteFile(std::path::PathBuf);
+
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 struct Fixture {
-    db: TestDb,
+    raw: Raw,
     store: Arc<dyn Store>,
-    pg: PgStore,
     master: String,
     tenant: TenantId,
 }
 
-async fn fixture() -> Fixture {
-    let db = TestDb::create(true).await;
-    let pg = PgStore::connect(&db.url, 4).await.unwrap();
-    let tenant = uuid::Uuid::new_v4();
-    sqlx::query("insert into tenants (id, name, created_at) values ($1, 'acme', now())")
-        .bind(tenant)
-        .execute(pg.pool())
+impl Fixture {
+    /// Rows of a query written in SQL both databases read alike.
+    async fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+    {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.raw {
+            Raw::Pg { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
+            Raw::Lite { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
+        }
+    }
+
+    /// Runs a statement; the error, if it was refused.
+    async fn exec(&self, sql: &str) -> Result<(), String> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.raw {
+            Raw::Pg { pool, .. } => sqlx::query(sql).execute(pool).await.map(drop),
+            Raw::Lite { pool, .. } => sqlx::query(sql).execute(pool).await.map(drop),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// A principal of the fixture's tenant.
+    async fn principal(&self, name: &str, role: Role) -> PrincipalId {
+        let record = self
+            .store
+            .create_principal(&new_principal(name, role))
+            .await
+            .unwrap();
+        record.principal.id
+    }
+}
+
+fn new_principal(name: &str, role: Role) -> NewPrincipal {
+    NewPrincipal {
+        id: PrincipalId(Uuid::new_v4()),
+        tenant_name: "acme".into(),
+        name: name.into(),
+        roles: vec![role],
+        key_hash: ApiKey::generate(&SystemRandom::new()).unwrap().hash(),
+        expires_at: None,
+        created_at: SystemClock.now(),
+        sealed_totp: None,
+    }
+}
+
+async fn fixture(backend: Backend) -> Fixture {
+    let (raw, store): (Raw, Arc<dyn Store>) = match backend {
+        Backend::Postgres => {
+            let db = TestDb::create(true).await;
+            let pg = PgStore::connect(&db.url, 4).await.unwrap();
+            (
+                Raw::Pg {
+                    pool: pg.pool().clone(),
+                    _db: db,
+                },
+                Arc::new(pg),
+            )
+        }
+        Backend::Sqlite => {
+            let file = SqliteFile(
+                std::env::temp_dir()
+                    .join(format!("strongroom-test-{}.db", Uuid::new_v4().simple())),
+            );
+            let lite = SqliteStore::connect(&format!("sqlite://{}", file.0.display()), 4)
+                .await
+                .unwrap();
+            lite.migrate().await.unwrap();
+            (
+                Raw::Lite {
+                    pool: lite.pool().clone(),
+                    _file: file,
+                },
+                Arc::new(lite),
+            )
+        }
+    };
+    let tenant = store
+        .create_principal(&new_principal("seed", Role::Tokenizer))
         .await
-        .unwrap();
+        .unwrap()
+        .principal
+        .tenant;
     Fixture {
-        store: Arc::new(pg.clone()),
-        pg,
-        db,
+        raw,
+        store,
         master: new_master_key(),
-        tenant: TenantId(tenant),
+        tenant,
     }
 }
 
@@ -55,6 +164,32 @@ async fn keys(f: &Fixture, settings: KeySettings) -> Result<KeyService, KeyError
     )
     .await
 }
+
+/// Runs each named test against both stores.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+    };
+}
+
+conformance!(
+    instances_starting_together_create_one_of_each_key_and_agree_on_them,
+    a_different_master_key_is_refused_at_load,
+    encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limit,
+    a_ciphertext_moved_to_another_row_fails_to_decrypt,
+    fingerprints_find_existing_tokens_only_within_the_tenant_and_format,
+    tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_tenant,
+    concurrent_tokenizations_of_one_pan_give_one_token,
+    concurrent_uses_never_pass_a_grants_limit,
+    concurrent_approvals_mint_exactly_one_grant,
+    the_audit_trail_is_append_only_and_verifies,
+    a_duplicate_principal_name_is_refused,
+);
 
 fn tokens(f: &Fixture, keys: &Arc<KeyService>) -> TokenService {
     TokenService::new(
@@ -74,9 +209,8 @@ fn item(pan: &str) -> TokenizeItem {
     }
 }
 
-#[tokio::test]
-async fn instances_starting_together_create_one_of_each_key_and_agree_on_them() {
-    let f = fixture().await;
+async fn instances_starting_together_create_one_of_each_key_and_agree_on_them(backend: Backend) {
+    let f = fixture(backend).await;
     let (a, b, c) = tokio::join!(
         keys(&f, KeySettings::default()),
         keys(&f, KeySettings::default()),
@@ -87,13 +221,12 @@ async fn instances_starting_together_create_one_of_each_key_and_agree_on_them() 
         (a.active_version(), b.active_version(), c.active_version()),
         (Some(1), Some(1), Some(1))
     );
-    let (keys, secrets, signing): (i64, i64, i64) = sqlx::query_as(
-        "select (select count(*) from data_keys), (select count(*) from vault_secrets), \
-                (select count(*) from signing_keys)",
-    )
-    .fetch_one(f.pg.pool())
-    .await
-    .unwrap();
+    let (keys, secrets, signing): (i64, i64, i64) = f
+        .rows(
+            "select (select count(*) from data_keys), (select count(*) from vault_secrets), \
+                    (select count(*) from signing_keys)",
+        )
+        .await[0];
     // One DEK; the fingerprint root and the TOTP key; one grant-signing key.
     assert_eq!((keys, secrets, signing), (1, 2, 1));
     // They sign grants with the same key.
@@ -108,12 +241,10 @@ async fn instances_starting_together_create_one_of_each_key_and_agree_on_them() 
         a.fingerprint_key(f.tenant).fingerprint(&pan)
             == c.fingerprint_key(f.tenant).fingerprint(&pan)
     );
-    drop(f.db);
 }
 
-#[tokio::test]
-async fn a_different_master_key_is_refused_at_load() {
-    let mut f = fixture().await;
+async fn a_different_master_key_is_refused_at_load(backend: Backend) {
+    let mut f = fixture(backend).await;
     keys(&f, KeySettings::default()).await.unwrap();
     f.master = new_master_key();
     assert!(matches!(
@@ -122,9 +253,10 @@ async fn a_different_master_key_is_refused_at_load() {
     ));
 }
 
-#[tokio::test]
-async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limit() {
-    let f = fixture().await;
+async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limit(
+    backend: Backend,
+) {
+    let f = fixture(backend).await;
     let settings = KeySettings {
         encryption_limit: 4,
         reservation_block: 2,
@@ -143,28 +275,18 @@ async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limi
         Some(2),
         "the first key retired at 4 encryptions"
     );
-    let rows: Vec<(i32, i64, bool)> = sqlx::query_as(
-        "select version, encryptions, retired_at is not null from data_keys order by version",
-    )
-    .fetch_all(f.pg.pool())
-    .await
-    .unwrap();
+    let rows: Vec<(i32, i64, bool)> = f
+        .rows("select version, encryptions, retired_at is not null from data_keys order by version")
+        .await;
     assert_eq!(rows[0], (1, 4, true));
     assert_eq!(rows[1].0, 2);
     assert!(rows[1].1 >= 1 && !rows[1].2);
-    let per_version: Vec<(i32, i64)> = sqlx::query_as(
-        "select dek_version, count(*) from tokens group by dek_version order by dek_version",
-    )
-    .fetch_all(f.pg.pool())
-    .await
-    .unwrap();
+    let per_version: Vec<(i32, i64)> = f
+        .rows("select dek_version, count(*) from tokens group by dek_version order by dek_version")
+        .await;
     assert_eq!(per_version, vec![(1, 4), (2, 1)]);
     // Both versions still decrypt their rows.
-    for (token,) in sqlx::query_as::<_, (String,)>("select token from tokens")
-        .fetch_all(f.pg.pool())
-        .await
-        .unwrap()
-    {
+    for (token,) in f.rows::<(String,)>("select token from tokens").await {
         let token = strongroom::domain::Token::parse(&token).unwrap();
         let record = f.store.get_token(f.tenant, &token).await.unwrap().unwrap();
         keys.open_pan(f.tenant, &token, record.sealed.as_ref().unwrap())
@@ -173,9 +295,8 @@ async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limi
     }
 }
 
-#[tokio::test]
-async fn a_ciphertext_moved_to_another_row_fails_to_decrypt() {
-    let f = fixture().await;
+async fn a_ciphertext_moved_to_another_row_fails_to_decrypt(backend: Backend) {
+    let f = fixture(backend).await;
     let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
     let service = tokens(&f, &keys);
     let (pan_a, pan_b) = (random_pan("4", 16), random_pan("5", 16));
@@ -191,12 +312,14 @@ async fn a_ciphertext_moved_to_another_row_fails_to_decrypt() {
         .await
         .unwrap();
     assert_eq!(opened.expose_digits(), pan_a.as_bytes());
-    sqlx::query("update tokens set sealed_pan = (select sealed_pan from tokens where token = $1) where token = $2")
-        .bind(a.as_str())
-        .bind(b.as_str())
-        .execute(f.pg.pool())
-        .await
-        .unwrap();
+    f.exec(&format!(
+        "update tokens set sealed_pan = (select sealed_pan from tokens where token = '{a}') \
+         where token = '{b}'",
+        a = a.as_str(),
+        b = b.as_str()
+    ))
+    .await
+    .unwrap();
     let moved = f.store.get_token(f.tenant, &b).await.unwrap().unwrap();
     assert!(
         keys.open_pan(f.tenant, &b, moved.sealed.as_ref().unwrap())
@@ -205,9 +328,8 @@ async fn a_ciphertext_moved_to_another_row_fails_to_decrypt() {
     );
 }
 
-#[tokio::test]
-async fn fingerprints_find_existing_tokens_only_within_the_tenant_and_format() {
-    let f = fixture().await;
+async fn fingerprints_find_existing_tokens_only_within_the_tenant_and_format(backend: Backend) {
+    let f = fixture(backend).await;
     let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
     let service = tokens(&f, &keys);
     let pan = random_pan("4", 16);
@@ -244,10 +366,10 @@ async fn fingerprints_find_existing_tokens_only_within_the_tenant_and_format() {
         .await
         .unwrap();
     assert!(found[0].is_some() && found[1].is_none());
-    let stored_fingerprint: Vec<u8> = sqlx::query_scalar("select fingerprint from tokens")
-        .fetch_one(f.pg.pool())
+    let (stored_fingerprint,) = f
+        .rows::<(Vec<u8>,)>("select fingerprint from tokens")
         .await
-        .unwrap();
+        .remove(0);
     let plain = ring::digest::digest(&ring::digest::SHA256, pan.as_bytes());
     assert_ne!(
         stored_fingerprint.as_slice(),
@@ -256,9 +378,10 @@ async fn fingerprints_find_existing_tokens_only_within_the_tenant_and_format() {
     );
 }
 
-#[tokio::test]
-async fn tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_tenant() {
-    let f = fixture().await;
+async fn tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_tenant(
+    backend: Backend,
+) {
+    let f = fixture(backend).await;
     let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
     let service = tokens(&f, &keys);
     let pans = [
@@ -297,4 +420,287 @@ async fn tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_ten
             .await
             .is_err()
     );
+}
+
+async fn concurrent_tokenizations_of_one_pan_give_one_token(backend: Backend) {
+    let f = fixture(backend).await;
+    let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
+    let pan = random_pan("4", 16);
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let service = tokens(&f, &keys);
+            let (tenant, pan) = (f.tenant, pan.clone());
+            tokio::spawn(async move {
+                service
+                    .tokenize(tenant, &[item(&pan)])
+                    .await
+                    .unwrap()
+                    .remove(0)
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut issued = Vec::new();
+    for call in calls {
+        issued.push(call.await.unwrap());
+    }
+    assert_eq!(issued.iter().filter(|v| v.created).count(), 1);
+    assert!(issued.iter().all(|v| v.token == issued[0].token));
+    let count: Vec<(i64,)> = f.rows("select count(*) from tokens").await;
+    assert_eq!(count[0].0, 1);
+}
+
+/// An approved request for `grantee` with its grant of `max_uses`; returns the grant's id.
+async fn granted(f: &Fixture, keys: &KeyService, grantee: PrincipalId, max_uses: u32) -> Uuid {
+    let now = SystemClock.now();
+    let request = access_request(f, grantee, 0, max_uses);
+    let draft = GrantDraft {
+        jti: Uuid::new_v4(),
+        kid: keys.signing_key().unwrap().kid().to_owned(),
+        issued_at: now,
+    };
+    f.store
+        .insert_access_request(&request, Some(&draft))
+        .await
+        .unwrap();
+    draft.jti
+}
+
+fn access_request(
+    f: &Fixture,
+    requester: PrincipalId,
+    approvals: u32,
+    max_uses: u32,
+) -> NewAccessRequest {
+    let now = SystemClock.now();
+    NewAccessRequest {
+        id: Uuid::new_v4(),
+        tenant: f.tenant,
+        requester,
+        policy: "test".into(),
+        tokens: Vec::new(),
+        any_token: true,
+        purpose: "dispute".into(),
+        reason: "case 1".into(),
+        duration_seconds: 600,
+        max_uses,
+        approvals_required: approvals,
+        approver_mfa: false,
+        source: None,
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(1),
+    }
+}
+
+async fn concurrent_uses_never_pass_a_grants_limit(backend: Backend) {
+    let f = fixture(backend).await;
+    let keys = keys(&f, KeySettings::default()).await.unwrap();
+    let grantee = f.principal("payments", Role::Detokenizer).await;
+    let jti = granted(&f, &keys, grantee, 5).await;
+    let calls: Vec<_> = (0..24)
+        .map(|_| {
+            let (store, tenant) = (Arc::clone(&f.store), f.tenant);
+            tokio::spawn(async move {
+                store
+                    .use_grant(tenant, jti, grantee, SystemClock.now())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for call in calls {
+        outcomes.push(call.await.unwrap());
+    }
+    let mut used: Vec<u32> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            UseOutcome::Used(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    used.sort_unstable();
+    assert_eq!(used, vec![1, 2, 3, 4, 5], "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, UseOutcome::Used(_) | UseOutcome::Exhausted))
+    );
+    // Revoked: refused at once, and revoking again keeps the first revocation.
+    let other = f.principal("ops", Role::Admin).await;
+    let now = SystemClock.now();
+    let revoked = f
+        .store
+        .revoke_grant(f.tenant, jti, other, now)
+        .await
+        .unwrap();
+    assert!(revoked.unwrap().revoked_at.is_some());
+    assert_eq!(
+        f.store
+            .use_grant(f.tenant, jti, grantee, now)
+            .await
+            .unwrap(),
+        UseOutcome::Revoked
+    );
+    assert_eq!(
+        f.store
+            .use_grant(f.tenant, Uuid::new_v4(), grantee, now)
+            .await
+            .unwrap(),
+        UseOutcome::NotFound
+    );
+}
+
+async fn concurrent_approvals_mint_exactly_one_grant(backend: Backend) {
+    let f = fixture(backend).await;
+    let keys = keys(&f, KeySettings::default()).await.unwrap();
+    let requester = f.principal("alice", Role::Requester).await;
+    let approvers = [
+        f.principal("bob", Role::Approver).await,
+        f.principal("carol", Role::Approver).await,
+        f.principal("dave", Role::Approver).await,
+    ];
+    let request = access_request(&f, requester, 2, 1);
+    f.store.insert_access_request(&request, None).await.unwrap();
+    let kid = keys.signing_key().unwrap().kid().to_owned();
+    let calls: Vec<_> = approvers
+        .iter()
+        .map(|approver| {
+            let (store, tenant, id, kid) =
+                (Arc::clone(&f.store), f.tenant, request.id, kid.clone());
+            let approver = *approver;
+            tokio::spawn(async move {
+                let now = SystemClock.now();
+                let decision = Decision {
+                    approver,
+                    approve: true,
+                    comment: None,
+                    at: now,
+                };
+                let draft = GrantDraft {
+                    jti: Uuid::new_v4(),
+                    kid,
+                    issued_at: now,
+                };
+                store
+                    .decide_access_request(tenant, id, &decision, &draft)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for call in calls {
+        outcomes.push(call.await.unwrap());
+    }
+    let recorded = outcomes
+        .iter()
+        .filter(|o| matches!(o, DecideOutcome::Recorded(_)))
+        .count();
+    assert_eq!(
+        recorded, 2,
+        "the two approvals needed, then closed: {outcomes:?}"
+    );
+    let grants: Vec<(i64,)> = f.rows("select count(*) from grants").await;
+    assert_eq!(grants[0].0, 1);
+    // The requester never decides their own; an approver counts once.
+    let now = SystemClock.now();
+    let second = access_request(&f, requester, 2, 1);
+    f.store.insert_access_request(&second, None).await.unwrap();
+    let draft = GrantDraft {
+        jti: Uuid::new_v4(),
+        kid,
+        issued_at: now,
+    };
+    let decide = |approver| Decision {
+        approver,
+        approve: true,
+        comment: None,
+        at: now,
+    };
+    assert!(matches!(
+        f.store
+            .decide_access_request(f.tenant, second.id, &decide(requester), &draft)
+            .await
+            .unwrap(),
+        DecideOutcome::SelfApproval
+    ));
+    for expected_recorded in [true, false] {
+        let outcome = f
+            .store
+            .decide_access_request(f.tenant, second.id, &decide(approvers[0]), &draft)
+            .await
+            .unwrap();
+        assert_eq!(
+            matches!(outcome, DecideOutcome::Recorded(_)),
+            expected_recorded
+        );
+    }
+}
+
+async fn the_audit_trail_is_append_only_and_verifies(backend: Backend) {
+    let f = fixture(backend).await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let trail = AuditTrail::spawn(Arc::clone(&f.store), None, clock, Metrics::new());
+    let writes: Vec<_> = (0..40)
+        .map(|i| {
+            let trail = trail.clone();
+            let tenant = f.tenant;
+            tokio::spawn(async move {
+                let mut event = AuditEvent::new(Action::Lookup, SystemClock.now());
+                event.tenant = Some(tenant);
+                event.tokens = vec![format!("411111{i:06}1111")];
+                trail.record(event).await
+            })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let verified = audit::verify(f.store.as_ref(), Vec::new())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verified.records, 40);
+    for sql in [
+        "update audit_events set outcome = 'denied'",
+        "delete from audit_events",
+    ] {
+        let err = f.exec(sql).await.unwrap_err();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    let query = strongroom::store::AuditQuery {
+        tenant: f.tenant,
+        since: None,
+        until: None,
+        actor: None,
+        action: Some(Action::Lookup),
+        token: Some("4111110000071111".into()),
+        outcome: None,
+        before_id: None,
+        limit: 10,
+    };
+    let found = f.store.query_audit(&query).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].chained.event.tokens, vec!["4111110000071111"]);
+}
+
+async fn a_duplicate_principal_name_is_refused(backend: Backend) {
+    let f = fixture(backend).await;
+    f.principal("alice", Role::Requester).await;
+    let err = f
+        .store
+        .create_principal(&new_principal("alice", Role::Approver))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        strongroom::store::StoreError::PrincipalExists
+    ));
+    // Separation of duties holds in the database too.
+    let mut both = new_principal("root", Role::Admin);
+    both.roles.push(Role::Tokenizer);
+    assert!(f.store.create_principal(&both).await.is_err());
+    let key = f.store.principal_by_key_hash(&both.key_hash).await.unwrap();
+    assert!(key.is_none());
 }

@@ -1,0 +1,272 @@
+//! `strongroom dev`: a working vault from one command, on the embedded store.
+//!
+//! Everything lives in one directory: the SQLite database, a generated master key (mode 0600),
+//! a demo policy file, the audit checkpoints and `dev-credentials.json` (mode 0600) with one
+//! principal per role of a demo tenant. A second start with the same directory reopens all of
+//! it. It serves plain HTTP on loopback only: this is for a laptop, not for card data.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{CliError, command_audit_trail, create_principal_audited};
+use crate::clock::SystemClock;
+use crate::config::ServeConfig;
+use crate::crypto::SystemRandom;
+use crate::crypto::keys::MasterKey;
+use crate::domain::Role;
+use crate::service::principals::NewPrincipalRequest;
+use crate::service::{KeyService, KeySettings};
+use crate::startup::{Application, shutdown_signal};
+use crate::store::{SqliteStore, Store};
+
+/// The demo tenant.
+pub const TENANT: &str = "demo";
+
+/// The demo policies: a payment service detokenizes at once; people need another person's
+/// approval and their TOTP codes.
+const POLICIES: &str = r#"# Demo policies of `strongroom dev` (see README "Policies").
+[[policy]]
+name = "checkout"
+roles = ["detokenizer"]
+purposes = ["payment_authorization", "recurring_billing"]
+approvals = 0
+max_duration_seconds = 300
+max_uses = 1000
+any_token = true
+
+[[policy]]
+name = "support-chargeback"
+roles = ["requester"]
+purposes = ["chargeback", "dispute"]
+approvals = 1
+max_duration_seconds = 3600
+max_uses = 5
+max_tokens = 5
+mfa = true
+"#;
+
+/// One principal per role; people get a second factor.
+const DEMO: &[(&str, Role, bool)] = &[
+    ("checkout", Role::Tokenizer, false),
+    ("payments", Role::Detokenizer, false),
+    ("alice", Role::Requester, true),
+    ("bob", Role::Approver, true),
+    ("compliance", Role::Auditor, false),
+    ("ops", Role::Admin, false),
+];
+
+/// `dev-credentials.json`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The demo principals.
+    pub principals: Vec<DevPrincipal>,
+}
+
+/// One demo principal and its secrets (a local demo's, shown on purpose).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevPrincipal {
+    /// Its name in the demo tenant.
+    pub name: String,
+    /// Its roles.
+    pub roles: Vec<Role>,
+    /// Its API key.
+    pub key: String,
+    /// Its TOTP secret (base32), for people.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub totp_secret: Option<String>,
+}
+
+/// Runs the local vault in `dir` on `listen` until Ctrl-C.
+pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), CliError> {
+    let started = Instant::now();
+    if !listen.ip().is_loopback() {
+        return Err(CliError(format!(
+            "dev serves plain HTTP on loopback only, not {listen}: use `serve` with TLS"
+        )));
+    }
+    create_private_dir(dir)?;
+    let key_file = dir.join("master.key");
+    let master = master_key(&key_file)?;
+    let url = format!("sqlite://{}", dir.join("strongroom.db").display());
+    let store = SqliteStore::connect(&url, 4).await?;
+    store.migrate().await?;
+    let policy_file = dir.join("policies.toml");
+    if !policy_file.exists() {
+        write_private(&policy_file, POLICIES.as_bytes())?;
+    }
+    let checkpoints = dir.join("audit-checkpoints.jsonl");
+    let credentials_file = dir.join("dev-credentials.json");
+    let credentials = if credentials_file.exists() {
+        let text = std::fs::read_to_string(&credentials_file)?;
+        serde_json::from_str::<Credentials>(&text).map_err(|_| {
+            CliError(format!(
+                "{} is not readable: remove the directory to start afresh",
+                credentials_file.display()
+            ))
+        })?
+    } else {
+        let credentials = seed(store, master_key(&key_file)?, &checkpoints).await?;
+        write_private(
+            &credentials_file,
+            serde_json::to_string_pretty(&credentials)?.as_bytes(),
+        )?;
+        credentials
+    };
+
+    let mut config = ServeConfig::new(url, master);
+    config.listen = listen;
+    config.policy_file = Some(policy_file);
+    config.audit_checkpoint_file = Some(checkpoints);
+    config.db_pool_size = 4;
+    let app = Application::build(config).await?;
+    print_banner(
+        &format!("http://{}", app.local_addr()),
+        dir,
+        &credentials,
+        started.elapsed(),
+    );
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn seed(
+    store: SqliteStore,
+    master: MasterKey,
+    checkpoints: &Path,
+) -> Result<Credentials, CliError> {
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(store);
+    let audit = command_audit_trail(&store, Some(&master), Some(checkpoints.to_owned())).await?;
+    let keys = KeyService::load(
+        std::sync::Arc::clone(&store),
+        master,
+        std::sync::Arc::new(SystemRandom::new()),
+        std::sync::Arc::new(SystemClock),
+        KeySettings::default(),
+        audit.clone(),
+    )
+    .await?;
+    let mut principals = Vec::with_capacity(DEMO.len());
+    for (name, role, totp) in DEMO {
+        let created = create_principal_audited(
+            store.as_ref(),
+            Some(&keys),
+            &audit,
+            NewPrincipalRequest {
+                tenant: TENANT.to_owned(),
+                name: (*name).to_owned(),
+                roles: vec![*role],
+                expires_at: None,
+                totp: *totp,
+            },
+        )
+        .await?;
+        principals.push(DevPrincipal {
+            name: (*name).to_owned(),
+            roles: vec![*role],
+            key: created.key.expose().to_owned(),
+            totp_secret: created.totp.as_ref().map(|t| t.to_base32().to_string()),
+        });
+    }
+    Ok(Credentials { principals })
+}
+
+fn key_of<'a>(credentials: &'a Credentials, name: &str) -> &'a str {
+    credentials
+        .principals
+        .iter()
+        .find(|p| p.name == name)
+        .map_or("", |p| p.key.as_str())
+}
+
+fn print_banner(base: &str, dir: &Path, credentials: &Credentials, ready_in: Duration) {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nStrongroom dev vault ready at {base} in {} ms (data in {})\n\
+         Plain HTTP on loopback, an embedded store and demo keys: for trying it out, never for real card data.\n\n\
+         Demo principals of tenant `{TENANT}` (also in {}):\n",
+        ready_in.as_millis(),
+        dir.display(),
+        dir.join("dev-credentials.json").display()
+    ));
+    for p in &credentials.principals {
+        let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+        out.push_str(&format!(
+            "  {:<11} {:<12} {}",
+            p.name,
+            roles.join(","),
+            p.key
+        ));
+        if let Some(secret) = &p.totp_secret {
+            out.push_str(&format!("  (TOTP secret {secret})"));
+        }
+        out.push('\n');
+    }
+    let try_it = r#"
+Try it:
+# 1. Tokenize a card number
+TOKEN=$(curl -s BASE/v1/tokens -H 'Authorization: Bearer TOKENIZER' \
+  -H 'Content-Type: application/json' -d '{"value": "4111 1111 1111 1111"}' \
+  | sed 's/.*"token":"\([^"]*\)".*/\1/')
+# 2. A payment service asks for a grant (auto-approved by the `checkout` policy)
+GRANT=$(curl -s BASE/v1/access-requests -H 'Authorization: Bearer PAYMENTS' \
+  -H 'Content-Type: application/json' \
+  -d '{"any_token": true, "purpose": "payment_authorization", "reason": "order 1001", "duration_seconds": 60, "max_uses": 5}' \
+  | sed 's/.*"grant":"\([^"]*\)".*/\1/')
+# 3. Detokenize under it
+curl -s BASE/v1/detokenize -H 'Authorization: Bearer PAYMENTS' -H "X-Access-Grant: $GRANT" \
+  -H 'Content-Type: application/json' -d "{\"tokens\": [\"$TOKEN\"]}"
+
+Ctrl-C stops it; `strongroom dev` again picks up where it left off.
+"#;
+    out.push_str(
+        &try_it
+            .replace("BASE", base)
+            .replace("TOKENIZER", key_of(credentials, "checkout"))
+            .replace("PAYMENTS", key_of(credentials, "payments")),
+    );
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// The dev vault's master key: generated on first start, read afterwards.
+fn master_key(path: &Path) -> Result<MasterKey, CliError> {
+    if !path.exists() {
+        let key = MasterKey::generate_base64(&SystemRandom::new())?;
+        write_private(path, key.as_bytes())?;
+    }
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+    Ok(MasterKey::from_base64(text.trim())?)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), CliError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    Ok(())
+}
+
+/// Writes a new file readable by its owner only (mode 0600).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The default data directory.
+pub fn default_dir() -> PathBuf {
+    PathBuf::from(".strongroom-dev")
+}

@@ -1,0 +1,299 @@
+//! `strongroom dev` as a newcomer runs it: one command to a working vault on the embedded
+//! store, and a second start that keeps everything.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::cli::strongroom;
+use crate::helpers::random_pan;
+
+/// A data directory of its own, removed afterwards.
+struct DataDir(PathBuf);
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Dev {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `strongroom dev` and waits for its banner; returns it with how long that took.
+fn start(dir: &Path) -> (Dev, Duration) {
+    let started = Instant::now();
+    let mut child = strongroom()
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut base = None;
+    for line in lines.map_while(Result::ok) {
+        if let Some(rest) = line.split("ready at ").nth(1) {
+            base = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+    }
+    let dev = Dev {
+        child,
+        base: base.expect("dev announces where it serves"),
+    };
+    (dev, started.elapsed())
+}
+
+fn key_of(credentials: &Value, name: &str) -> String {
+    credentials["principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn dev_runs_a_working_vault_in_one_command_and_keeps_it_across_restarts() {
+    let dir = DataDir(
+        std::env::temp_dir().join(format!("strongroom-dev-{}", uuid::Uuid::new_v4().simple())),
+    );
+    let (dev, ready_in) = start(&dir.0);
+    eprintln!("strongroom dev ready in {} ms", ready_in.as_millis());
+
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("dev-credentials.json")).unwrap())
+            .unwrap();
+    let principals = credentials["principals"].as_array().unwrap();
+    let roles: Vec<&str> = principals
+        .iter()
+        .map(|p| p["roles"][0].as_str().unwrap())
+        .collect();
+    for role in [
+        "tokenizer",
+        "detokenizer",
+        "requester",
+        "approver",
+        "auditor",
+        "admin",
+    ] {
+        assert!(roles.contains(&role), "{role} in {credentials}");
+    }
+    for p in principals {
+        let person = ["requester", "approver"].contains(&p["roles"][0].as_str().unwrap());
+        assert_eq!(p["totp_secret"].is_string(), person, "{p}");
+    }
+    #[cfg(unix)]
+    for file in ["master.key", "dev-credentials.json"] {
+        assert_eq!(mode(&dir.0.join(file)), 0o600, "{file}");
+    }
+
+    // The newcomer's walk: tokenize, an auto-approved grant, detokenize.
+    let client = reqwest::Client::new();
+    let (tokenizer, payments) = (
+        key_of(&credentials, "checkout"),
+        key_of(&credentials, "payments"),
+    );
+    let pan = random_pan("4", 16);
+    let tokenize = |base: String| {
+        client
+            .post(format!("{base}/v1/tokens"))
+            .bearer_auth(&tokenizer)
+            .json(&json!({"value": pan}))
+            .send()
+    };
+    let r = tokenize(dev.base.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let detokenize = async |base: &str| {
+        let grant: Value = client
+            .post(format!("{base}/v1/access-requests"))
+            .bearer_auth(&payments)
+            .json(
+                &json!({"any_token": true, "purpose": "payment_authorization",
+                          "reason": "order 1001", "duration_seconds": 60, "max_uses": 1}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(grant["status"], "approved", "{grant}");
+        client
+            .post(format!("{base}/v1/detokenize"))
+            .bearer_auth(&payments)
+            .header("x-access-grant", grant["grant"].as_str().unwrap())
+            .json(&json!({"tokens": [token]}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = detokenize(&dev.base).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"][0]["value"], pan.as_str());
+
+    // A second start on the same directory: same keys, same principals, same tokens.
+    drop(dev);
+    let (again, _) = start(&dir.0);
+    let r = tokenize(again.base.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the PAN is already tokenized");
+    assert_eq!(r.json::<Value>().await.unwrap()["token"], token.as_str());
+    let r = detokenize(&again.base).await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["data"][0]["value"],
+        pan.as_str()
+    );
+    let after: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("dev-credentials.json")).unwrap())
+            .unwrap();
+    assert_eq!(after, credentials);
+
+    // The trail of both runs verifies against its checkpoints.
+    drop(again);
+    let master_key = std::fs::read_to_string(dir.0.join("master.key")).unwrap();
+    let out = strongroom()
+        .args(["audit", "verify", "--audit-checkpoint-file"])
+        .arg(dir.0.join("audit-checkpoints.jsonl"))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.0.join("strongroom.db").display()),
+        )
+        .env("STRONGROOM_MASTER_KEY", master_key.trim())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("verified"), "{text}");
+}
+
+#[test]
+fn dev_refuses_a_non_loopback_address() {
+    let dir = DataDir(
+        std::env::temp_dir().join(format!("strongroom-dev-{}", uuid::Uuid::new_v4().simple())),
+    );
+    let out = strongroom()
+        .args(["dev", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback only"));
+    assert!(!dir.0.exists(), "nothing is created for a refused start");
+}
+
+#[tokio::test]
+async fn serve_runs_on_the_embedded_store_from_a_sqlite_url() {
+    let dir = DataDir(
+        std::env::temp_dir().join(format!("strongroom-lite-{}", uuid::Uuid::new_v4().simple())),
+    );
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let url = format!("sqlite://{}", dir.0.join("vault.db").display());
+    let master_key = crate::helpers::new_master_key();
+    let run = |args: &[&str]| {
+        let out = strongroom()
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("STRONGROOM_MASTER_KEY", &master_key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["migrate"]);
+    let created: Value = serde_json::from_str(
+        run(&[
+            "principal",
+            "create",
+            "--tenant",
+            "shop",
+            "--name",
+            "web",
+            "--role",
+            "tokenizer",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let mut child = strongroom()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &url)
+        .env("STRONGROOM_MASTER_KEY", &master_key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut address = None;
+    for line in lines.map_while(Result::ok) {
+        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+        if entry["message"] == "strongroom serving" {
+            address = entry["listen"].as_str().map(|l| format!("http://{l}"));
+            break;
+        }
+    }
+    let server = Dev {
+        child,
+        base: address.expect("serve announces its address"),
+    };
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/tokens", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"value": random_pan("4", 16)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = client
+        .get(format!("{}/v1/tokens/{token}", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

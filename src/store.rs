@@ -8,6 +8,7 @@
 pub mod access;
 pub mod audit;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -117,8 +117,3 @@ fn json_list<S: AsRef<str>>(items: &[S]) -> String {
     serde_json::to_string(&items.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
         .unwrap_or_else(|_| "[]".to_owned())
 }
-
-/// A list read back from its JSON text.
-fn from_json_list(text: &str, what: &'static str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(text).map_err(|_| StoreError::Corrupt(what))
-}

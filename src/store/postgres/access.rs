@@ -12,132 +12,15 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::PgStore;
-use crate::domain::{PrincipalId, RequestStatus, TenantId, Token};
+use crate::domain::{PrincipalId, RequestStatus, TenantId};
 use crate::store::StoreError;
 use crate::store::access::{
     AccessRequestRecord, AccessStore, DecideOutcome, Decision, ExpiredRequest, GrantDraft,
     GrantRecord, NewAccessRequest, RequestFilter, UseOutcome,
 };
-
-const REQUEST_COLUMNS: &str = "id, tenant_id, requester_id, policy, tokens, any_token, purpose, \
-    reason, duration_seconds, max_uses, approvals_required, mfa, status, source, created_at, \
-    expires_at, decided_at, grant_jti";
-
-const GRANT_COLUMNS: &str = "jti, tenant_id, grantee_id, request_id, purpose, tokens, any_token, \
-    max_uses, uses, kid, issued_at, expires_at, revoked_at";
-
-#[derive(sqlx::FromRow)]
-struct RequestRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    requester_id: Uuid,
-    policy: String,
-    tokens: Vec<String>,
-    any_token: bool,
-    purpose: String,
-    reason: String,
-    duration_seconds: i32,
-    max_uses: i32,
-    approvals_required: i32,
-    mfa: bool,
-    status: String,
-    source: Option<String>,
-    created_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    decided_at: Option<DateTime<Utc>>,
-    grant_jti: Option<Uuid>,
-}
-
-#[derive(sqlx::FromRow)]
-struct DecisionRow {
-    request_id: Uuid,
-    approver_id: Uuid,
-    approve: bool,
-    comment: Option<String>,
-    created_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct GrantRow {
-    jti: Uuid,
-    tenant_id: Uuid,
-    grantee_id: Uuid,
-    request_id: Uuid,
-    purpose: String,
-    tokens: Vec<String>,
-    any_token: bool,
-    max_uses: i32,
-    uses: i32,
-    kid: String,
-    issued_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    revoked_at: Option<DateTime<Utc>>,
-}
-
-fn to_u32(n: i32, what: &'static str) -> Result<u32, StoreError> {
-    u32::try_from(n).map_err(|_| StoreError::Corrupt(what))
-}
-
-fn to_i32(n: u32) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
-impl RequestRow {
-    fn into_record(self, decisions: Vec<Decision>) -> Result<AccessRequestRecord, StoreError> {
-        Ok(AccessRequestRecord {
-            status: self
-                .status
-                .parse()
-                .map_err(|()| StoreError::Corrupt("access request status"))?,
-            decided_at: self.decided_at,
-            grant: self.grant_jti,
-            decisions,
-            request: NewAccessRequest {
-                id: self.id,
-                tenant: TenantId(self.tenant_id),
-                requester: PrincipalId(self.requester_id),
-                policy: self.policy,
-                tokens: self.tokens.into_iter().map(Token::from_stored).collect(),
-                any_token: self.any_token,
-                purpose: self.purpose,
-                reason: self.reason,
-                duration_seconds: to_u32(self.duration_seconds, "request duration")?,
-                max_uses: to_u32(self.max_uses, "request max_uses")?,
-                approvals_required: to_u32(self.approvals_required, "request approvals")?,
-                approver_mfa: self.mfa,
-                source: self.source,
-                created_at: self.created_at,
-                expires_at: self.expires_at,
-            },
-        })
-    }
-}
-
-impl TryFrom<GrantRow> for GrantRecord {
-    type Error = StoreError;
-
-    fn try_from(row: GrantRow) -> Result<Self, Self::Error> {
-        Ok(GrantRecord {
-            jti: row.jti,
-            tenant: TenantId(row.tenant_id),
-            grantee: PrincipalId(row.grantee_id),
-            request_id: row.request_id,
-            purpose: row.purpose,
-            tokens: row.tokens.into_iter().map(Token::from_stored).collect(),
-            any_token: row.any_token,
-            max_uses: to_u32(row.max_uses, "grant max_uses")?,
-            uses: to_u32(row.uses, "grant uses")?,
-            kid: row.kid,
-            issued_at: row.issued_at,
-            expires_at: row.expires_at,
-            revoked_at: row.revoked_at,
-        })
-    }
-}
-
-fn tokens_text(tokens: &[Token]) -> Vec<String> {
-    tokens.iter().map(|t| t.as_str().to_owned()).collect()
-}
+use crate::store::rows::{
+    DecisionRow, GRANT_COLUMNS, GrantRow, REQUEST_COLUMNS, RequestRow, to_i32, to_u32, tokens_text,
+};
 
 /// Inserts the grant an approved request mints: its scope, limit and purpose come from the
 /// request, its end is the approval time plus the request's duration.

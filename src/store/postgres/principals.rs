@@ -6,41 +6,9 @@ use uuid::Uuid;
 
 use super::{PgStore, is_unique_violation};
 use crate::crypto::api_key::KeyHash;
-use crate::domain::{Principal, PrincipalId, Role, TenantId};
+use crate::domain::PrincipalId;
+use crate::store::rows::PrincipalRow;
 use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError, TotpState};
-
-#[derive(sqlx::FromRow)]
-struct PrincipalRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    name: String,
-    roles: Vec<String>,
-    expires_at: Option<DateTime<Utc>>,
-    disabled_at: Option<DateTime<Utc>>,
-}
-
-impl TryFrom<PrincipalRow> for PrincipalRecord {
-    type Error = StoreError;
-
-    fn try_from(row: PrincipalRow) -> Result<Self, Self::Error> {
-        let roles = row
-            .roles
-            .iter()
-            .map(|r| r.parse::<Role>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| StoreError::Corrupt("principal role"))?;
-        Ok(PrincipalRecord {
-            principal: Principal {
-                id: PrincipalId(row.id),
-                tenant: TenantId(row.tenant_id),
-                name: row.name,
-                roles,
-            },
-            expires_at: row.expires_at,
-            disabled_at: row.disabled_at,
-        })
-    }
-}
 
 #[async_trait]
 impl PrincipalStore for PgStore {

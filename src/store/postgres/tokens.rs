@@ -3,70 +3,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 use super::PgStore;
 use crate::crypto::fingerprint::Fingerprint;
-use crate::crypto::keys::SealedPan;
 use crate::domain::{TenantId, Token, TokenFormat};
+use crate::store::rows::{IndexedTokenRow, TOKEN_COLUMNS, TokenRow};
 use crate::store::{NewToken, StoreError, TokenRecord, TokenStore};
-
-const TOKEN_COLUMNS: &str = "tenant_id, token, format, sealed_pan, dek_version, masked_pan, metadata, created_at, expires_at, deleted_at";
-
-#[derive(sqlx::FromRow)]
-struct TokenRow {
-    tenant_id: Uuid,
-    token: String,
-    format: String,
-    sealed_pan: Option<Vec<u8>>,
-    dek_version: Option<i32>,
-    masked_pan: Option<String>,
-    metadata: Option<Value>,
-    created_at: DateTime<Utc>,
-    expires_at: Option<DateTime<Utc>>,
-    deleted_at: Option<DateTime<Utc>>,
-}
-
-#[derive(sqlx::FromRow)]
-struct IndexedTokenRow {
-    idx: i64,
-    #[sqlx(flatten)]
-    row: TokenRow,
-}
-
-impl TryFrom<TokenRow> for TokenRecord {
-    type Error = StoreError;
-
-    fn try_from(row: TokenRow) -> Result<Self, Self::Error> {
-        let format = row
-            .format
-            .parse::<TokenFormat>()
-            .map_err(|()| StoreError::Corrupt("token format"))?;
-        let sealed = match (row.sealed_pan, row.dek_version) {
-            (Some(bytes), Some(version)) => Some(SealedPan {
-                version: u32::try_from(version).map_err(|_| StoreError::Corrupt("key version"))?,
-                bytes,
-            }),
-            _ => None,
-        };
-        let metadata = match row.metadata {
-            Some(Value::Object(map)) => Some(map),
-            Some(_) => return Err(StoreError::Corrupt("token metadata")),
-            None => None,
-        };
-        Ok(TokenRecord {
-            tenant: TenantId(row.tenant_id),
-            token: Token::from_stored(row.token),
-            format,
-            sealed,
-            masked: row.masked_pan,
-            metadata,
-            created_at: row.created_at,
-            expires_at: row.expires_at,
-            deleted_at: row.deleted_at,
-        })
-    }
-}
 
 /// The columns that hold card data or point at it, set to null when a token is destroyed.
 macro_rules! destroy_card_data {

@@ -11,140 +11,25 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::{BEGIN_WRITE, SqliteStore, from_json_list, json_list};
+use super::{BEGIN_WRITE, SqliteStore, json_list};
+use crate::store::rows::{
+    DecisionRow, GRANT_COLUMNS, GrantRow, REQUEST_COLUMNS, RequestRow, to_u32,
+};
+
+fn to_i64(n: u32) -> i64 {
+    i64::from(n)
+}
+
+/// A request's or grant's tokens as the JSON text SQLite keeps them in.
+fn tokens_text(tokens: &[Token]) -> String {
+    json_list(&tokens.iter().map(Token::as_str).collect::<Vec<_>>())
+}
 use crate::domain::{PrincipalId, RequestStatus, TenantId, Token};
 use crate::store::StoreError;
 use crate::store::access::{
     AccessRequestRecord, AccessStore, DecideOutcome, Decision, ExpiredRequest, GrantDraft,
     GrantRecord, NewAccessRequest, RequestFilter, UseOutcome,
 };
-
-const REQUEST_COLUMNS: &str = "id, tenant_id, requester_id, policy, tokens, any_token, purpose, \
-    reason, duration_seconds, max_uses, approvals_required, mfa, status, source, created_at, \
-    expires_at, decided_at, grant_jti";
-
-const GRANT_COLUMNS: &str = "jti, tenant_id, grantee_id, request_id, purpose, tokens, any_token, \
-    max_uses, uses, kid, issued_at, expires_at, revoked_at";
-
-#[derive(sqlx::FromRow)]
-struct RequestRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    requester_id: Uuid,
-    policy: String,
-    tokens: String,
-    any_token: bool,
-    purpose: String,
-    reason: String,
-    duration_seconds: i64,
-    max_uses: i64,
-    approvals_required: i64,
-    mfa: bool,
-    status: String,
-    source: Option<String>,
-    created_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    decided_at: Option<DateTime<Utc>>,
-    grant_jti: Option<Uuid>,
-}
-
-#[derive(sqlx::FromRow)]
-struct DecisionRow {
-    request_id: Uuid,
-    approver_id: Uuid,
-    approve: bool,
-    comment: Option<String>,
-    created_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct GrantRow {
-    jti: Uuid,
-    tenant_id: Uuid,
-    grantee_id: Uuid,
-    request_id: Uuid,
-    purpose: String,
-    tokens: String,
-    any_token: bool,
-    max_uses: i64,
-    uses: i64,
-    kid: String,
-    issued_at: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    revoked_at: Option<DateTime<Utc>>,
-}
-
-fn to_u32(n: i64, what: &'static str) -> Result<u32, StoreError> {
-    u32::try_from(n).map_err(|_| StoreError::Corrupt(what))
-}
-
-fn to_i64(n: u32) -> i64 {
-    i64::from(n)
-}
-
-fn stored_tokens(text: &str, what: &'static str) -> Result<Vec<Token>, StoreError> {
-    Ok(from_json_list(text, what)?
-        .into_iter()
-        .map(Token::from_stored)
-        .collect())
-}
-
-impl RequestRow {
-    fn into_record(self, decisions: Vec<Decision>) -> Result<AccessRequestRecord, StoreError> {
-        Ok(AccessRequestRecord {
-            status: self
-                .status
-                .parse()
-                .map_err(|()| StoreError::Corrupt("access request status"))?,
-            decided_at: self.decided_at,
-            grant: self.grant_jti,
-            decisions,
-            request: NewAccessRequest {
-                id: self.id,
-                tenant: TenantId(self.tenant_id),
-                requester: PrincipalId(self.requester_id),
-                policy: self.policy,
-                tokens: stored_tokens(&self.tokens, "access request tokens")?,
-                any_token: self.any_token,
-                purpose: self.purpose,
-                reason: self.reason,
-                duration_seconds: to_u32(self.duration_seconds, "request duration")?,
-                max_uses: to_u32(self.max_uses, "request max_uses")?,
-                approvals_required: to_u32(self.approvals_required, "request approvals")?,
-                approver_mfa: self.mfa,
-                source: self.source,
-                created_at: self.created_at,
-                expires_at: self.expires_at,
-            },
-        })
-    }
-}
-
-impl TryFrom<GrantRow> for GrantRecord {
-    type Error = StoreError;
-
-    fn try_from(row: GrantRow) -> Result<Self, Self::Error> {
-        Ok(GrantRecord {
-            jti: row.jti,
-            tenant: TenantId(row.tenant_id),
-            grantee: PrincipalId(row.grantee_id),
-            request_id: row.request_id,
-            purpose: row.purpose,
-            tokens: stored_tokens(&row.tokens, "grant tokens")?,
-            any_token: row.any_token,
-            max_uses: to_u32(row.max_uses, "grant max_uses")?,
-            uses: to_u32(row.uses, "grant uses")?,
-            kid: row.kid,
-            issued_at: row.issued_at,
-            expires_at: row.expires_at,
-            revoked_at: row.revoked_at,
-        })
-    }
-}
-
-fn tokens_text(tokens: &[Token]) -> String {
-    json_list(&tokens.iter().map(Token::as_str).collect::<Vec<_>>())
-}
 
 /// Inserts the grant an approved request mints: its scope, limit and purpose come from the
 /// request, its end is the approval time plus the request's duration.
@@ -451,7 +336,7 @@ impl AccessStore for SqliteStore {
         grantee: PrincipalId,
         now: DateTime<Utc>,
     ) -> Result<UseOutcome, StoreError> {
-        let used: Option<i64> = sqlx::query_scalar(
+        let used: Option<i32> = sqlx::query_scalar(
             "update grants set uses = uses + 1 \
              where jti = ?1 and tenant_id = ?2 and grantee_id = ?3 \
                and revoked_at is null and uses < max_uses and expires_at > ?4 \

@@ -2,90 +2,12 @@
 //! one commit.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{BEGIN_WRITE, SqliteStore, from_json_list, json_list};
-use crate::domain::audit::{AuditEvent, ChainedEvent, HASH_LEN, LinkHash, StoredRecord};
-use crate::domain::{PrincipalId, TenantId};
+use super::{BEGIN_WRITE, SqliteStore, json_list};
+use crate::domain::audit::{ChainedEvent, StoredRecord};
+use crate::store::rows::{AUDIT_COLUMNS, AuditRow, rows, seq};
 use crate::store::{AuditQuery, AuditStore, StoreError};
-
-const COLUMNS: &str = "id, chain_id, seq, prev_hash, hash, at, tenant_id, actor_id, action, outcome, \
-     code, purpose, reason, detail, request_id, source, tokens, grant_jti, subject";
-
-#[derive(sqlx::FromRow)]
-struct AuditRow {
-    id: i64,
-    chain_id: Uuid,
-    seq: i64,
-    prev_hash: Vec<u8>,
-    hash: Vec<u8>,
-    at: DateTime<Utc>,
-    tenant_id: Option<Uuid>,
-    actor_id: Option<Uuid>,
-    action: String,
-    outcome: String,
-    code: Option<String>,
-    purpose: Option<String>,
-    reason: Option<String>,
-    detail: Option<String>,
-    request_id: Option<String>,
-    source: Option<String>,
-    tokens: String,
-    grant_jti: Option<Uuid>,
-    subject: Option<String>,
-}
-
-fn link_hash(bytes: Vec<u8>) -> Result<LinkHash, StoreError> {
-    <[u8; HASH_LEN]>::try_from(bytes).map_err(|_| StoreError::Corrupt("audit hash length"))
-}
-
-impl TryFrom<AuditRow> for StoredRecord {
-    type Error = StoreError;
-
-    fn try_from(row: AuditRow) -> Result<Self, Self::Error> {
-        let event = AuditEvent {
-            at: row.at,
-            tenant: row.tenant_id.map(TenantId),
-            actor: row.actor_id.map(PrincipalId),
-            action: row
-                .action
-                .parse()
-                .map_err(|()| StoreError::Corrupt("audit action"))?,
-            outcome: row
-                .outcome
-                .parse()
-                .map_err(|()| StoreError::Corrupt("audit outcome"))?,
-            code: row.code,
-            purpose: row.purpose,
-            reason: row.reason,
-            detail: row.detail,
-            request_id: row.request_id,
-            source: row.source,
-            tokens: from_json_list(&row.tokens, "audit tokens")?,
-            grant_jti: row.grant_jti,
-            subject: row.subject,
-        };
-        Ok(StoredRecord {
-            id: row.id,
-            chained: ChainedEvent {
-                chain: row.chain_id,
-                seq: u64::try_from(row.seq).map_err(|_| StoreError::Corrupt("audit seq"))?,
-                prev_hash: link_hash(row.prev_hash)?,
-                hash: link_hash(row.hash)?,
-                event,
-            },
-        })
-    }
-}
-
-fn rows(rows: Vec<AuditRow>) -> Result<Vec<StoredRecord>, StoreError> {
-    rows.into_iter().map(StoredRecord::try_from).collect()
-}
-
-fn seq(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
 
 #[async_trait]
 impl AuditStore for SqliteStore {
@@ -126,7 +48,7 @@ impl AuditStore for SqliteStore {
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, StoreError> {
         let sql = format!(
-            "select {COLUMNS} from audit_events where tenant_id = ?1 \
+            "select {AUDIT_COLUMNS} from audit_events where tenant_id = ?1 \
              and (?2 is null or at >= ?2) \
              and (?3 is null or at < ?3) \
              and (?4 is null or actor_id = ?4) \
@@ -158,7 +80,7 @@ impl AuditStore for SqliteStore {
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let (chain, after_seq) = after.unwrap_or((Uuid::nil(), 0));
         let sql = format!(
-            "select {COLUMNS} from audit_events where (chain_id, seq) > (?1, ?2) \
+            "select {AUDIT_COLUMNS} from audit_events where (chain_id, seq) > (?1, ?2) \
              order by chain_id, seq limit ?3"
         );
         let found: Vec<AuditRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))

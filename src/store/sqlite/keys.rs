@@ -4,21 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
+use crate::store::rows::{DataKeyRow, SigningKeyRow};
 use crate::store::{KeyStore, StoreError, StoredSigningKey, WrappedDataKey};
-
-#[derive(sqlx::FromRow)]
-struct DataKeyRow {
-    version: i64,
-    wrapped: Vec<u8>,
-}
-
-#[derive(sqlx::FromRow)]
-struct SigningKeyRow {
-    kid: String,
-    algorithm: String,
-    wrapped: Vec<u8>,
-    public_key: Vec<u8>,
-}
 
 #[async_trait]
 impl KeyStore for SqliteStore {

@@ -4,44 +4,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{BEGIN_WRITE, SqliteStore, from_json_list, is_unique_violation, json_list};
-use crate::crypto::api_key::KeyHash;
-use crate::domain::{Principal, PrincipalId, Role, TenantId};
-use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError, TotpState};
-
-#[derive(sqlx::FromRow)]
-struct PrincipalRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    name: String,
-    roles: String,
-    expires_at: Option<DateTime<Utc>>,
-    disabled_at: Option<DateTime<Utc>>,
-}
-
-impl TryFrom<PrincipalRow> for PrincipalRecord {
-    type Error = StoreError;
-
-    fn try_from(row: PrincipalRow) -> Result<Self, Self::Error> {
-        let roles = from_json_list(&row.roles, "principal roles")?
-            .iter()
-            .map(|r| r.parse::<Role>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| StoreError::Corrupt("principal role"))?;
-        Ok(PrincipalRecord {
-            principal: Principal {
-                id: PrincipalId(row.id),
-                tenant: TenantId(row.tenant_id),
-                name: row.name,
-                roles,
-            },
-            expires_at: row.expires_at,
-            disabled_at: row.disabled_at,
-        })
-    }
-}
+use super::{BEGIN_WRITE, SqliteStore, is_unique_violation, json_list};
+use crate::store::rows::PrincipalRow;
 
 const PRINCIPAL_COLUMNS: &str = "id, tenant_id, name, roles, expires_at, disabled_at";
+use crate::crypto::api_key::KeyHash;
+use crate::domain::PrincipalId;
+use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError, TotpState};
 
 #[async_trait]
 impl PrincipalStore for SqliteStore {

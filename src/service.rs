@@ -10,6 +10,7 @@ pub mod grants;
 pub mod keys;
 pub mod mfa;
 pub mod principals;
+pub mod token_writer;
 pub mod tokens;
 
 pub use access::{AccessAskInput, AccessError, AccessRequestView, AccessService};

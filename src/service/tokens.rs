@@ -11,6 +11,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::{Map, Value};
 
 use super::keys::{KeyError, KeyService};
+use super::token_writer::TokenWriter;
 use crate::clock::Clock;
 use crate::crypto::Csprng;
 use crate::crypto::fingerprint::Fingerprint;
@@ -84,6 +85,7 @@ pub enum TokenError {
 /// Tokens of every tenant.
 pub struct TokenService {
     store: Arc<dyn Store>,
+    writer: TokenWriter,
     keys: Arc<KeyService>,
     rng: Arc<dyn Csprng>,
     clock: Arc<dyn Clock>,
@@ -95,7 +97,7 @@ struct Pending {
 }
 
 impl TokenService {
-    /// A service over `store` and `keys`.
+    /// A service over `store` and `keys`, with its own token writer (group commit).
     pub fn new(
         store: Arc<dyn Store>,
         keys: Arc<KeyService>,
@@ -103,6 +105,7 @@ impl TokenService {
         clock: Arc<dyn Clock>,
     ) -> TokenService {
         TokenService {
+            writer: TokenWriter::spawn(Arc::clone(&store)),
             store,
             keys,
             rng,
@@ -147,7 +150,7 @@ impl TokenService {
             // Insert first: for a new PAN that is the only round trip. A row that is not
             // inserted collided with a fingerprint (the PAN has a token) or a token value.
             let rows = self.seal_new_rows(tenant, items, &pending, now).await?;
-            let inserted = self.store.insert_tokens(&rows).await?;
+            let inserted = self.writer.insert(rows.clone()).await?;
             let mut missed = Vec::new();
             for ((p, row), ok) in pending.into_iter().zip(rows).zip(inserted) {
                 if ok {

@@ -185,6 +185,7 @@ conformance!(
     fingerprints_find_existing_tokens_only_within_the_tenant_and_format,
     tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_tenant,
     concurrent_tokenizations_of_one_pan_give_one_token,
+    concurrent_tokenizations_in_two_tenants_are_written_together_and_apart,
     concurrent_uses_never_pass_a_grants_limit,
     concurrent_approvals_mint_exactly_one_grant,
     the_audit_trail_is_append_only_and_verifies,
@@ -703,4 +704,61 @@ async fn a_duplicate_principal_name_is_refused(backend: Backend) {
     assert!(f.store.create_principal(&both).await.is_err());
     let key = f.store.principal_by_key_hash(&both.key_hash).await.unwrap();
     assert!(key.is_none());
+}
+
+async fn concurrent_tokenizations_in_two_tenants_are_written_together_and_apart(backend: Backend) {
+    // Calls that arrive together share a statement (group commit); each still gets exactly its
+    // own rows back, in its own tenant.
+    let f = fixture(backend).await;
+    let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
+    let other = f
+        .store
+        .create_principal(&NewPrincipal {
+            tenant_name: "globex".into(),
+            ..new_principal("seed", Role::Tokenizer)
+        })
+        .await
+        .unwrap()
+        .principal
+        .tenant;
+    let service = Arc::new(tokens(&f, &keys));
+    let pans: Vec<String> = (0..40).map(|_| random_pan("4", 16)).collect();
+    let calls: Vec<_> = pans
+        .iter()
+        .enumerate()
+        .map(|(i, pan)| {
+            let (service, pan) = (Arc::clone(&service), pan.clone());
+            let tenant = if i % 2 == 0 { f.tenant } else { other };
+            tokio::spawn(async move {
+                let view = service
+                    .tokenize(tenant, &[item(&pan)])
+                    .await
+                    .unwrap()
+                    .remove(0)
+                    .unwrap();
+                (tenant, pan, view)
+            })
+        })
+        .collect();
+    let mut issued = Vec::new();
+    for call in calls {
+        issued.push(call.await.unwrap());
+    }
+    assert!(issued.iter().all(|(_, _, v)| v.created));
+    let count: Vec<(i64,)> = f.rows("select count(*) from tokens").await;
+    assert_eq!(count[0].0, 40);
+    for (tenant, pan, view) in &issued {
+        let revealed = service
+            .reveal(*tenant, std::slice::from_ref(&view.token))
+            .await
+            .unwrap();
+        assert_eq!(revealed[0].expose_digits(), pan.as_bytes());
+        let elsewhere = if *tenant == f.tenant { other } else { f.tenant };
+        assert!(
+            service
+                .reveal(elsewhere, std::slice::from_ref(&view.token))
+                .await
+                .is_err()
+        );
+    }
 }

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use super::PgStore;
 use crate::crypto::fingerprint::Fingerprint;
@@ -64,7 +65,7 @@ impl TokenStore for PgStore {
         // One statement for the whole set: a batch (and, later, coalesced single calls) costs
         // one round trip and one commit. `on conflict do nothing` without a target covers both
         // the fingerprint index and the token key; the caller tells the two apart.
-        let inserted: Vec<String> = sqlx::query_scalar(
+        let inserted: Vec<(Uuid, String)> = sqlx::query_as(
             "insert into tokens (tenant_id, token, format, fingerprint, sealed_pan, dek_version, \
                                  masked_pan, metadata, created_at, expires_at) \
              select t, tok, f, fp, s, v, m, md::jsonb, c, e \
@@ -72,7 +73,7 @@ impl TokenStore for PgStore {
                          $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[]) \
                   as u(t, tok, f, fp, s, v, m, md, c, e) \
              on conflict do nothing \
-             returning token",
+             returning tenant_id, token",
         )
         .bind(rows.iter().map(|r| r.tenant.0).collect::<Vec<_>>())
         .bind(
@@ -106,10 +107,11 @@ impl TokenStore for PgStore {
         .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
         .fetch_all(&self.pool)
         .await?;
-        // Token values are unique per tenant, and a batch never repeats a (tenant, token).
+        // Token values are unique per tenant, and a statement never repeats a (tenant, token).
+        let inserted: std::collections::HashSet<(Uuid, String)> = inserted.into_iter().collect();
         Ok(rows
             .iter()
-            .map(|r| inserted.iter().any(|t| t == r.token.as_str()))
+            .map(|r| inserted.contains(&(r.tenant.0, r.token.as_str().to_owned())))
             .collect())
     }
 
@@ -119,8 +121,11 @@ impl TokenStore for PgStore {
         keys: &[(TokenFormat, Fingerprint)],
     ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
         let sql = format!(
+            // `lateral`: one index probe per key. A plain join lets the planner, which guesses
+            // 100 rows for `unnest`, hash-join against a scan of the whole table.
             "select q.idx, {cols} from unnest($2::text[], $3::bytea[]) with ordinality as q(f, fp, idx) \
-             join tokens t on t.tenant_id = $1 and t.format = q.f and t.fingerprint = q.fp",
+             cross join lateral (select * from tokens \
+                 where tenant_id = $1 and format = q.f and fingerprint = q.fp) t",
             cols = TOKEN_COLUMNS
                 .split(", ")
                 .map(|c| format!("t.{c}"))
@@ -166,7 +171,7 @@ impl TokenStore for PgStore {
     ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
         let sql = format!(
             "select q.idx, {cols} from unnest($2::text[]) with ordinality as q(tok, idx) \
-             join tokens t on t.tenant_id = $1 and t.token = q.tok",
+             cross join lateral (select * from tokens where tenant_id = $1 and token = q.tok) t",
             cols = TOKEN_COLUMNS
                 .split(", ")
                 .map(|c| format!("t.{c}"))

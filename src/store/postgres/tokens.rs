@@ -121,11 +121,12 @@ impl TokenStore for PgStore {
         keys: &[(TokenFormat, Fingerprint)],
     ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
         let sql = format!(
-            // `lateral`: one index probe per key. A plain join lets the planner, which guesses
-            // 100 rows for `unnest`, hash-join against a scan of the whole table.
+            // One index probe per key: `lateral` with `limit 1` (each key matches at most one
+            // row) cannot be flattened into a plain join, which the planner, guessing 100 rows
+            // for `unnest`, turns into a scan of the whole table as it grows.
             "select q.idx, {cols} from unnest($2::text[], $3::bytea[]) with ordinality as q(f, fp, idx) \
              cross join lateral (select * from tokens \
-                 where tenant_id = $1 and format = q.f and fingerprint = q.fp) t",
+                 where tenant_id = $1 and format = q.f and fingerprint = q.fp limit 1) t",
             cols = TOKEN_COLUMNS
                 .split(", ")
                 .map(|c| format!("t.{c}"))
@@ -171,7 +172,8 @@ impl TokenStore for PgStore {
     ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
         let sql = format!(
             "select q.idx, {cols} from unnest($2::text[]) with ordinality as q(tok, idx) \
-             cross join lateral (select * from tokens where tenant_id = $1 and token = q.tok) t",
+             cross join lateral (select * from tokens \
+                 where tenant_id = $1 and token = q.tok limit 1) t",
             cols = TOKEN_COLUMNS
                 .split(", ")
                 .map(|c| format!("t.{c}"))

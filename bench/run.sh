@@ -5,6 +5,7 @@
 #
 #   bench/run.sh                       # every scenario at 1, 8 and 32 clients, 10 s each
 #   DURATION=5 CLIENTS="8 32" SCENARIOS="tokenize_new detokenize" bench/run.sh
+#   FILL=10000000 bench/run.sh         # then fill to 10M tokens and measure again at that size
 #
 # Writes the table to $OUT (default bench/results.md) and prints it. Only loopback is used.
 set -euo pipefail
@@ -16,6 +17,8 @@ SCENARIOS=${SCENARIOS:-"tokenize_new tokenize_known tokenize_batch lookup detoke
 PORT=${PORT:-18443}
 POOL=${POOL:-16}
 OUT=${OUT:-bench/results.md}
+FILL=${FILL:-0}
+SCALE_SCENARIOS=${SCALE_SCENARIOS:-"tokenize_new tokenize_known lookup detokenize"}
 
 . .ci/postgres.sh
 for tool in wrk pgbench curl; do
@@ -95,28 +98,45 @@ export TOKEN GRANT
 wrk -t1 -c4 -d2s -s bench/lua/tokenize_known.lua "$URL" >/dev/null
 
 declare -A ROWS
-for s in $SCENARIOS; do
-  for c in $CLIENTS; do
-    t=$(threads "$c"); [ "$s" = pair ] && t=$c
-    out=$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s "bench/lua/$s.lua" "$URL")
-    rps=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
-    p50=$(echo "$out" | awk '$1=="50%"{print $2}')
-    p99=$(echo "$out" | awk '$1=="99%"{print $2}')
-    errors=$(echo "$out" | sed -n 's/^LUA_ERRORS \([0-9]*\).*/\1/p')
-    non2xx=$(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p')
-    rps=${rps%.*}
-    case $s in
-      tokenize_batch) rate=$((rps * 100)); unit="$rps req/s = $rate tokens/s"; base=${PG[insert.$c]} ;;
-      pair) rate=$((rps / 2)); unit="$rate pairs/s"; base=${PG[detokenize.$c]} ;;
-      tokenize_*) rate=$rps; unit="$rps req/s"; base=${PG[insert.$c]} ;;
-      *) rate=$rps; unit="$rps req/s"; base=${PG[detokenize.$c]} ;;
-    esac
-    ratio=$(awk -v r="$rate" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f×", r / b; else print "—" }')
-    flag=""; [ "${errors:-0}" != 0 ] || [ -n "$non2xx" ] && flag=" (INVALID: ${errors:-0} errors)"
-    ROWS[$s.$c]="| $s | $c | $unit | $p50 | $p99 | $ratio$flag |"
-    echo "${ROWS[$s.$c]}"
+measure() { # scenario clients label
+  local s=$1 c=$2 label=$3
+  t=$(threads "$c"); [ "$s" = pair ] && t=$c
+  out=$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s "bench/lua/$s.lua" "$URL")
+  rps=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
+  p50=$(echo "$out" | awk '$1=="50%"{print $2}')
+  p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+  errors=$(echo "$out" | sed -n 's/^LUA_ERRORS \([0-9]*\).*/\1/p')
+  non2xx=$(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p')
+  rps=${rps%.*}
+  case $s in
+    tokenize_batch) rate=$((rps * 100)); unit="$rps req/s = $rate tokens/s"; base=${PG[insert.$c]} ;;
+    pair) rate=$((rps / 2)); unit="$rate pairs/s"; base=${PG[detokenize.$c]} ;;
+    tokenize_*) rate=$rps; unit="$rps req/s"; base=${PG[insert.$c]} ;;
+    *) rate=$rps; unit="$rps req/s"; base=${PG[detokenize.$c]} ;;
+  esac
+  ratio=$(awk -v r="$rate" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f×", r / b; else print "—" }')
+  flag=""; [ "${errors:-0}" != 0 ] || [ -n "$non2xx" ] && flag=" (INVALID: ${errors:-0} errors)"
+  ROWS[$label$s.$c]="| $label$s | $c | $unit | $p50 | $p99 | $ratio$flag |"
+  echo "${ROWS[$label$s.$c]}"
+}
+for s in $SCENARIOS; do for c in $CLIENTS; do measure "$s" "$c" ""; done; done
+
+# --- At scale: fill through the batch endpoint, then measure again -----------------------
+SIZES=""
+if [ "$FILL" -gt 0 ]; then
+  count() { psql "$DATABASE_URL" -qtAc "select count(*) from tokens"; }
+  started=$(date +%s)
+  while [ "$(count)" -lt "$FILL" ]; do
+    wrk -t2 -c32 -d30s -s bench/lua/tokenize_batch.lua "$URL" >/dev/null
   done
-done
+  filled=$(count); took=$(( $(date +%s) - started ))
+  psql "$DATABASE_URL" -qtAc "vacuum analyze tokens" >/dev/null
+  per_million() { psql "$DATABASE_URL" -qtAc "select pg_size_pretty(($1) * 1000000 / greatest($filled, 1))"; }
+  SIZES="Filled to $filled tokens in ${took}s through the batch endpoint. Per million tokens: table $(per_million "pg_relation_size('tokens')"), indexes $(per_million "pg_indexes_size('tokens')"), audit trail $(per_million "pg_total_relation_size('audit_events')")."
+  echo "$SIZES"
+  if [ "$filled" -ge 1000000 ]; then label="@$((filled / 1000000))M "; else label="@$((filled / 1000))k "; fi
+  for s in $SCALE_SCENARIOS; do for c in $CLIENTS; do measure "$s" "$c" "$label"; done; done
+fi
 RSS=$(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$SERVER/status")
 
 # --- Still right: a sample of the tokens the run created detokenizes to PANs that match their
@@ -144,6 +164,11 @@ VERIFY=$($BIN audit verify --audit-checkpoint-file "$WORK/audit-checkpoints.json
   echo "| scenario | clients | Strongroom | p50 | p99 | ratio to pgbench |"
   echo "|---|---|---|---|---|---|"
   for s in $SCENARIOS; do for c in $CLIENTS; do echo "${ROWS[$s.$c]}"; done; done
+  if [ -n "$SIZES" ]; then
+    for s in $SCALE_SCENARIOS; do for c in $CLIENTS; do echo "${ROWS[$label$s.$c]}"; done; done
+    echo
+    echo "$SIZES"
+  fi
   echo
   echo "Server peak RSS: $RSS. Sample of created tokens detokenized: $CHECKED; fresh PAN round trip: $EXACT; $VERIFY."
 } | tee "$OUT"

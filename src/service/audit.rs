@@ -30,6 +30,8 @@ use crate::store::{AuditQuery, Store, StoreError};
 const MAX_BATCH: usize = 512;
 /// Records waiting for the appender before writers wait for room.
 const QUEUE: usize = 8192;
+/// Shortest wait between checkpoints written while no records arrive.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 /// Records one verification page reads.
 const VERIFY_PAGE: u32 = 2000;
 
@@ -125,7 +127,20 @@ impl Appender {
     async fn run(mut self, mut inbox: mpsc::Receiver<Message>) {
         let mut events = Vec::with_capacity(MAX_BATCH);
         let mut waiters = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = inbox.recv().await {
+        loop {
+            // A head not yet vouched for is checkpointed within one interval even if nothing
+            // else arrives, so a quiet vault's newest records do not stay unanchored.
+            let first = match self.checkpoint_due_in() {
+                Some(due) => match tokio::time::timeout(due, inbox.recv()).await {
+                    Ok(received) => received,
+                    Err(_) => {
+                        self.write_checkpoint().await;
+                        continue;
+                    }
+                },
+                None => inbox.recv().await,
+            };
+            let Some(first) = first else { break };
             let mut next = Some(first);
             // Take whatever is queued: under load a batch grows to the concurrency.
             while let Some(message) = next.take() {
@@ -154,6 +169,18 @@ impl Appender {
             }
         }
         self.write_checkpoint().await;
+    }
+
+    /// How long until the head must be checkpointed, when it has records no checkpoint
+    /// vouches for yet.
+    fn checkpoint_due_in(&self) -> Option<Duration> {
+        let anchor = self.anchor.as_ref()?;
+        let unanchored =
+            self.head.seq > 0 && self.checkpointed != Some((self.head.chain, self.head.seq));
+        // Never sooner than a second apart when idle: a checkpoint file that cannot be written
+        // is retried, not spun on.
+        let every = anchor.every.max(IDLE_CHECKPOINT);
+        unanchored.then(|| every.saturating_sub(self.last_checkpoint.elapsed()))
     }
 
     async fn commit(

@@ -413,3 +413,72 @@ async fn two_instances_writing_at_once_keep_chains_that_verify() {
     );
     assert!(verified.checkpoints >= 2);
 }
+
+#[tokio::test]
+async fn shutdown_checkpoints_the_last_records() {
+    let file = CheckpointFile::new();
+    let path = file.0.clone();
+    let app = spawn_app_with(Options {
+        configure: Box::new(move |c| {
+            c.audit_checkpoint_file = Some(path);
+            c.audit_checkpoint_interval = Duration::from_secs(3600);
+        }),
+        ..Options::default()
+    })
+    .await;
+    some_traffic(&app, 2).await;
+    let pool = app.db.pool().await;
+    let (chain, seq): (Uuid, i64) = sqlx::query_as(
+        "select chain_id, max(seq) from audit_events where action = 'token.lookup' group by 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    // With an hour between checkpoints none is due yet; stopping writes the last one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = std::fs::read_to_string(&file.0).unwrap_or_default();
+    app.stop().await;
+    let after = std::fs::read_to_string(&file.0).unwrap();
+    let last: Value = serde_json::from_str(after.lines().last().unwrap()).unwrap();
+    assert_eq!(last["chain"], chain.to_string());
+    assert_eq!(last["seq"], seq);
+    assert!(!before.contains(&format!("\"seq\":{seq},")), "{before}");
+}
+
+#[tokio::test]
+async fn an_idle_head_is_checkpointed_within_the_interval() {
+    let file = CheckpointFile::new();
+    let path = file.0.clone();
+    let app = spawn_app_with(Options {
+        configure: Box::new(move |c| {
+            c.audit_checkpoint_file = Some(path);
+            c.audit_checkpoint_interval = Duration::from_millis(1200);
+        }),
+        ..Options::default()
+    })
+    .await;
+    some_traffic(&app, 2).await;
+    let pool = app.db.pool().await;
+    let (chain, seq): (Uuid, i64) = sqlx::query_as(
+        "select chain_id, max(seq) from audit_events where action = 'token.lookup' group by 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let mut vouched = false;
+    for _ in 0..40 {
+        let text = std::fs::read_to_string(&file.0).unwrap_or_default();
+        vouched = text.lines().any(|l| {
+            let c: Value = serde_json::from_str(l).unwrap();
+            c["chain"] == chain.to_string() && c["seq"] == seq
+        });
+        if vouched {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        vouched,
+        "the newest record was not checkpointed while the vault was idle"
+    );
+}

@@ -130,7 +130,10 @@ if [ "$FILL" -gt 0 ]; then
     wrk -t2 -c32 -d30s -s bench/lua/tokenize_batch.lua "$URL" >/dev/null
   done
   filled=$(count); took=$(( $(date +%s) - started ))
+  # Settle the database before measuring: vacuum what the fill left and write back its pages.
   psql "$DATABASE_URL" -qtAc "vacuum analyze tokens" >/dev/null
+  psql "$DATABASE_URL" -qtAc "vacuum analyze audit_events" >/dev/null
+  psql "$DATABASE_URL" -qtAc "checkpoint" >/dev/null
   per_million() { psql "$DATABASE_URL" -qtAc "select pg_size_pretty(($1) * 1000000 / greatest($filled, 1))"; }
   SIZES="Filled to $filled tokens in ${took}s through the batch endpoint. Per million tokens: table $(per_million "pg_relation_size('tokens')"), indexes $(per_million "pg_indexes_size('tokens')"), audit trail $(per_million "pg_total_relation_size('audit_events')")."
   echo "$SIZES"

@@ -201,7 +201,9 @@ impl Appender {
             Err(e) => {
                 tracing::error!(error = %e, records = chained.len(), "audit trail write failed");
                 self.metrics.observe_audit_write_failure("database");
-                // Whether the commit landed is unknown: go on in a new chain.
+                // Whether the commit landed is unknown: vouch for the last head known to have
+                // landed, then go on in a new chain.
+                self.write_checkpoint().await;
                 self.head = ChainHead::new(Uuid::new_v4());
                 Err(AuditError::Unavailable)
             }

@@ -113,7 +113,8 @@ async fn serve_runs_as_a_role_that_may_only_insert_and_read_audit_records() {
 
 #[tokio::test]
 async fn detokenize_fails_closed_when_the_audit_trail_cannot_be_written() {
-    let app = spawn_app().await;
+    let file = CheckpointFile::new();
+    let app = spawn_checkpointed(&file).await;
     let pan = random_pan("4", 16);
     let token = app.token_for(&pan).await;
     let grant = app.checkout_grant(10).await;
@@ -175,7 +176,7 @@ async fn detokenize_fails_closed_when_the_audit_trail_cannot_be_written() {
         .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let (ok, out) = verify(&app, None);
+    let (ok, out) = verify(&app, Some(&file));
     assert!(ok, "{out}");
 }
 

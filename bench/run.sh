@@ -44,17 +44,28 @@ cleanup() {
 trap cleanup EXIT
 
 threads() { if [ "$1" -lt 2 ]; then echo "$1"; else echo 2; fi; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() { local t=0 p; for p in $(pgrep -x postgres); do t=$((t + $(ticks "$p"))); done; echo "$t"; }
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+
 
 # --- PostgreSQL itself -------------------------------------------------------------------
 psql "$ADMIN" -qtAc "create database ${DB}_pg" >/dev/null
 psql "$BASE/${DB}_pg" -q -f bench/pgbench/schema.sql >/dev/null
-declare -A PG
+declare -A PG PGCPU
 for script in insert detokenize; do
   for c in $CLIENTS; do
-    tps=$(pgbench -n -c "$c" -j "$(threads "$c")" -T "$DURATION" -f "bench/pgbench/$script.sql" \
-          "$BASE/${DB}_pg" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    p0=$(busy_ticks)
+    out=$(pgbench -n -c "$c" -j "$(threads "$c")" -T "$DURATION" -f "bench/pgbench/$script.sql" \
+          "$BASE/${DB}_pg" 2>/dev/null)
+    p1=$(busy_ticks)
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    n=$(echo "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p')
     PG[$script.$c]=${tps%.*}
-    echo "pgbench $script c=$c: ${PG[$script.$c]} tps"
+    PGCPU[$script.$c]=$(awk -v p=$((p1 - p0)) -v n="${n:-0}" -v hz="$HZ" \
+                        'BEGIN { if (n > 0) printf "%.3f", p * 1000 / hz / n; else print "—" }')
+    echo "pgbench $script c=$c: ${PG[$script.$c]} tps, machine CPU ${PGCPU[$script.$c]} ms/tx"
   done
 done
 
@@ -101,7 +112,15 @@ declare -A ROWS
 measure() { # scenario clients label
   local s=$1 c=$2 label=$3
   t=$(threads "$c"); [ "$s" = pair ] && t=$c
+  local s0 p0 m0 s1 p1 m1
+  s0=$(ticks "$SERVER"); p0=$(pg_ticks); m0=$(busy_ticks)
   out=$(wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s "bench/lua/$s.lua" "$URL")
+  s1=$(ticks "$SERVER"); p1=$(pg_ticks); m1=$(busy_ticks)
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  # CPU per request, in ms: the vault's process, PostgreSQL's processes (the pool's backends
+  # live through the run), and the whole machine (load generator included, as for pgbench).
+  cpu=$(awk -v s=$((s1 - s0)) -v p=$((p1 - p0)) -v m=$((m1 - m0)) -v n="${requests:-0}" -v hz="$HZ" \
+        'BEGIN { if (n > 0) printf "%.3f | %.3f | %.3f", s * 1000 / hz / n, p * 1000 / hz / n, m * 1000 / hz / n; else print "— | — | —" }')
   rps=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
   p50=$(echo "$out" | awk '$1=="50%"{print $2}')
   p99=$(echo "$out" | awk '$1=="99%"{print $2}')
@@ -116,7 +135,7 @@ measure() { # scenario clients label
   esac
   ratio=$(awk -v r="$rate" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f×", r / b; else print "—" }')
   flag=""; [ "${errors:-0}" != 0 ] || [ -n "$non2xx" ] && flag=" (INVALID: ${errors:-0} errors)"
-  ROWS[$label$s.$c]="| $label$s | $c | $unit | $p50 | $p99 | $ratio$flag |"
+  ROWS[$label$s.$c]="| $label$s | $c | $unit | $p50 | $p99 | $ratio$flag | $cpu |"
   echo "${ROWS[$label$s.$c]}"
 }
 for s in $SCENARIOS; do for c in $CLIENTS; do measure "$s" "$c" ""; done; done
@@ -160,12 +179,12 @@ VERIFY=$($BIN audit verify --audit-checkpoint-file "$WORK/audit-checkpoints.json
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, ${DURATION}s per cell, PostgreSQL $(psql "$ADMIN" -qtAc 'show server_version'), synchronous_commit=$(psql "$ADMIN" -qtAc 'show synchronous_commit'), pool $POOL."
   echo
-  echo "| pgbench | clients | tps |"
-  echo "|---|---|---|"
-  for script in insert detokenize; do for c in $CLIENTS; do echo "| $script | $c | ${PG[$script.$c]} |"; done; done
+  echo "| pgbench | clients | tps | machine CPU ms/tx |"
+  echo "|---|---|---|---|"
+  for script in insert detokenize; do for c in $CLIENTS; do echo "| $script | $c | ${PG[$script.$c]} | ${PGCPU[$script.$c]} |"; done; done
   echo
-  echo "| scenario | clients | Strongroom | p50 | p99 | ratio to pgbench |"
-  echo "|---|---|---|---|---|---|"
+  echo "| scenario | clients | Strongroom | p50 | p99 | ratio to pgbench | CPU ms/req: vault | PostgreSQL | machine |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for s in $SCENARIOS; do for c in $CLIENTS; do echo "${ROWS[$s.$c]}"; done; done
   if [ -n "$SIZES" ]; then
     for s in $SCALE_SCENARIOS; do for c in $CLIENTS; do echo "${ROWS[$label$s.$c]}"; done; done

@@ -324,11 +324,15 @@ pub trait Database: Send + Sync {
     async fn migrate(&self) -> Result<(), StoreError>;
 }
 
-/// Where a schema stands, from the migrations applied to it (version → checksum).
+/// Where a schema stands, from the migrations applied to it.
 fn schema_status(
     migrator: &sqlx::migrate::Migrator,
-    applied: &std::collections::HashMap<i64, Vec<u8>>,
+    applied: &[rows::AppliedMigration],
 ) -> SchemaStatus {
+    let applied: std::collections::HashMap<i64, &[u8]> = applied
+        .iter()
+        .map(|m| (m.version, m.checksum.as_slice()))
+        .collect();
     let mut pending = 0;
     for migration in migrator
         .iter()
@@ -336,7 +340,7 @@ fn schema_status(
     {
         match applied.get(&migration.version) {
             None => pending += 1,
-            Some(checksum) if checksum.as_slice() != &*migration.checksum => {
+            Some(checksum) if *checksum != &*migration.checksum => {
                 return SchemaStatus::Modified {
                     version: migration.version,
                 };

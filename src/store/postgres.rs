@@ -9,13 +9,13 @@ mod keys;
 mod principals;
 mod tokens;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::rows::AppliedMigration;
 use super::{Database, SchemaStatus, StoreError};
 
 /// The migrations this binary carries (`migrations/`).
@@ -60,12 +60,6 @@ impl PgStore {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct AppliedMigration {
-    version: i64,
-    checksum: Vec<u8>,
-}
-
 #[async_trait]
 impl Database for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -77,17 +71,12 @@ impl Database for PgStore {
         let exists: bool = sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
             .fetch_one(&self.pool)
             .await?;
-        let applied: HashMap<i64, Vec<u8>> = if exists {
-            sqlx::query_as::<_, AppliedMigration>(
-                "select version, checksum from _sqlx_migrations where success",
-            )
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|m| (m.version, m.checksum))
-            .collect()
+        let applied: Vec<AppliedMigration> = if exists {
+            sqlx::query_as("select version, checksum from _sqlx_migrations where success")
+                .fetch_all(&self.pool)
+                .await?
         } else {
-            HashMap::new()
+            Vec::new()
         };
         Ok(super::schema_status(&MIGRATOR, &applied))
     }

@@ -22,6 +22,13 @@ use crate::domain::{Principal, PrincipalId, Role, TenantId, Token, TokenFormat};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct TextList(pub(super) Vec<String>);
 
+/// A migration sqlx recorded as applied.
+#[derive(sqlx::FromRow)]
+pub(super) struct AppliedMigration {
+    pub(super) version: i64,
+    pub(super) checksum: Vec<u8>,
+}
+
 impl Type<Postgres> for TextList {
     fn type_info() -> PgTypeInfo {
         <Vec<String> as Type<Postgres>>::type_info()

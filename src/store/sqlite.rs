@@ -13,7 +13,6 @@ mod keys;
 mod principals;
 mod tokens;
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::rows::AppliedMigration;
 use super::{Database, SchemaStatus, StoreError};
 
 /// The migrations of the embedded store (`migrations/sqlite/`).
@@ -67,12 +67,6 @@ impl SqliteStore {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct AppliedMigration {
-    version: i64,
-    checksum: Vec<u8>,
-}
-
 #[async_trait]
 impl Database for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -86,17 +80,12 @@ impl Database for SqliteStore {
         )
         .fetch_one(&self.pool)
         .await?;
-        let applied: HashMap<i64, Vec<u8>> = if exists {
-            sqlx::query_as::<_, AppliedMigration>(
-                "select version, checksum from _sqlx_migrations where success",
-            )
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|m| (m.version, m.checksum))
-            .collect()
+        let applied: Vec<AppliedMigration> = if exists {
+            sqlx::query_as("select version, checksum from _sqlx_migrations where success")
+                .fetch_all(&self.pool)
+                .await?
         } else {
-            HashMap::new()
+            Vec::new()
         };
         Ok(super::schema_status(&MIGRATOR, &applied))
     }

@@ -322,9 +322,9 @@ async fn serve_refuses_a_bad_policy_file_naming_the_policy_and_the_reason() {
 }
 
 /// A `strongroom serve` process, killed when dropped.
-struct Server {
+pub struct Server {
     child: std::process::Child,
-    address: String,
+    pub address: String,
 }
 
 impl Drop for Server {
@@ -335,17 +335,24 @@ impl Drop for Server {
 }
 
 fn serve(db: &TestDb, master_key: &str, policy_file: &std::path::Path) -> Server {
-    let mut child = strongroom()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit-per-second",
-            "0",
-        ])
-        .arg("--policy-file")
-        .arg(policy_file)
-        .env("DATABASE_URL", &db.url)
+    serve_process(&db.url, master_key, Some(policy_file))
+}
+
+/// Starts `strongroom serve` on a loopback port against `url` and waits for its address.
+pub fn serve_process(url: &str, master_key: &str, policy_file: Option<&std::path::Path>) -> Server {
+    let mut command = strongroom();
+    command.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--rate-limit-per-second",
+        "0",
+    ]);
+    if let Some(file) = policy_file {
+        command.arg("--policy-file").arg(file);
+    }
+    let mut child = command
+        .env("DATABASE_URL", url)
         .env("STRONGROOM_MASTER_KEY", master_key)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

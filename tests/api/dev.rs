@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::cli::strongroom;
+use crate::cli::{serve_process, strongroom};
 use crate::helpers::random_pan;
 
 /// A data directory of its own, removed afterwards.
@@ -249,30 +249,10 @@ async fn serve_runs_on_the_embedded_store_from_a_sqlite_url() {
     )
     .unwrap();
     let key = created["key"].as_str().unwrap().to_owned();
-    let mut child = strongroom()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("DATABASE_URL", &url)
-        .env("STRONGROOM_MASTER_KEY", &master_key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut address = None;
-    for line in lines.map_while(Result::ok) {
-        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-        if entry["message"] == "strongroom serving" {
-            address = entry["listen"].as_str().map(|l| format!("http://{l}"));
-            break;
-        }
-    }
-    let server = Dev {
-        child,
-        base: address.expect("serve announces its address"),
-    };
+    let server = serve_process(&url, &master_key, None);
     let client = reqwest::Client::new();
     let r = client
-        .post(format!("{}/v1/tokens", server.base))
+        .post(format!("{}/v1/tokens", server.address))
         .bearer_auth(&key)
         .json(&json!({"value": random_pan("4", 16)}))
         .send()
@@ -284,14 +264,14 @@ async fn serve_runs_on_the_embedded_store_from_a_sqlite_url() {
         .unwrap()
         .to_owned();
     let r = client
-        .get(format!("{}/v1/tokens/{token}", server.base))
+        .get(format!("{}/v1/tokens/{token}", server.address))
         .bearer_auth(&key)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = client
-        .get(format!("{}/readyz", server.base))
+        .get(format!("{}/readyz", server.address))
         .send()
         .await
         .unwrap();

@@ -18,7 +18,6 @@ use zeroize::Zeroizing;
 
 use super::audit::Audit;
 use super::extract::{Caller, JsonBody, OptionalJsonBody, from_value, limit_param, query_params};
-use super::source::Source;
 use super::{ApiError, AppState, Route};
 use crate::domain::access::check_text;
 use crate::domain::audit::{Action, AuditEvent};
@@ -257,7 +256,6 @@ async fn create(
     State(state): State<AppState>,
     caller: Caller,
     audit: Audit,
-    Source(source): Source,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
     let mut event = audit.event(&state, Action::AccessRequestCreate, &caller);
@@ -267,7 +265,10 @@ async fn create(
         event.tokens = ask.tokens.iter().map(|t| t.as_str().to_owned()).collect();
         event.purpose = Some(ask.purpose.as_str().to_owned());
         event.reason = Some(ask.reason.clone());
-        let view = state.access().create(principal, ask, source).await?;
+        let view = state
+            .access()
+            .create(principal, ask, audit.source())
+            .await?;
         describe(&mut event, &view);
         Ok(view)
     }

@@ -7,6 +7,7 @@
 //! (the failure is logged and counted). Nothing here records a PAN, a key, a code or a JWT.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -34,7 +35,7 @@ pub fn routes() -> Vec<Route> {
 #[derive(Debug, Clone)]
 pub struct Audit {
     request_id: String,
-    source: Option<String>,
+    source: Option<IpAddr>,
 }
 
 impl FromRequestParts<AppState> for Audit {
@@ -47,19 +48,24 @@ impl FromRequestParts<AppState> for Audit {
         let Source(source) = Source::from_request_parts(parts, state).await?;
         Ok(Audit {
             request_id: request_id::current(),
-            source: source.map(|ip| ip.to_string()),
+            source,
         })
     }
 }
 
 impl Audit {
+    /// Where the request comes from (see [`Source`]).
+    pub fn source(&self) -> Option<IpAddr> {
+        self.source
+    }
+
     /// An event of `action` by `caller`, now.
     pub fn event(&self, state: &AppState, action: Action, caller: &Caller) -> AuditEvent {
         let mut event = AuditEvent::new(action, state.clock().now());
         event.tenant = Some(caller.0.tenant);
         event.actor = Some(caller.0.id);
         event.request_id = Some(self.request_id.clone());
-        event.source = self.source.clone();
+        event.source = self.source.map(|ip| ip.to_string());
         event
     }
 

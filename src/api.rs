@@ -5,10 +5,12 @@
 
 pub mod access_requests;
 pub mod audit;
+pub mod auth_flood;
 pub mod detokenize;
 pub mod error;
 pub mod extract;
 pub mod grants;
+pub mod guard;
 pub mod health;
 pub mod middleware;
 pub mod rate_limit;
@@ -34,9 +36,10 @@ use rate_limit::RateLimits;
 use crate::clock::Clock;
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::metrics::Metrics;
-use crate::service::principals::AuthFailure;
-use crate::service::{AccessService, AuditTrail, GrantService, KeyService, TokenService};
+use crate::service::principals::FailedAuth;
+use crate::service::{AccessService, AuditTrail, GrantService, Guard, KeyService, TokenService};
 use crate::store::Store;
+use auth_flood::{AuthFloods, FailureKey, FailureWindow};
 
 /// Limits and timeouts of the HTTP layer.
 #[derive(Debug, Clone, Copy)]
@@ -62,9 +65,11 @@ struct Inner {
     access: AccessService,
     grants: GrantService,
     audit: AuditTrail,
+    guard: Arc<Guard>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     rate_limits: RateLimits,
+    auth_floods: AuthFloods,
     settings: ApiSettings,
     trusted_proxies: Vec<IpNet>,
 }
@@ -79,6 +84,8 @@ pub struct Services {
     pub grants: GrantService,
     /// The audit trail's appender.
     pub audit: AuditTrail,
+    /// The oracle guards.
+    pub guard: Arc<Guard>,
 }
 
 impl AppState {
@@ -101,9 +108,11 @@ impl AppState {
             access: services.access,
             grants: services.grants,
             audit: services.audit,
+            guard: services.guard,
             clock,
             metrics,
             rate_limits,
+            auth_floods: AuthFloods::default(),
             settings,
             trusted_proxies,
         }))
@@ -139,6 +148,11 @@ impl AppState {
         &self.0.audit
     }
 
+    /// The oracle guards.
+    pub fn guard(&self) -> &Guard {
+        &self.0.guard
+    }
+
     /// Proxies whose `X-Forwarded-For` is believed.
     pub fn trusted_proxies(&self) -> &[IpNet] {
         &self.0.trusted_proxies
@@ -165,25 +179,76 @@ impl AppState {
     }
 
     /// The one place where authentication failures are observed: counted, logged and audited
-    /// (by reason and source address, never the presented key). The caller gets its 401
-    /// whether or not the record could be written.
-    pub async fn observe_auth_failure(&self, failure: AuthFailure, source: Option<IpAddr>) {
-        self.0.metrics.observe_auth_failure(failure.as_str());
+    /// (by reason and source address, never the presented key; under the principal and its
+    /// tenant when the key is one the vault knows). A flood from one source is aggregated in
+    /// the trail (see [`auth_flood`]); the answer is the number of seconds to make the source
+    /// wait when it is past its limit. The caller gets its answer whether or not the record
+    /// could be written.
+    pub async fn observe_auth_failure(
+        &self,
+        failure: FailedAuth,
+        source: Option<IpAddr>,
+    ) -> Option<u64> {
+        let reason = failure.reason.as_str();
+        self.0.metrics.observe_auth_failure(reason);
         let request_id = request_id::current();
         tracing::warn!(
             request_id = %request_id,
-            reason = failure.as_str(),
+            reason,
             source = %source.map(|ip| ip.to_string()).unwrap_or_default(),
             "authentication failed"
         );
-        let mut event = AuditEvent::new(Action::AuthFailure, self.clock().now());
-        event.outcome = Outcome::Denied;
-        event.code = Some(ApiError::Unauthenticated.status_and_code().1.to_owned());
-        event.detail = Some(failure.as_str().to_owned());
-        event.request_id = Some(request_id);
-        event.source = source.map(|ip| ip.to_string());
-        let _ = self.audit().record(event).await;
+        let key = FailureKey {
+            source,
+            principal: failure.principal.as_ref().map(|p| (p.id, p.tenant)),
+        };
+        let now = self.clock().now();
+        let verdict = self.0.auth_floods.observe(key, reason, now);
+        // Ended windows first, so the trail reads in the order things happened.
+        self.record_auth_floods(verdict.ended).await;
+        if verdict.record {
+            let mut event = auth_failure_event(key, now);
+            event.detail = Some(reason.to_owned());
+            event.request_id = Some(request_id);
+            let _ = self.audit().record(event).await;
+        }
+        verdict.throttled
     }
+
+    /// Writes the aggregated records of failure windows that have ended (also called on a
+    /// timer, so a flood that stops is still recorded).
+    pub async fn sweep_auth_floods(&self) {
+        let ended = self.0.auth_floods.sweep(self.clock().now());
+        self.record_auth_floods(ended).await;
+    }
+
+    async fn record_auth_floods(&self, ended: Vec<(FailureKey, FailureWindow)>) {
+        for (key, window) in ended {
+            let mut event = auth_failure_event(key, self.clock().now());
+            event.detail = Some(format!(
+                "{} failures from this source between {} and the end of a {}s window \
+                 (the first recorded on its own; last reason {})",
+                window.count,
+                window.started.to_rfc3339(),
+                auth_flood::WINDOW.num_seconds(),
+                window.reason,
+            ));
+            let _ = self.audit().record(event).await;
+        }
+    }
+}
+
+/// An `auth.failure` record for `key`, without its detail.
+fn auth_failure_event(key: FailureKey, now: chrono::DateTime<chrono::Utc>) -> AuditEvent {
+    let mut event = AuditEvent::new(Action::AuthFailure, now);
+    event.outcome = Outcome::Denied;
+    event.code = Some(ApiError::Unauthenticated.status_and_code().1.to_owned());
+    event.source = key.source.map(|ip| ip.to_string());
+    if let Some((principal, tenant)) = key.principal {
+        event.actor = Some(principal);
+        event.tenant = Some(tenant);
+    }
+    event
 }
 
 /// One route: method, path template and handler. The route table is data so that a test can

@@ -4,6 +4,8 @@
 //! `STRONGROOM_MASTER_KEY` only (never a flag, so it stays out of `ps` and shell history),
 //! and no message ever prints it or the database URL.
 
+mod guard;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +52,9 @@ enum Command {
     /// Work with the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Review the enumeration guard: locked card buckets and import windows.
+    #[command(subcommand)]
+    Guard(guard::GuardCommand),
     /// Run a local vault in one command: the embedded store, a generated master key, demo
     /// principals and policies, plain HTTP on loopback. Not for real card data.
     Dev {
@@ -186,6 +191,16 @@ struct ServeArgs {
         default_value_t = 1000
     )]
     audit_checkpoint_interval_ms: u64,
+    /// New card numbers per card bucket (tenant, first six, last four, length) per rolling
+    /// 24 hours before every tokenize in the bucket is refused as enumeration: an attacker's
+    /// chance of finding one card from its token is budget / 100,000 per day.
+    #[arg(
+        long,
+        env = "STRONGROOM_TOKENIZE_BUCKET_BUDGET",
+        default_value_t = crate::domain::guard::DEFAULT_BUCKET_BUDGET,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    tokenize_bucket_budget: u32,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -344,6 +359,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             checkpoints,
         }) => verify_audit(&database, &checkpoints).await,
         Command::Serve(args) => serve(args).await,
+        Command::Guard(command) => guard::run(command).await,
         Command::Dev { listen, data_dir } => {
             crate::telemetry::init_with_default("warn");
             crate::dev::run(listen, &data_dir).await
@@ -489,6 +505,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.access_request_ttl = Duration::from_secs(args.access_request_ttl_secs.max(1));
     config.audit_checkpoint_file = args.checkpoints.audit_checkpoint_file;
     config.audit_checkpoint_interval = Duration::from_millis(args.audit_checkpoint_interval_ms);
+    config.tokenize_bucket_budget = args.tokenize_bucket_budget;
     if config.force_plain_http && !config.listen.ip().is_loopback() && config.tls.is_none() {
         tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (forced)");
     }

@@ -53,6 +53,8 @@ pub struct ServeConfig {
     pub audit_checkpoint_file: Option<PathBuf>,
     /// Longest between two checkpoints while records are written.
     pub audit_checkpoint_interval: Duration,
+    /// New PANs per card bucket per rolling 24 h before the bucket is locked.
+    pub tokenize_bucket_budget: u32,
 }
 
 impl ServeConfig {
@@ -79,6 +81,7 @@ impl ServeConfig {
             access_request_ttl: Duration::from_secs(3600),
             audit_checkpoint_file: None,
             audit_checkpoint_interval: Duration::from_secs(1),
+            tokenize_bucket_budget: crate::domain::guard::DEFAULT_BUCKET_BUDGET,
         }
     }
 }
@@ -99,6 +102,7 @@ impl fmt::Debug for ServeConfig {
             .field("access_request_ttl", &self.access_request_ttl)
             .field("audit_checkpoint_file", &self.audit_checkpoint_file)
             .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
+            .field("tokenize_bucket_budget", &self.tokenize_bucket_budget)
             .finish()
     }
 }

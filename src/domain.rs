@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod guard;
 pub mod luhn;
 pub mod metadata;
 pub mod pan;
@@ -13,6 +14,7 @@ pub mod principal;
 pub mod token;
 
 pub use access::{RequestStatus, TextError};
+pub use guard::{Allowance, BucketId, ImportWindow};
 pub use metadata::{Metadata, MetadataError};
 pub use pan::{MaskedPan, Pan, PanError};
 pub use policy::{AccessAsk, Allowed, Denial, Policy, PolicyError, PolicySet, Purpose};

@@ -51,6 +51,8 @@ struct Inner {
     auth_failures: Family<ReasonLabels, Counter>,
     refusals: Family<CodeLabels, Counter>,
     audit_write_failures: Family<TargetLabels, Counter>,
+    enumeration_suspected: Counter,
+    lookup_suspicious: Counter,
 }
 
 impl Default for Metrics {
@@ -96,8 +98,22 @@ impl Metrics {
             "Audit records (target database) or checkpoints (target checkpoint) not written",
             audit_write_failures.clone(),
         );
+        let enumeration_suspected = Counter::default();
+        registry.register(
+            "enumeration_suspected",
+            "Card buckets locked because their tokenize calls looked like enumeration",
+            enumeration_suspected.clone(),
+        );
+        let lookup_suspicious = Counter::default();
+        registry.register(
+            "lookup_suspicious",
+            "Episodes of a principal's token lookups throttled for missing too often",
+            lookup_suspicious.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
+            enumeration_suspected,
+            lookup_suspicious,
             requests,
             latency,
             auth_failures,
@@ -153,6 +169,16 @@ impl Metrics {
                 target: target.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts one card bucket locked as an enumeration suspect.
+    pub fn observe_enumeration_suspected(&self) {
+        self.0.enumeration_suspected.inc();
+    }
+
+    /// Counts one episode of throttled lookups.
+    pub fn observe_lookup_suspicious(&self) {
+        self.0.lookup_suspicious.inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod grants;
+pub mod guard;
 pub mod keys;
 pub mod mfa;
 pub mod principals;
@@ -17,6 +18,7 @@ pub use access::{AccessAskInput, AccessError, AccessRequestView, AccessService};
 pub use audit::{Anchor, AuditError, AuditTrail};
 pub use grants::{GrantError, GrantService};
 
+pub use guard::{Guard, GuardError};
 pub use keys::{KeyError, KeyService, KeySettings};
-pub use principals::{AuthFailure, NewPrincipalRequest, PrincipalError};
-pub use tokens::{TokenError, TokenService, TokenView, TokenizeItem};
+pub use principals::{AuthFailure, FailedAuth, NewPrincipalRequest, PrincipalError};
+pub use tokens::{TokenError, TokenService, TokenView, TokenizeItem, Tokenized};

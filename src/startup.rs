@@ -28,7 +28,7 @@ use crate::domain::{PolicyError, PolicySet};
 use crate::metrics::Metrics;
 use crate::service::keys::load_checkpoint_key;
 use crate::service::{
-    AccessService, Anchor, AuditTrail, GrantService, KeyError, KeyService, TokenService,
+    AccessService, Anchor, AuditTrail, GrantService, Guard, KeyError, KeyService, TokenService,
 };
 use crate::store::{self, SchemaStatus, StoreError};
 use crate::tls::{self, TlsError};
@@ -163,9 +163,15 @@ impl Application {
             )
             .await?,
         );
+        let guard = Arc::new(Guard::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            config.tokenize_bucket_budget,
+        ));
         let tokens = TokenService::new(
             Arc::clone(&store),
             Arc::clone(&keys),
+            Arc::clone(&guard),
             rng,
             Arc::clone(&clock),
         );
@@ -185,6 +191,7 @@ impl Application {
                 access,
                 grants,
                 audit,
+                guard,
             },
             clock,
             metrics,
@@ -329,6 +336,10 @@ async fn purge_expired_tokens(state: AppState, every: Duration) {
     loop {
         ticker.tick().await;
         state.rate_limits().forget_idle();
+        state.sweep_auth_floods().await;
+        if let Err(e) = state.guard().purge_misses().await {
+            tracing::warn!(error = %e, "purging old lookup misses failed");
+        }
         match state.tokens().purge_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "destroyed expired tokens"),

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod guard;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -20,13 +21,16 @@ use serde_json::{Map, Value};
 use crate::crypto::api_key::KeyHash;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::crypto::keys::SealedPan;
-use crate::domain::{Principal, PrincipalId, Role, TenantId, Token, TokenFormat};
+use crate::domain::{
+    Allowance, BucketId, Principal, PrincipalId, Role, TenantId, Token, TokenFormat,
+};
 
 pub use access::{
     AccessRequestRecord, AccessStore, DecideOutcome, Decision, ExpiredRequest, GrantDraft,
     GrantRecord, NewAccessRequest, RequestFilter, UseOutcome,
 };
 pub use audit::{AuditQuery, AuditStore};
+pub use guard::{BucketLockRecord, BucketLocked, GuardStore, RowOutcome, TokenInsert};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -68,6 +72,10 @@ pub struct NewToken {
     pub created_at: DateTime<Utc>,
     /// When it stops being usable.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The PAN's bucket (first six, last four, length) for the enumeration guard.
+    pub bucket: BucketId,
+    /// The budget a new PAN counts against.
+    pub allowance: Allowance,
 }
 
 /// A stored token. `sealed` and `masked` are gone once it is deleted or purged.
@@ -96,10 +104,18 @@ pub struct TokenRecord {
 /// Token rows: deterministic lookup by fingerprint, insert, read, destroy.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// Inserts rows in one transaction. Returns, per row, whether it was inserted; a row that
-    /// was not collided with an existing fingerprint (same PAN, tenant and format) or an
-    /// existing token value, and the caller decides which by looking the fingerprint up.
-    async fn insert_tokens(&self, rows: &[NewToken]) -> Result<Vec<bool>, StoreError>;
+    /// Inserts rows in one transaction, under the enumeration guard. Per row: inserted;
+    /// collided with an existing fingerprint (same PAN, tenant and format) or token value, and
+    /// the caller decides which by looking the fingerprint up; or refused because its bucket is
+    /// locked. A bucket whose new PANs (counted in the rolling window against each row's
+    /// allowance, this insert's included) overrun the budget is locked here and now: none of
+    /// this insert's rows in it are stored, and every one of them — colliding ones too — is
+    /// refused, so a refusal never says whether the PAN was known.
+    async fn insert_tokens(
+        &self,
+        rows: &[NewToken],
+        now: DateTime<Utc>,
+    ) -> Result<TokenInsert, StoreError>;
 
     /// The live (not destroyed) token of each `(format, fingerprint)` in one tenant, if any.
     async fn find_by_fingerprints(
@@ -367,8 +383,11 @@ pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, Sto
 
 /// Everything the vault stores.
 pub trait Store:
-    TokenStore + PrincipalStore + KeyStore + AccessStore + AuditStore + Database
+    TokenStore + PrincipalStore + KeyStore + AccessStore + AuditStore + GuardStore + Database
 {
 }
 
-impl<T: TokenStore + PrincipalStore + KeyStore + AccessStore + AuditStore + Database> Store for T {}
+impl<T: TokenStore + PrincipalStore + KeyStore + AccessStore + AuditStore + GuardStore + Database>
+    Store for T
+{
+}

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::Audit;
 use super::extract::{Caller, JsonBody, from_value};
+use super::guard::{check_lookups, observe_miss};
 use super::{ApiError, AppState, Route};
 use crate::domain::audit::Action;
 use crate::domain::policy::MAX_TOKENS;
@@ -73,6 +74,7 @@ async fn detokenize(
     let mut event = audit.event(&state, Action::Detokenize, &caller);
     let result = async {
         let principal = caller.require_any(&[Role::Detokenizer, Role::Requester])?;
+        check_lookups(&state, principal)?;
         let tokens = parse_tokens(from_value(body?.0)?)?;
         event.tokens = tokens.iter().map(|t| t.as_str().to_owned()).collect();
         let grant = match headers.get(GRANT_HEADER).map(|v| v.to_str()) {
@@ -92,6 +94,7 @@ async fn detokenize(
         Ok((tokens, pans))
     }
     .await;
+    observe_miss(&state, &audit, &caller, &result).await;
     // The card numbers leave only once the record of their release is durable; if it cannot
     // be written they are dropped (and wiped) here and the caller gets 503.
     let (tokens, pans) = audit.settle(&state, event, result).await?;

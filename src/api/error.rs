@@ -116,6 +116,12 @@ pub enum ApiError {
     /// The principal sent more requests than its rate limit; retry after this many seconds.
     #[error("too many requests: slow down and retry later")]
     RateLimited(u64),
+    /// The card's bucket is locked as an enumeration suspect; retry after this many seconds.
+    /// The same answer for a known and a new card number, so it is no oracle itself.
+    #[error(
+        "too many new card numbers with these first six and last four digits: tokenizing them is paused for review"
+    )]
+    EnumerationSuspected(u64),
     /// The request took longer than the configured timeout.
     #[error("the request took too long")]
     Timeout,
@@ -150,6 +156,10 @@ pub struct Problem {
     /// `any_token`, `hours`, `network`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// For `rate_limited` and `enumeration_suspected`: seconds until a retry may succeed (the
+    /// `Retry-After` header's value, here too for the items of a batch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -193,6 +203,9 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "format_not_allowed")
             }
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::EnumerationSuspected(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "enumeration_suspected")
+            }
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
@@ -216,6 +229,10 @@ impl ApiError {
             request_id: request_id::current(),
             reason: match self {
                 ApiError::PolicyDenied(denial) => Some(denial.as_str()),
+                _ => None,
+            },
+            retry_after: match self {
+                ApiError::RateLimited(s) | ApiError::EnumerationSuspected(s) => Some(*s),
                 _ => None,
             },
         }
@@ -248,7 +265,7 @@ impl IntoResponse for ApiError {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // RFC 6585 §4.
-            ApiError::RateLimited(seconds) => {
+            ApiError::RateLimited(seconds) | ApiError::EnumerationSuspected(seconds) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             _ => {}
@@ -305,6 +322,7 @@ impl From<TokenError> for ApiError {
             TokenError::SpaceExhausted => ApiError::TokenSpaceExhausted,
             TokenError::NotFound => ApiError::NotFound,
             TokenError::Expired => ApiError::TokenExpired,
+            TokenError::EnumerationSuspected(s) => ApiError::EnumerationSuspected(s),
             TokenError::Key(e) => internal("key operation failed", &e),
             TokenError::Store(e) => e.into(),
         }

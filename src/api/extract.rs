@@ -61,8 +61,11 @@ impl FromRequestParts<AppState> for Caller {
             },
             Err(failure) => {
                 let Source(source) = Source::from_request_parts(parts, state).await?;
-                state.observe_auth_failure(failure, source).await;
-                Err(ApiError::Unauthenticated)
+                match state.observe_auth_failure(failure, source).await {
+                    // A flood from this source: slowed down, whatever the key was.
+                    Some(wait) => Err(ApiError::RateLimited(wait)),
+                    None => Err(ApiError::Unauthenticated),
+                }
             }
         }
     }

@@ -40,6 +40,24 @@ impl RateLimits {
         }
     }
 
+    /// Takes `n` more from the principal's bucket: a batch spends one per item (the request
+    /// itself took one already). A batch larger than the burst waits for a full bucket and
+    /// empties it, so the limit holds for any batch size the API accepts.
+    pub fn check_n(&self, principal: PrincipalId, n: u32) -> Result<(), Duration> {
+        let (Some(limiter), Some(n)) = (&self.limiter, NonZeroU32::new(n)) else {
+            return Ok(());
+        };
+        let taken = match limiter.check_key_n(&principal, n) {
+            Ok(taken) => taken,
+            // More than the burst: take the whole burst instead.
+            Err(governor::InsufficientCapacity(burst)) => NonZeroU32::new(burst)
+                .map_or(Ok(()), |burst| {
+                    limiter.check_key_n(&principal, burst).unwrap_or(Ok(()))
+                }),
+        };
+        taken.map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
     /// Forgets principals whose buckets are full again, so memory follows active callers.
     pub fn forget_idle(&self) {
         if let Some(limiter) = &self.limiter {
@@ -62,6 +80,29 @@ mod tests {
         let wait = limits.check(a).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
         assert!(limits.check(b).is_ok());
+    }
+
+    #[test]
+    fn a_batch_spends_one_per_item() {
+        let limits = RateLimits::new(1, 100);
+        let a = PrincipalId(Uuid::new_v4());
+        assert!(limits.check(a).is_ok());
+        assert!(limits.check_n(a, 98).is_ok());
+        assert!(limits.check(a).is_ok());
+        // The bucket is empty: neither a batch nor a single request passes.
+        assert!(limits.check_n(a, 2).is_err());
+        assert!(limits.check(a).is_err());
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_burst_needs_a_full_bucket_and_empties_it() {
+        let limits = RateLimits::new(1, 10);
+        let a = PrincipalId(Uuid::new_v4());
+        assert!(limits.check_n(a, 1000).is_ok());
+        assert!(limits.check(a).is_err());
+        let b = PrincipalId(Uuid::new_v4());
+        assert!(limits.check(b).is_ok());
+        assert!(limits.check_n(b, 1000).is_err());
     }
 
     #[test]

@@ -13,11 +13,13 @@ use zeroize::Zeroizing;
 use super::audit::Audit;
 use super::error::Problem;
 use super::extract::{Caller, JsonBody, from_value, sensitive_top_level};
+use super::guard::{check_lookups, observe_miss, record_locks};
 use super::{ApiError, AppState, Route};
 use crate::domain::audit::Action;
 use crate::domain::metadata::{has_sensitive_field, is_sensitive_field};
 use crate::domain::{Metadata, MetadataError, Pan, Principal, Role, Token, TokenFormat};
 use crate::service::{TokenView, TokenizeItem};
+use crate::store::BucketLocked;
 
 /// Most items in one batch call.
 pub const MAX_BATCH: usize = 1000;
@@ -132,19 +134,22 @@ async fn tokenize(
     body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
     let mut event = audit.event(&state, Action::Tokenize, &caller);
+    let mut locked: Vec<BucketLocked> = Vec::new();
     let result = async {
         let principal = caller.require(Role::Tokenizer)?;
         let item = parse_item(body?.0)?;
-        let mut results = state
+        let mut tokenized = state
             .tokens()
-            .tokenize(principal.tenant, std::slice::from_ref(&item))
+            .tokenize(principal, std::slice::from_ref(&item))
             .await?;
-        let view = results.pop().ok_or(ApiError::Internal)??;
+        locked = tokenized.locked;
+        let view = tokenized.results.pop().ok_or(ApiError::Internal)??;
         event.tokens.push(view.token.as_str().to_owned());
         event.detail = Some(if view.created { "created" } else { "existing" }.to_owned());
         Ok(view)
     }
     .await;
+    record_locks(&state, &audit, &caller, &locked).await;
     let view = audit.settle(&state, event, result).await?;
     let status = if view.created {
         StatusCode::CREATED
@@ -161,10 +166,11 @@ async fn tokenize_batch(
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<BatchBody>, ApiError> {
     let mut event = audit.event(&state, Action::TokenizeBatch, &caller);
+    let mut locked: Vec<BucketLocked> = Vec::new();
     let result = async {
         let principal = caller.require(Role::Tokenizer)?;
         let batch: BatchRequest = from_value(body?.0)?;
-        tokenize_items(&state, principal, batch)
+        tokenize_items(&state, principal, batch, &mut locked)
             .await
             .map(|results| {
                 let mut refused = 0;
@@ -179,6 +185,7 @@ async fn tokenize_batch(
             })
     }
     .await;
+    record_locks(&state, &audit, &caller, &locked).await;
     audit.settle(&state, event, result).await.map(Json)
 }
 
@@ -186,6 +193,7 @@ async fn tokenize_items(
     state: &AppState,
     principal: &Principal,
     batch: BatchRequest,
+    locked: &mut Vec<BucketLocked>,
 ) -> Result<Vec<BatchResult>, ApiError> {
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH {
         return Err(ApiError::InvalidField {
@@ -193,6 +201,12 @@ async fn tokenize_items(
             expected: "an array of 1-1000 tokenize requests",
         });
     }
+    // Rate limits count work: the request took one, each further item takes one more.
+    let more = u32::try_from(batch.items.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    state
+        .rate_limits()
+        .check_n(principal.id, more)
+        .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
     // Parse every item; only the valid ones go to the service, answers keep input order.
     let parsed: Vec<Result<TokenizeItem, ApiError>> =
         batch.items.into_iter().map(parse_item).collect();
@@ -207,10 +221,10 @@ async fn tokenize_items(
             Err(e) => slots.push(Err(e)),
         }
     }
-    let mut tokenized: Vec<Option<Result<TokenView, ApiError>>> = state
-        .tokens()
-        .tokenize(principal.tenant, &valid)
-        .await?
+    let outcome = state.tokens().tokenize(principal, &valid).await?;
+    *locked = outcome.locked;
+    let mut tokenized: Vec<Option<Result<TokenView, ApiError>>> = outcome
+        .results
         .into_iter()
         .map(|r| Some(r.map_err(ApiError::from)))
         .collect();
@@ -251,11 +265,13 @@ async fn lookup(
     let mut event = audit.event(&state, Action::Lookup, &caller);
     let result = async {
         let principal = caller.require(Role::Tokenizer)?;
+        check_lookups(&state, principal)?;
         let token = path_token(path)?;
         event.tokens.push(token.as_str().to_owned());
         Ok(state.tokens().lookup(principal.tenant, &token).await?)
     }
     .await;
+    observe_miss(&state, &audit, &caller, &result).await;
     let view = audit.settle(&state, event, result).await?;
     Ok(Json(TokenBody::new(view, false)))
 }
@@ -269,11 +285,13 @@ async fn delete(
     let mut event = audit.event(&state, Action::Delete, &caller);
     let result = async {
         let principal = caller.require(Role::Tokenizer)?;
+        check_lookups(&state, principal)?;
         let token = path_token(path)?;
         event.tokens.push(token.as_str().to_owned());
         Ok(state.tokens().delete(principal.tenant, &token).await?)
     }
     .await;
+    observe_miss(&state, &audit, &caller, &result).await;
     audit.settle(&state, event, result).await?;
     Ok(StatusCode::NO_CONTENT)
 }

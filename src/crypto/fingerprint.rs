@@ -9,7 +9,7 @@ use std::fmt;
 use ring::{hkdf, hmac};
 use zeroize::Zeroizing;
 
-use crate::domain::{Pan, TenantId};
+use crate::domain::{BucketId, Pan, TenantId};
 
 /// HKDF salt: fixes the purpose of the derived keys (RFC 5869 §3.1).
 const SALT: &[u8] = b"strongroom:fingerprint:v1";
@@ -61,6 +61,29 @@ impl FingerprintKey {
         out.copy_from_slice(tag.as_ref());
         Fingerprint(out)
     }
+
+    /// The PAN's bucket: its first six, last four and length, under the same key with a label
+    /// of its own, so a bucket id can never equal a fingerprint and says nothing without the
+    /// key. Truncated to 128 bits: it counts, it does not authenticate.
+    pub fn bucket(&self, pan: &Pan) -> BucketId {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, self.0.as_slice());
+        let digits = pan.expose_digits();
+        let mut ctx = hmac::Context::with_key(&key);
+        ctx.update(b"strongroom:bucket:v1:");
+        ctx.update(digits.get(..6).unwrap_or_default());
+        ctx.update(
+            digits
+                .get(digits.len().saturating_sub(4)..)
+                .unwrap_or_default(),
+        );
+        ctx.update(&[u8::try_from(digits.len()).unwrap_or(u8::MAX)]);
+        let tag = ctx.sign();
+        let mut out = [0u8; 16];
+        if let Some(first) = tag.as_ref().first_chunk::<16>() {
+            out = *first;
+        }
+        BucketId(out)
+    }
 }
 
 impl fmt::Debug for FingerprintRoot {
@@ -106,6 +129,24 @@ mod tests {
         let fa = root.tenant_key(a).fingerprint(&pan);
         assert_ne!(fa, root.tenant_key(b).fingerprint(&pan));
         assert_ne!(fa, other_root.tenant_key(a).fingerprint(&pan));
+    }
+
+    #[test]
+    fn pans_share_a_bucket_exactly_when_first_six_last_four_and_length_match() {
+        let key = FingerprintRoot::new(Zeroizing::new([5u8; 32])).tenant_key(TenantId(Uuid::nil()));
+        let bucket = |p: &str| key.bucket(&Pan::parse(p).unwrap());
+        // Same first six and last four, different middle.
+        assert_eq!(bucket("4111111111111111"), bucket("4111110000091111"));
+        assert_ne!(bucket("4111111111111111"), bucket("4111121111101111"));
+        assert_ne!(bucket("4111111111111111"), bucket("5555555555554444"));
+        // Same ends, another length.
+        assert_ne!(bucket("4111111111111111"), bucket("4111111000000011111"));
+        let other =
+            FingerprintRoot::new(Zeroizing::new([5u8; 32])).tenant_key(TenantId(Uuid::new_v4()));
+        assert_ne!(
+            bucket("4111111111111111"),
+            other.bucket(&Pan::parse("4111111111111111").unwrap())
+        );
     }
 
     #[test]

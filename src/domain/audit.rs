@@ -56,11 +56,21 @@ pub enum Action {
     AuthFailure,
     /// `GET /v1/audit`.
     AuditRead,
+    /// A card bucket was locked: its tokenize calls look like enumeration.
+    EnumerationSuspected,
+    /// A principal's lookups keep missing: its token lookups are throttled.
+    LookupSuspicious,
+    /// An admin released a locked bucket.
+    BucketRelease,
+    /// An admin opened an import window.
+    ImportWindowOpen,
+    /// An admin closed an import window early.
+    ImportWindowClose,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 21] = [
         Action::Tokenize,
         Action::TokenizeBatch,
         Action::Lookup,
@@ -77,6 +87,11 @@ impl Action {
         Action::KeyCreate,
         Action::AuthFailure,
         Action::AuditRead,
+        Action::EnumerationSuspected,
+        Action::LookupSuspicious,
+        Action::BucketRelease,
+        Action::ImportWindowOpen,
+        Action::ImportWindowClose,
     ];
 
     /// The stable name.
@@ -98,6 +113,11 @@ impl Action {
             Action::KeyCreate => "key.create",
             Action::AuthFailure => "auth.failure",
             Action::AuditRead => "audit.read",
+            Action::EnumerationSuspected => "tokenize.enumeration_suspected",
+            Action::LookupSuspicious => "token.lookup_suspicious",
+            Action::BucketRelease => "guard.release",
+            Action::ImportWindowOpen => "guard.import_open",
+            Action::ImportWindowClose => "guard.import_close",
         }
     }
 }

@@ -140,6 +140,8 @@ pub struct Principal {
     pub name: String,
     /// Its roles, validated by [`validate_roles`].
     pub roles: Vec<Role>,
+    /// Until when its lookups, deletes and detokenize calls are refused for guessing tokens.
+    pub lookups_throttled_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Principal {

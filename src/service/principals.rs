@@ -96,6 +96,25 @@ pub enum AuthFailure {
     Expired,
 }
 
+/// A failed authentication: why, and whose key it was when the vault knows the key (disabled
+/// or expired), so the failure is recorded under that principal and its tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedAuth {
+    /// Why.
+    pub reason: AuthFailure,
+    /// The principal whose key was presented, if the key is known.
+    pub principal: Option<Principal>,
+}
+
+impl From<AuthFailure> for FailedAuth {
+    fn from(reason: AuthFailure) -> Self {
+        FailedAuth {
+            reason,
+            principal: None,
+        }
+    }
+}
+
 impl AuthFailure {
     /// A stable label for logs and metrics.
     pub fn as_str(self) -> &'static str {
@@ -173,27 +192,34 @@ pub async fn authenticate(
     store: &Arc<dyn Store>,
     clock: &dyn Clock,
     authorization: Option<&str>,
-) -> Result<Result<Principal, AuthFailure>, StoreError> {
+) -> Result<Result<Principal, FailedAuth>, StoreError> {
     let Some(header) = authorization else {
-        return Ok(Err(AuthFailure::Missing));
+        return Ok(Err(AuthFailure::Missing.into()));
     };
     // RFC 6750 §2.1; the scheme is case-insensitive (RFC 9110 §11.1).
     let key = match header.split_once(' ') {
         Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
-        _ => return Ok(Err(AuthFailure::Malformed)),
+        _ => return Ok(Err(AuthFailure::Malformed.into())),
     };
     if key.is_empty() || key.len() > api_key::MAX_LEN {
-        return Ok(Err(AuthFailure::Malformed));
+        return Ok(Err(AuthFailure::Malformed.into()));
     }
     let Some(record) = store.principal_by_key_hash(&api_key::hash(key)).await? else {
-        return Ok(Err(AuthFailure::UnknownKey));
+        return Ok(Err(AuthFailure::UnknownKey.into()));
     };
     let now = clock.now();
-    if record.disabled_at.is_some_and(|at| at <= now) {
-        return Ok(Err(AuthFailure::Disabled));
-    }
-    if record.expires_at.is_some_and(|at| at <= now) {
-        return Ok(Err(AuthFailure::Expired));
+    let reason = if record.disabled_at.is_some_and(|at| at <= now) {
+        Some(AuthFailure::Disabled)
+    } else if record.expires_at.is_some_and(|at| at <= now) {
+        Some(AuthFailure::Expired)
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        return Ok(Err(FailedAuth {
+            reason,
+            principal: Some(record.principal),
+        }));
     }
     Ok(Ok(record.principal))
 }

@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::Clock;
 use crate::domain::{TenantId, Token};
-use crate::store::{NewToken, Store, StoreError};
+use crate::store::{NewToken, RowOutcome, Store, StoreError, TokenInsert};
 
 /// Most rows one statement carries (a batch call alone may bring 1,000).
 const MAX_ROWS: usize = 2000;
@@ -34,15 +35,16 @@ pub struct TokenWriter {
 
 impl TokenWriter {
     /// Starts the writer over `store`.
-    pub fn spawn(store: Arc<dyn Store>) -> TokenWriter {
+    pub fn spawn(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> TokenWriter {
         let (queue, inbox) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, inbox));
+        tokio::spawn(run(store, clock, inbox));
         TokenWriter { queue }
     }
 
-    /// Inserts `rows` (with whatever else is waiting) and answers, per row, whether it was
-    /// inserted; as [`crate::store::TokenStore::insert_tokens`] does.
-    pub async fn insert(&self, rows: Vec<NewToken>) -> Result<Vec<bool>, StoreError> {
+    /// Inserts `rows` (with whatever else is waiting) and answers as
+    /// [`crate::store::TokenStore::insert_tokens`] does, for these rows: a bucket that the
+    /// statement locked is reported to the first call with a row in it.
+    pub async fn insert(&self, rows: Vec<NewToken>) -> Result<TokenInsert, StoreError> {
         let (done, answer) = oneshot::channel();
         self.queue
             .send(Job { rows, done })
@@ -54,7 +56,7 @@ impl TokenWriter {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut inbox: mpsc::Receiver<Job>) {
+async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut inbox: mpsc::Receiver<Job>) {
     while let Some(first) = inbox.recv().await {
         let mut rows = first.rows.len();
         let mut jobs = vec![first];
@@ -67,7 +69,7 @@ async fn run(store: Arc<dyn Store>, mut inbox: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        write(store.as_ref(), jobs).await;
+        write(store.as_ref(), clock.as_ref(), jobs).await;
     }
 }
 
@@ -82,19 +84,20 @@ async fn all_gone<T>(waiters: &mut [&mut oneshot::Sender<T>]) {
 /// back, so a call answered `503 timeout` has stored nothing, as it would on its own.
 async fn insert_for<T>(
     store: &dyn Store,
+    clock: &dyn Clock,
     rows: &[NewToken],
     waiters: &mut [&mut oneshot::Sender<T>],
-) -> Option<Result<Vec<bool>, StoreError>> {
+) -> Option<Result<TokenInsert, StoreError>> {
     tokio::select! {
-        inserted = store.insert_tokens(rows) => Some(inserted),
+        inserted = store.insert_tokens(rows, clock.now()) => Some(inserted),
         () = all_gone(waiters) => None,
     }
 }
 
-async fn write(store: &dyn Store, jobs: Vec<Job>) {
+async fn write(store: &dyn Store, clock: &dyn Clock, jobs: Vec<Job>) {
     if let [_] = jobs.as_slice() {
         for mut job in jobs {
-            if let Some(answer) = insert_for(store, &job.rows, &mut [&mut job.done]).await {
+            if let Some(answer) = insert_for(store, clock, &job.rows, &mut [&mut job.done]).await {
                 let _ = job.done.send(answer);
             }
         }
@@ -118,15 +121,29 @@ async fn write(store: &dyn Store, jobs: Vec<Job>) {
         slots.push((places, job.done));
     }
     let mut waiters: Vec<&mut Sender> = slots.iter_mut().map(|(_, done)| done).collect();
-    match insert_for(store, &all, &mut waiters).await {
+    match insert_for(store, clock, &all, &mut waiters).await {
         None => {}
-        Some(Ok(inserted)) => {
+        Some(Ok(TokenInsert { rows, mut locked })) => {
             for (places, done) in slots {
-                let answer = places
+                let outcomes: Vec<RowOutcome> = places
                     .iter()
-                    .map(|p| p.and_then(|i| inserted.get(i).copied()).unwrap_or(false))
+                    .map(|p| {
+                        p.and_then(|i| rows.get(i).copied())
+                            .unwrap_or(RowOutcome::Collided)
+                    })
                     .collect();
-                let _ = done.send(Ok(answer));
+                // Each new lock goes to the first call with a row in its bucket.
+                let (own, rest): (Vec<_>, Vec<_>) = locked.into_iter().partition(|l| {
+                    places.iter().flatten().any(|i| {
+                        all.get(*i)
+                            .is_some_and(|r| (r.tenant, r.bucket) == (l.tenant, l.bucket))
+                    })
+                });
+                locked = rest;
+                let _ = done.send(Ok(TokenInsert {
+                    rows: outcomes,
+                    locked: own,
+                }));
             }
         }
         // Nothing of the statement committed: each call's rows go again on their own, so
@@ -137,15 +154,21 @@ async fn write(store: &dyn Store, jobs: Vec<Job>) {
                     .iter()
                     .filter_map(|p| p.and_then(|i| all.get(i).cloned()))
                     .collect();
-                let Some(answer) = insert_for(store, &own, &mut [&mut done]).await else {
+                let Some(answer) = insert_for(store, clock, &own, &mut [&mut done]).await else {
                     continue;
                 };
-                let answer = answer.map(|inserted| {
-                    let mut inserted = inserted.into_iter();
-                    places
-                        .iter()
-                        .map(|p| p.is_some() && inserted.next().unwrap_or(false))
-                        .collect()
+                let answer = answer.map(|insert| {
+                    let mut outcomes = insert.rows.into_iter();
+                    TokenInsert {
+                        rows: places
+                            .iter()
+                            .map(|p| match p {
+                                Some(_) => outcomes.next().unwrap_or(RowOutcome::Collided),
+                                None => RowOutcome::Collided,
+                            })
+                            .collect(),
+                        locked: insert.locked,
+                    }
                 });
                 let _ = done.send(answer);
             }
@@ -153,4 +176,4 @@ async fn write(store: &dyn Store, jobs: Vec<Job>) {
     }
 }
 
-type Sender = oneshot::Sender<Result<Vec<bool>, StoreError>>;
+type Sender = oneshot::Sender<Result<TokenInsert, StoreError>>;

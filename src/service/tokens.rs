@@ -10,13 +10,17 @@ use std::sync::Arc;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::{Map, Value};
 
+use super::guard::Guard;
 use super::keys::{KeyError, KeyService};
 use super::token_writer::TokenWriter;
 use crate::clock::Clock;
 use crate::crypto::Csprng;
 use crate::crypto::fingerprint::Fingerprint;
-use crate::domain::{FormatError, Metadata, Pan, TenantId, Token, TokenFormat};
-use crate::store::{NewToken, Store, StoreError, TokenRecord};
+use crate::domain::guard::retry_after;
+use crate::domain::{
+    Allowance, BucketId, FormatError, Metadata, Pan, Principal, TenantId, Token, TokenFormat,
+};
+use crate::store::{BucketLocked, NewToken, RowOutcome, Store, StoreError, TokenRecord};
 
 /// Rounds of insert-and-check before a PAN's token space counts as exhausted. A round fails
 /// only when every fresh token collides, which needs a nearly full space.
@@ -74,6 +78,10 @@ pub enum TokenError {
     /// The token has expired.
     #[error("the token has expired")]
     Expired,
+    /// The card's bucket is locked: its tokenize calls look like enumeration. Retry after
+    /// this many seconds (or once an admin has released it).
+    #[error("too many new card numbers like this one: tokenizing in this range is paused")]
+    EnumerationSuspected(u64),
     /// Keys failed.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -87,13 +95,25 @@ pub struct TokenService {
     store: Arc<dyn Store>,
     writer: TokenWriter,
     keys: Arc<KeyService>,
+    guard: Arc<Guard>,
     rng: Arc<dyn Csprng>,
     clock: Arc<dyn Clock>,
+}
+
+/// What a tokenize call did: one result per item, and the buckets it locked (each to be
+/// audited once).
+#[derive(Debug)]
+pub struct Tokenized {
+    /// One per item, in input order.
+    pub results: Vec<Result<TokenView, TokenError>>,
+    /// Buckets this call's new PANs locked.
+    pub locked: Vec<BucketLocked>,
 }
 
 struct Pending {
     index: usize,
     fingerprint: Fingerprint,
+    bucket: BucketId,
 }
 
 impl TokenService {
@@ -101,26 +121,33 @@ impl TokenService {
     pub fn new(
         store: Arc<dyn Store>,
         keys: Arc<KeyService>,
+        guard: Arc<Guard>,
         rng: Arc<dyn Csprng>,
         clock: Arc<dyn Clock>,
     ) -> TokenService {
         TokenService {
-            writer: TokenWriter::spawn(Arc::clone(&store)),
+            writer: TokenWriter::spawn(Arc::clone(&store), Arc::clone(&clock)),
             store,
             keys,
+            guard,
             rng,
             clock,
         }
     }
 
-    /// Tokenizes each item, answering in input order. Items fail independently; a store or
-    /// key failure fails them all.
+    /// Tokenizes each item for `principal`, answering in input order. Items fail
+    /// independently; a store or key failure fails them all. Every item passes the enumeration
+    /// guard in the same statement that stores it: an item whose bucket is locked — before or
+    /// by this call — is refused whether or not its PAN already has a token.
     pub async fn tokenize(
         &self,
-        tenant: TenantId,
+        principal: &Principal,
         items: &[TokenizeItem],
-    ) -> Result<Vec<Result<TokenView, TokenError>>, TokenError> {
+    ) -> Result<Tokenized, TokenError> {
+        let tenant = principal.tenant;
         let now = micros(self.clock.now());
+        let allowance = self.guard.allowance(principal.id).await?;
+        let mut locked = Vec::new();
         let fingerprint_key = self.keys.fingerprint_key(tenant);
         let mut results: Vec<Option<Result<TokenView, TokenError>>> =
             items.iter().map(|_| None).collect();
@@ -138,6 +165,7 @@ impl TokenService {
                 Ok(()) => pending.push(Pending {
                     index,
                     fingerprint: fingerprint_key.fingerprint(&item.pan),
+                    bucket: fingerprint_key.bucket(&item.pan),
                 }),
                 Err(e) => set(&mut results, index, Err(e)),
             }
@@ -149,11 +177,20 @@ impl TokenService {
             }
             // Insert first: for a new PAN that is the only round trip. A row that is not
             // inserted collided with a fingerprint (the PAN has a token) or a token value.
-            let rows = self.seal_new_rows(tenant, items, &pending, now).await?;
+            let rows = self
+                .seal_new_rows(tenant, items, &pending, allowance, now)
+                .await?;
             let inserted = self.writer.insert(rows.clone()).await?;
+            locked.extend(inserted.locked);
             let mut missed = Vec::new();
-            for ((p, row), ok) in pending.into_iter().zip(rows).zip(inserted) {
-                if ok {
+            for ((p, row), outcome) in pending.into_iter().zip(rows).zip(inserted.rows) {
+                if let RowOutcome::Refused { until } = outcome {
+                    set(
+                        &mut results,
+                        p.index,
+                        Err(TokenError::EnumerationSuspected(retry_after(now, until))),
+                    );
+                } else if outcome == RowOutcome::Inserted {
                     set(
                         &mut results,
                         p.index,
@@ -204,10 +241,13 @@ impl TokenService {
         for p in pending {
             set(&mut results, p.index, Err(TokenError::SpaceExhausted));
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(TokenError::SpaceExhausted)))
-            .collect())
+        Ok(Tokenized {
+            results: results
+                .into_iter()
+                .map(|r| r.unwrap_or(Err(TokenError::SpaceExhausted)))
+                .collect(),
+            locked,
+        })
     }
 
     /// Draws fresh, mutually distinct tokens for the pending items and seals their PANs.
@@ -216,6 +256,7 @@ impl TokenService {
         tenant: TenantId,
         items: &[TokenizeItem],
         pending: &[Pending],
+        allowance: Allowance,
         now: DateTime<Utc>,
     ) -> Result<Vec<NewToken>, TokenError> {
         let mut drawn: HashSet<Token> = HashSet::with_capacity(pending.len());
@@ -244,6 +285,8 @@ impl TokenService {
                 metadata: item.metadata.as_ref().map(|m| m.as_map().clone()),
                 created_at: now,
                 expires_at: item.expires_at.map(micros),
+                bucket: p.bucket,
+                allowance,
             });
         }
         Ok(rows)

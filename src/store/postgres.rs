@@ -5,6 +5,7 @@
 
 mod access;
 mod audit;
+mod guard;
 mod keys;
 mod principals;
 mod tokens;

@@ -13,10 +13,12 @@ use sqlx::{Decode, Type};
 use uuid::Uuid;
 
 use super::access::{AccessRequestRecord, Decision, GrantRecord, NewAccessRequest};
-use super::{PrincipalRecord, StoreError, TokenRecord};
+use super::{BucketLockRecord, PrincipalRecord, StoreError, TokenRecord};
 use crate::crypto::keys::SealedPan;
 use crate::domain::audit::{AuditEvent, ChainedEvent, HASH_LEN, LinkHash, StoredRecord};
-use crate::domain::{Principal, PrincipalId, Role, TenantId, Token, TokenFormat};
+use crate::domain::{
+    BucketId, ImportWindow, Principal, PrincipalId, Role, TenantId, Token, TokenFormat,
+};
 
 /// A list of short strings: `text[]` in PostgreSQL, a JSON array in SQLite.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,6 +125,7 @@ pub(super) struct PrincipalRow {
     pub(super) roles: TextList,
     pub(super) expires_at: Option<DateTime<Utc>>,
     pub(super) disabled_at: Option<DateTime<Utc>>,
+    pub(super) lookups_throttled_until: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<PrincipalRow> for PrincipalRecord {
@@ -142,6 +145,7 @@ impl TryFrom<PrincipalRow> for PrincipalRecord {
                 tenant: TenantId(row.tenant_id),
                 name: row.name,
                 roles,
+                lookups_throttled_until: row.lookups_throttled_until,
             },
             expires_at: row.expires_at,
             disabled_at: row.disabled_at,
@@ -361,4 +365,67 @@ pub(super) fn rows(rows: Vec<AuditRow>) -> Result<Vec<StoredRecord>, StoreError>
 
 pub(super) fn seq(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The columns of an import window, in [`ImportWindowRow`]'s order.
+pub(super) const IMPORT_WINDOW_COLUMNS: &str =
+    "id, tenant_id, principal_id, bucket_budget, opened_at, closes_at, closed_at";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ImportWindowRow {
+    pub(super) id: Uuid,
+    pub(super) tenant_id: Uuid,
+    pub(super) principal_id: Uuid,
+    pub(super) bucket_budget: i32,
+    pub(super) opened_at: DateTime<Utc>,
+    pub(super) closes_at: DateTime<Utc>,
+    pub(super) closed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<ImportWindowRow> for ImportWindow {
+    type Error = StoreError;
+
+    fn try_from(row: ImportWindowRow) -> Result<Self, Self::Error> {
+        Ok(ImportWindow {
+            id: row.id,
+            tenant: row.tenant_id,
+            principal: row.principal_id,
+            bucket_budget: u32::try_from(row.bucket_budget)
+                .map_err(|_| StoreError::Corrupt("import window budget"))?,
+            opened_at: row.opened_at,
+            closes_at: row.closes_at,
+            closed_at: row.closed_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct BucketLockRow {
+    pub(super) tenant_id: Uuid,
+    pub(super) bucket: Vec<u8>,
+    pub(super) locked_at: Option<DateTime<Utc>>,
+    pub(super) locked_until: Option<DateTime<Utc>>,
+    pub(super) locked_count: Option<i32>,
+}
+
+impl TryFrom<BucketLockRow> for BucketLockRecord {
+    type Error = StoreError;
+
+    fn try_from(row: BucketLockRow) -> Result<Self, Self::Error> {
+        let bucket = <[u8; 16]>::try_from(row.bucket.as_slice())
+            .map_err(|_| StoreError::Corrupt("bucket id"))?;
+        match (row.locked_at, row.locked_until) {
+            (Some(locked_at), Some(locked_until)) => Ok(BucketLockRecord {
+                tenant: TenantId(row.tenant_id),
+                bucket: BucketId(bucket),
+                locked_at,
+                locked_until,
+                counted: row
+                    .locked_count
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+            }),
+            _ => Err(StoreError::Corrupt("bucket lock")),
+        }
+    }
 }

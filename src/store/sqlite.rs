@@ -9,6 +9,7 @@
 
 mod access;
 mod audit;
+mod guard;
 mod keys;
 mod principals;
 mod tokens;

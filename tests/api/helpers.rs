@@ -409,6 +409,36 @@ impl TestApp {
         .await
     }
 
+    /// A new principal without a second factor; its API key and id.
+    pub async fn create_principal(
+        &self,
+        tenant: &str,
+        name: &str,
+        roles: Vec<Role>,
+    ) -> (String, Uuid) {
+        let pg = PgStore::connect(&self.db.url, 1).await.unwrap();
+        let created = principals::create(
+            &pg,
+            &SystemRandom::new(),
+            &SystemClock,
+            None,
+            NewPrincipalRequest {
+                tenant: tenant.into(),
+                name: name.into(),
+                roles,
+                expires_at: None,
+                totp: false,
+            },
+        )
+        .await
+        .unwrap();
+        pg.pool().close().await;
+        (
+            created.key.expose().to_owned(),
+            created.record.principal.id.0,
+        )
+    }
+
     /// Shuts the server down gracefully and waits until it has (its last audit checkpoint
     /// written).
     pub async fn stop(mut self) {
@@ -674,4 +704,19 @@ pub fn random_pan(prefix: &str, len: usize) -> String {
 /// Whether a string of digits passes Luhn.
 pub fn luhn_valid(digits: &str) -> bool {
     strongroom::domain::luhn::is_valid(digits.as_bytes())
+}
+
+/// The `n`-th (0..100,000) Luhn-valid 16-digit PAN with these first six and last four digits:
+/// the candidates an attacker holding a `six_four` token would try.
+pub fn pan_in_bucket(first6: &str, last4: &str, n: u32) -> String {
+    assert!(n < 100_000 && first6.len() == 6 && last4.len() == 4);
+    // Positions 6..11 are the five digits of n; position 11 is chosen to satisfy Luhn. Counted
+    // from the right it is the fifth digit (index 4), which Luhn does not double.
+    for check in 0..10 {
+        let pan = format!("{first6}{n:05}{check}{last4}");
+        if luhn_valid(&pan) {
+            return pan;
+        }
+    }
+    unreachable!("one of ten digits completes a Luhn sum")
 }

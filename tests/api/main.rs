@@ -21,6 +21,7 @@ mod cli;
 mod dev;
 mod errors;
 mod grants;
+mod guard;
 mod leaks;
 mod openapi;
 mod operations;

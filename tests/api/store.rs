@@ -26,6 +26,9 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 
+mod guard;
+use guard::*;
+
 #[derive(Clone, Copy, Debug)]
 enum Backend {
     Postgres,
@@ -190,15 +193,42 @@ conformance!(
     concurrent_approvals_mint_exactly_one_grant,
     the_audit_trail_is_append_only_and_verifies,
     a_duplicate_principal_name_is_refused,
+    a_bucket_past_its_budget_refuses_known_and_new_pans_alike_and_stores_nothing,
+    an_import_window_has_its_own_budget_and_widens_no_one_elses,
+    misses_throttle_a_principal_once_per_episode,
 );
 
 fn tokens(f: &Fixture, keys: &Arc<KeyService>) -> TokenService {
     TokenService::new(
         Arc::clone(&f.store),
         Arc::clone(keys),
+        Arc::new(strongroom::service::Guard::new(
+            Arc::clone(&f.store),
+            Arc::new(SystemClock),
+            20,
+        )),
         Arc::new(SystemRandom::new()),
         Arc::new(SystemClock),
     )
+}
+
+/// Tokenizes for a tokenizer of `tenant` (the service takes the calling principal).
+async fn tokenize_in(
+    service: &TokenService,
+    tenant: TenantId,
+    items: &[TokenizeItem],
+) -> Result<
+    Vec<Result<strongroom::service::TokenView, strongroom::service::TokenError>>,
+    strongroom::service::TokenError,
+> {
+    let principal = strongroom::domain::Principal {
+        id: strongroom::domain::PrincipalId(uuid::Uuid::new_v4()),
+        tenant,
+        name: "tokenizer".into(),
+        roles: vec![strongroom::domain::Role::Tokenizer],
+        lookups_throttled_until: None,
+    };
+    service.tokenize(&principal, items).await.map(|t| t.results)
 }
 
 fn item(pan: &str) -> TokenizeItem {
@@ -265,8 +295,7 @@ async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limi
     let keys = Arc::new(keys(&f, settings).await.unwrap());
     let service = tokens(&f, &keys);
     for _ in 0..5 {
-        let results = service
-            .tokenize(f.tenant, &[item(&random_pan("4", 16))])
+        let results = tokenize_in(&service, f.tenant, &[item(&random_pan("4", 16))])
             .await
             .unwrap();
         assert!(results[0].is_ok());
@@ -301,8 +330,7 @@ async fn a_ciphertext_moved_to_another_row_fails_to_decrypt(backend: Backend) {
     let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
     let service = tokens(&f, &keys);
     let (pan_a, pan_b) = (random_pan("4", 16), random_pan("5", 16));
-    let results = service
-        .tokenize(f.tenant, &[item(&pan_a), item(&pan_b)])
+    let results = tokenize_in(&service, f.tenant, &[item(&pan_a), item(&pan_b)])
         .await
         .unwrap();
     let a = results[0].as_ref().unwrap().token.clone();
@@ -336,15 +364,13 @@ async fn fingerprints_find_existing_tokens_only_within_the_tenant_and_format(bac
     let pan = random_pan("4", 16);
     let mut with_meta = item(&pan);
     with_meta.metadata = Some(Metadata::parse(serde_json::json!({"k": "v"})).unwrap());
-    let first = service
-        .tokenize(f.tenant, &[with_meta])
+    let first = tokenize_in(&service, f.tenant, &[with_meta])
         .await
         .unwrap()
         .remove(0)
         .unwrap();
     assert!(first.created);
-    let second = service
-        .tokenize(f.tenant, &[item(&pan)])
+    let second = tokenize_in(&service, f.tenant, &[item(&pan)])
         .await
         .unwrap()
         .remove(0)
@@ -390,13 +416,16 @@ async fn tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_ten
         random_pan("5", 16),
         random_pan("6", 16),
     ];
-    let issued: Vec<_> = service
-        .tokenize(f.tenant, &pans.iter().map(|p| item(p)).collect::<Vec<_>>())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.unwrap().token)
-        .collect();
+    let issued: Vec<_> = tokenize_in(
+        &service,
+        f.tenant,
+        &pans.iter().map(|p| item(p)).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| r.unwrap().token)
+    .collect();
     let asked = vec![issued[2].clone(), issued[0].clone(), issued[2].clone()];
     let revealed = service.reveal(f.tenant, &asked).await.unwrap();
     let digits: Vec<&[u8]> = revealed.iter().map(|p| p.expose_digits()).collect();
@@ -432,8 +461,7 @@ async fn concurrent_tokenizations_of_one_pan_give_one_token(backend: Backend) {
             let service = tokens(&f, &keys);
             let (tenant, pan) = (f.tenant, pan.clone());
             tokio::spawn(async move {
-                service
-                    .tokenize(tenant, &[item(&pan)])
+                tokenize_in(&service, tenant, &[item(&pan)])
                     .await
                     .unwrap()
                     .remove(0)
@@ -730,8 +758,7 @@ async fn concurrent_tokenizations_in_two_tenants_are_written_together_and_apart(
             let (service, pan) = (Arc::clone(&service), pan.clone());
             let tenant = if i % 2 == 0 { f.tenant } else { other };
             tokio::spawn(async move {
-                let view = service
-                    .tokenize(tenant, &[item(&pan)])
+                let view = tokenize_in(&service, tenant, &[item(&pan)])
                     .await
                     .unwrap()
                     .remove(0)

@@ -27,7 +27,7 @@ impl PrincipalStore for PgStore {
         let row: PrincipalRow = sqlx::query_as(
             "insert into principals (id, tenant_id, name, roles, key_hash, created_at, expires_at, totp_secret) \
              values ($1, $2, $3, $4, $5, $6, $7, $8) \
-             returning id, tenant_id, name, roles, expires_at, disabled_at",
+             returning id, tenant_id, name, roles, expires_at, disabled_at, lookups_throttled_until",
         )
         .bind(new.id.0)
         .bind(tenant_id)
@@ -55,7 +55,8 @@ impl PrincipalStore for PgStore {
         hash: &KeyHash,
     ) -> Result<Option<PrincipalRecord>, StoreError> {
         let row: Option<PrincipalRow> = sqlx::query_as(
-            "select id, tenant_id, name, roles, expires_at, disabled_at from principals where key_hash = $1",
+            "select id, tenant_id, name, roles, expires_at, disabled_at, lookups_throttled_until \
+             from principals where key_hash = $1",
         )
         .bind(hash.0.to_vec())
         .fetch_optional(&self.pool)

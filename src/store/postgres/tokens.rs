@@ -1,5 +1,7 @@
 //! Token rows in PostgreSQL.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -7,9 +9,10 @@ use uuid::Uuid;
 
 use super::PgStore;
 use crate::crypto::fingerprint::Fingerprint;
-use crate::domain::{TenantId, Token, TokenFormat};
+use crate::domain::{BucketId, TenantId, Token, TokenFormat};
+use crate::store::guard::{Counted, count_groups, decide_locks, outcomes};
 use crate::store::rows::{IndexedTokenRow, TOKEN_COLUMNS, TokenRow};
-use crate::store::{NewToken, StoreError, TokenRecord, TokenStore};
+use crate::store::{NewToken, StoreError, TokenInsert, TokenRecord, TokenStore};
 
 /// The columns that hold card data or point at it, set to null when a token is destroyed.
 macro_rules! destroy_card_data {
@@ -59,60 +62,199 @@ fn metadata_text(metadata: &Option<Map<String, Value>>) -> Option<String> {
         .and_then(|m| serde_json::to_string(m).ok())
 }
 
+/// Inserts rows in one statement: a batch (and coalesced single calls) costs one round trip.
+/// `on conflict do nothing` without a target covers both the fingerprint index and the token
+/// key; the caller tells the two apart. Returns the (tenant, token) of the rows stored.
+async fn insert_rows(
+    tx: &mut sqlx::PgConnection,
+    rows: &[&NewToken],
+) -> Result<HashSet<(Uuid, String)>, StoreError> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let inserted: Vec<(Uuid, String)> = sqlx::query_as(
+        "insert into tokens (tenant_id, token, format, fingerprint, sealed_pan, dek_version, \
+                             masked_pan, metadata, created_at, expires_at, bucket, import_window) \
+         select t, tok, f, fp, s, v, m, md::jsonb, c, e, b, w \
+         from unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::int[], \
+                     $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
+                     $11::bytea[], $12::uuid[]) \
+              as u(t, tok, f, fp, s, v, m, md, c, e, b, w) \
+         on conflict do nothing \
+         returning tenant_id, token",
+    )
+    .bind(rows.iter().map(|r| r.tenant.0).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.token.as_str().to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.format.as_str()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.fingerprint.0.to_vec())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.sealed.bytes.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| i32::try_from(r.sealed.version).unwrap_or(i32::MAX))
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.masked.clone()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| metadata_text(&r.metadata))
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.bucket.0.to_vec()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.allowance.window).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    // Token values are unique per tenant, and a statement never repeats a (tenant, token).
+    Ok(inserted.into_iter().collect())
+}
+
 #[async_trait]
 impl TokenStore for PgStore {
-    async fn insert_tokens(&self, rows: &[NewToken]) -> Result<Vec<bool>, StoreError> {
-        // One statement for the whole set: a batch (and, later, coalesced single calls) costs
-        // one round trip and one commit. `on conflict do nothing` without a target covers both
-        // the fingerprint index and the token key; the caller tells the two apart.
-        let inserted: Vec<(Uuid, String)> = sqlx::query_as(
-            "insert into tokens (tenant_id, token, format, fingerprint, sealed_pan, dek_version, \
-                                 masked_pan, metadata, created_at, expires_at) \
-             select t, tok, f, fp, s, v, m, md::jsonb, c, e \
-             from unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::int[], \
-                         $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[]) \
-                  as u(t, tok, f, fp, s, v, m, md, c, e) \
-             on conflict do nothing \
-             returning tenant_id, token",
+    async fn insert_tokens(
+        &self,
+        rows: &[NewToken],
+        now: DateTime<Utc>,
+    ) -> Result<TokenInsert, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Buckets already locked: their rows are refused before anything is written.
+        let prelocked: Vec<(Uuid, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
+            "select b.tenant_id, b.bucket, b.locked_until \
+             from unnest($1::uuid[], $2::bytea[]) as u(t, k) \
+             join tokenize_buckets b on b.tenant_id = u.t and b.bucket = u.k \
+             where b.locked_until > $3",
         )
         .bind(rows.iter().map(|r| r.tenant.0).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| r.token.as_str().to_owned())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|r| r.format.as_str()).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| r.fingerprint.0.to_vec())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| r.sealed.bytes.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| i32::try_from(r.sealed.version).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|r| r.masked.clone()).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| metadata_text(&r.metadata))
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
-        .fetch_all(&self.pool)
+        .bind(rows.iter().map(|r| r.bucket.0.to_vec()).collect::<Vec<_>>())
+        .bind(now)
+        .fetch_all(&mut *tx)
         .await?;
-        // Token values are unique per tenant, and a statement never repeats a (tenant, token).
-        let inserted: std::collections::HashSet<(Uuid, String)> = inserted.into_iter().collect();
-        Ok(rows
+        let prelocked: HashMap<(TenantId, BucketId), DateTime<Utc>> = prelocked
+            .into_iter()
+            .filter_map(|(t, k, until)| {
+                let bucket = BucketId(<[u8; 16]>::try_from(k.as_slice()).ok()?);
+                Some(((TenantId(t), bucket), until))
+            })
+            .collect();
+        let open: Vec<&NewToken> = rows
             .iter()
-            .map(|r| inserted.contains(&(r.tenant.0, r.token.as_str().to_owned())))
-            .collect())
+            .filter(|r| !prelocked.contains_key(&(r.tenant, r.bucket)))
+            .collect();
+        let stored = insert_rows(&mut tx, &open).await?;
+        let inserted: Vec<bool> = rows
+            .iter()
+            .map(|r| stored.contains(&(r.tenant.0, r.token.as_str().to_owned())))
+            .collect();
+
+        // Count the new PANs of every bucket this insert stored into, under a lock per bucket
+        // so that instances count one after the other; a bucket locked meanwhile shows here.
+        let groups = count_groups(rows, &inserted, now);
+        let mut counted = Vec::with_capacity(groups.len());
+        if !groups.is_empty() {
+            let mut lock_keys: Vec<i64> = groups.iter().map(|g| g.bucket.lock_key()).collect();
+            lock_keys.sort_unstable();
+            lock_keys.dedup();
+            sqlx::query(
+                "select pg_advisory_xact_lock(k) \
+                 from (select k from unnest($1::bigint[]) as u(k) order by k) as s",
+            )
+            .bind(&lock_keys)
+            .execute(&mut *tx)
+            .await?;
+            let counts: Vec<(Option<DateTime<Utc>>, i64)> = sqlx::query_as(
+                "select b.locked_until, \
+                        (select count(*) from tokens x \
+                         where x.tenant_id = u.t and x.bucket = u.k \
+                           and x.import_window is not distinct from u.w \
+                           and x.created_at > greatest(u.s, coalesce(b.counted_since, u.s))) \
+                 from unnest($1::uuid[], $2::bytea[], $3::uuid[], $4::timestamptz[]) \
+                      with ordinality as u(t, k, w, s, n) \
+                 left join tokenize_buckets b on b.tenant_id = u.t and b.bucket = u.k \
+                 order by u.n",
+            )
+            .bind(groups.iter().map(|g| g.tenant.0).collect::<Vec<_>>())
+            .bind(
+                groups
+                    .iter()
+                    .map(|g| g.bucket.0.to_vec())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(groups.iter().map(|g| g.window).collect::<Vec<_>>())
+            .bind(groups.iter().map(|g| g.since).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?;
+            for (group, (locked_until, n)) in groups.iter().zip(counts) {
+                counted.push(Counted {
+                    group: *group,
+                    new_pans: u64::try_from(n).unwrap_or(0),
+                    locked_until,
+                });
+            }
+        }
+        let (locked, mut closed) = decide_locks(&counted, now);
+        if !locked.is_empty() {
+            sqlx::query(
+                "insert into tokenize_buckets \
+                     (tenant_id, bucket, counted_since, locked_at, locked_until, locked_count) \
+                 select t, k, e, $3, e, n from unnest($1::uuid[], $2::bytea[], \
+                     $4::timestamptz[], $5::int[]) as u(t, k, e, n) \
+                 on conflict (tenant_id, bucket) do update set \
+                     counted_since = excluded.counted_since, locked_at = excluded.locked_at, \
+                     locked_until = excluded.locked_until, locked_count = excluded.locked_count",
+            )
+            .bind(locked.iter().map(|l| l.tenant.0).collect::<Vec<_>>())
+            .bind(
+                locked
+                    .iter()
+                    .map(|l| l.bucket.0.to_vec())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(now)
+            .bind(locked.iter().map(|l| l.until).collect::<Vec<_>>())
+            .bind(
+                locked
+                    .iter()
+                    .map(|l| i32::try_from(l.counted).unwrap_or(i32::MAX))
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !closed.is_empty() {
+            // Nothing of this insert stays in a closed bucket.
+            let (tenants, tokens): (Vec<Uuid>, Vec<String>) = rows
+                .iter()
+                .zip(&inserted)
+                .filter(|(r, ok)| **ok && closed.contains_key(&(r.tenant, r.bucket)))
+                .map(|(r, _)| (r.tenant.0, r.token.as_str().to_owned()))
+                .unzip();
+            sqlx::query(
+                "delete from tokens where (tenant_id, token) in \
+                 (select * from unnest($1::uuid[], $2::text[]))",
+            )
+            .bind(&tenants)
+            .bind(&tokens)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        closed.extend(prelocked);
+        Ok(TokenInsert {
+            rows: outcomes(rows, &inserted, &closed),
+            locked,
+        })
     }
 
     async fn find_by_fingerprints(

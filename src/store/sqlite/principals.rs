@@ -7,7 +7,8 @@ use uuid::Uuid;
 use super::{BEGIN_WRITE, SqliteStore, is_unique_violation, json_list};
 use crate::store::rows::PrincipalRow;
 
-const PRINCIPAL_COLUMNS: &str = "id, tenant_id, name, roles, expires_at, disabled_at";
+const PRINCIPAL_COLUMNS: &str =
+    "id, tenant_id, name, roles, expires_at, disabled_at, lookups_throttled_until";
 use crate::crypto::api_key::KeyHash;
 use crate::domain::PrincipalId;
 use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError, TotpState};

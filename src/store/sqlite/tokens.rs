@@ -1,14 +1,17 @@
 //! Token rows in SQLite.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{BEGIN_WRITE, SqliteStore};
 use crate::crypto::fingerprint::Fingerprint;
-use crate::domain::{TenantId, Token, TokenFormat};
+use crate::domain::{BucketId, TenantId, Token, TokenFormat};
+use crate::store::guard::{Counted, count_groups, decide_locks, outcomes};
 use crate::store::rows::{TOKEN_COLUMNS, TokenRow};
-use crate::store::{NewToken, StoreError, TokenRecord, TokenStore};
+use crate::store::{NewToken, StoreError, TokenInsert, TokenRecord, TokenStore};
 
 /// The columns that hold card data or point at it, set to null when a token is destroyed.
 const DESTROY_CARD_DATA: &str =
@@ -45,18 +48,54 @@ impl SqliteStore {
     }
 }
 
+/// When a bucket's lock ends, if it is locked at `now`.
+async fn locked_until(
+    tx: &mut sqlx::SqliteConnection,
+    tenant: TenantId,
+    bucket: BucketId,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let until: Option<(DateTime<Utc>,)> = sqlx::query_as(
+        "select locked_until from tokenize_buckets \
+         where tenant_id = ?1 and bucket = ?2 and locked_until > ?3",
+    )
+    .bind(tenant.0)
+    .bind(bucket.0.to_vec())
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(until.map(|(u,)| u))
+}
+
 #[async_trait]
 impl TokenStore for SqliteStore {
-    async fn insert_tokens(&self, rows: &[NewToken]) -> Result<Vec<bool>, StoreError> {
-        // One transaction for the set; a row that meets an existing fingerprint or token value
-        // is skipped, and the caller tells the two apart, as with PostgreSQL.
+    async fn insert_tokens(
+        &self,
+        rows: &[NewToken],
+        now: DateTime<Utc>,
+    ) -> Result<TokenInsert, StoreError> {
+        // One write transaction for the set: SQLite has one writer, so the counts below cannot
+        // race. A row that meets an existing fingerprint or token value is skipped, and the
+        // caller tells the two apart, as with PostgreSQL.
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut prelocked: HashMap<(TenantId, BucketId), DateTime<Utc>> = HashMap::new();
         let mut inserted = Vec::with_capacity(rows.len());
         for r in rows {
+            let key = (r.tenant, r.bucket);
+            if !prelocked.contains_key(&key)
+                && let Some(until) = locked_until(&mut tx, r.tenant, r.bucket, now).await?
+            {
+                prelocked.insert(key, until);
+            }
+            if prelocked.contains_key(&key) {
+                inserted.push(false);
+                continue;
+            }
             let result = sqlx::query(
                 "insert into tokens (tenant_id, token, format, fingerprint, sealed_pan, \
-                     dek_version, masked_pan, metadata, created_at, expires_at) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) on conflict do nothing",
+                     dek_version, masked_pan, metadata, created_at, expires_at, bucket, \
+                     import_window) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) on conflict do nothing",
             )
             .bind(r.tenant.0)
             .bind(r.token.as_str())
@@ -68,12 +107,69 @@ impl TokenStore for SqliteStore {
             .bind(metadata_text(&r.metadata))
             .bind(r.created_at)
             .bind(r.expires_at)
+            .bind(r.bucket.0.to_vec())
+            .bind(r.allowance.window)
             .execute(&mut *tx)
             .await?;
             inserted.push(result.rows_affected() == 1);
         }
+
+        let mut counted = Vec::new();
+        for group in count_groups(rows, &inserted, now) {
+            let (n,): (i64,) = sqlx::query_as(
+                "select count(*) from tokens x \
+                 left join tokenize_buckets b on b.tenant_id = x.tenant_id and b.bucket = x.bucket \
+                 where x.tenant_id = ?1 and x.bucket = ?2 and x.import_window is ?3 \
+                   and x.created_at > max(?4, coalesce(b.counted_since, ?4))",
+            )
+            .bind(group.tenant.0)
+            .bind(group.bucket.0.to_vec())
+            .bind(group.window)
+            .bind(group.since)
+            .fetch_one(&mut *tx)
+            .await?;
+            counted.push(Counted {
+                group,
+                new_pans: u64::try_from(n).unwrap_or(0),
+                locked_until: None,
+            });
+        }
+        let (locked, mut closed) = decide_locks(&counted, now);
+        for l in &locked {
+            sqlx::query(
+                "insert into tokenize_buckets \
+                     (tenant_id, bucket, counted_since, locked_at, locked_until, locked_count) \
+                 values (?1, ?2, ?4, ?3, ?4, ?5) \
+                 on conflict (tenant_id, bucket) do update set \
+                     counted_since = excluded.counted_since, locked_at = excluded.locked_at, \
+                     locked_until = excluded.locked_until, locked_count = excluded.locked_count",
+            )
+            .bind(l.tenant.0)
+            .bind(l.bucket.0.to_vec())
+            .bind(now)
+            .bind(l.until)
+            .bind(i64::try_from(l.counted).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Nothing of this insert stays in a bucket it locked.
+        for (r, _) in rows
+            .iter()
+            .zip(&inserted)
+            .filter(|(r, ok)| **ok && closed.contains_key(&(r.tenant, r.bucket)))
+        {
+            sqlx::query("delete from tokens where tenant_id = ?1 and token = ?2")
+                .bind(r.tenant.0)
+                .bind(r.token.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(inserted)
+        closed.extend(prelocked);
+        Ok(TokenInsert {
+            rows: outcomes(rows, &inserted, &closed),
+            locked,
+        })
     }
 
     async fn find_by_fingerprints(

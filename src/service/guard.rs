@@ -1,0 +1,160 @@
+//! The oracle guards as use cases: which budget a tokenize counts against, misses of token
+//! lookups, and the admin's release of a locked bucket and import windows.
+//!
+//! The counting itself is in the database, shared by every instance. The only thing held per
+//! instance is a copy of the open import windows, refreshed every few seconds: opening or
+//! closing a window early takes effect everywhere within [`WINDOW_REFRESH`]; a window's end by
+//! time is exact, since every instance checks it against the clock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::domain::guard::{self, MAX_IMPORT_WINDOW, MISS_LIMIT, MISS_THROTTLE, MISS_WINDOW};
+use crate::domain::{Allowance, BucketId, ImportWindow, Principal, PrincipalId, TenantId};
+use crate::store::{BucketLockRecord, Store, StoreError};
+
+/// How stale this instance's copy of the open import windows may be.
+pub const WINDOW_REFRESH: Duration = Duration::from_secs(5);
+
+/// Why an admin's guard command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// The budget is zero or the window is empty or longer than allowed.
+    #[error("an import window needs a budget of at least 1 and a length of 1 hour to 7 days")]
+    InvalidWindow,
+    /// No enabled tokenizer principal of that id.
+    #[error("no enabled principal with the tokenizer role has that id")]
+    NoSuchTokenizer,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The guards of one instance.
+pub struct Guard {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    bucket_budget: u32,
+    windows: Mutex<Option<(Instant, Vec<ImportWindow>)>>,
+}
+
+impl Guard {
+    /// Guards over `store`, with `bucket_budget` new PANs per bucket per rolling window.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, bucket_budget: u32) -> Guard {
+        Guard {
+            store,
+            clock,
+            bucket_budget: bucket_budget.max(1),
+            windows: Mutex::new(None),
+        }
+    }
+
+    /// The budget a new PAN of `principal` counts against: its open import window's, or the
+    /// ordinary one. An import window never changes anyone else's.
+    pub async fn allowance(&self, principal: PrincipalId) -> Result<Allowance, StoreError> {
+        let now = self.clock.now();
+        let mut cached = self.windows.lock().await;
+        let fresh = cached
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < WINDOW_REFRESH);
+        if !fresh {
+            *cached = Some((Instant::now(), self.store.open_import_windows(now).await?));
+        }
+        let window = cached.as_ref().and_then(|(_, windows)| {
+            windows
+                .iter()
+                .find(|w| w.principal == principal.0 && w.is_open(now))
+        });
+        Ok(match window {
+            Some(w) => Allowance {
+                window: Some(w.id),
+                budget: w.bucket_budget,
+            },
+            None => Allowance {
+                window: None,
+                budget: self.bucket_budget,
+            },
+        })
+    }
+
+    /// Seconds until `principal` may look tokens up again, if it is throttled now.
+    pub fn lookups_throttled(&self, principal: &Principal) -> Option<u64> {
+        let now = self.clock.now();
+        principal
+            .lookups_throttled_until
+            .filter(|until| *until > now)
+            .map(|until| guard::retry_after(now, until))
+    }
+
+    /// Records a miss by `principal`; returns `true` when it starts a throttling episode.
+    pub async fn record_miss(&self, principal: PrincipalId) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        self.store
+            .record_miss(
+                principal,
+                now,
+                now - MISS_WINDOW,
+                MISS_LIMIT,
+                now + MISS_THROTTLE,
+            )
+            .await
+    }
+
+    /// Forgets misses that no longer count.
+    pub async fn purge_misses(&self) -> Result<u64, StoreError> {
+        self.store
+            .purge_misses(self.clock.now() - MISS_WINDOW)
+            .await
+    }
+
+    /// Buckets locked now.
+    pub async fn locked_buckets(
+        &self,
+        tenant: Option<TenantId>,
+    ) -> Result<Vec<BucketLockRecord>, StoreError> {
+        self.store.locked_buckets(tenant, self.clock.now()).await
+    }
+
+    /// Lifts a bucket's lock after review; its count starts again from now.
+    pub async fn release(&self, bucket: BucketId) -> Result<Option<TenantId>, StoreError> {
+        self.store.release_bucket(bucket, self.clock.now()).await
+    }
+
+    /// Opens an import window for `principal` lasting `length`.
+    pub async fn open_import(
+        &self,
+        principal: PrincipalId,
+        bucket_budget: u32,
+        length: chrono::TimeDelta,
+    ) -> Result<ImportWindow, GuardError> {
+        if bucket_budget == 0 || length < chrono::TimeDelta::hours(1) || length > MAX_IMPORT_WINDOW
+        {
+            return Err(GuardError::InvalidWindow);
+        }
+        let now = self.clock.now();
+        self.store
+            .open_import_window(Uuid::new_v4(), principal, bucket_budget, now, now + length)
+            .await?
+            .ok_or(GuardError::NoSuchTokenizer)
+    }
+
+    /// Closes an import window early.
+    pub async fn close_import(&self, id: Uuid) -> Result<Option<ImportWindow>, StoreError> {
+        self.store.close_import_window(id, self.clock.now()).await
+    }
+
+    /// Windows open now.
+    pub async fn open_imports(&self) -> Result<Vec<ImportWindow>, StoreError> {
+        self.store.open_import_windows(self.clock.now()).await
+    }
+
+    /// The clock's now, for callers that report times.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}

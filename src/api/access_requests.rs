@@ -1,8 +1,8 @@
 //! `/v1/access-requests`: ask for a timed grant, look requests up, approve and deny them.
 //!
 //! Requesters and payment services ask; approvers decide. The grant JWT appears only in the
-//! answer to its grantee (see `service::access`). Reasons and comments are checked for card
-//! numbers like metadata is.
+//! answer to its grantee (see `service::access`). Reasons and comments pass the same
+//! card-data detector as metadata (`domain::card_data`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use super::audit::Audit;
 use super::extract::{Caller, JsonBody, OptionalJsonBody, from_value, limit_param, query_params};
 use super::{ApiError, AppState, Route};
-use crate::domain::access::check_text;
+use crate::domain::access::{TextError, check_text};
 use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::policy::MAX_TOKENS;
 use crate::domain::{PrincipalId, Purpose, RequestStatus, Role, Token};
@@ -94,6 +94,21 @@ fn invalid(field: &str, expected: &'static str) -> ApiError {
     }
 }
 
+/// The refusal of a reason or comment: a card number is sensitive data (422
+/// `sensitive_data_refused`, naming the field); blank, too long or control characters are an
+/// invalid field. Neither repeats the text.
+fn text_refused(
+    error: TextError,
+    field: &str,
+    expected: &'static str,
+    card_detail: &'static str,
+) -> ApiError {
+    match error {
+        TextError::CardNumber => ApiError::SensitiveData(card_detail),
+        TextError::Empty | TextError::TooLong | TextError::Control => invalid(field, expected),
+    }
+}
+
 impl TryFrom<CreateBody> for AccessAskInput {
     type Error = ApiError;
 
@@ -125,8 +140,14 @@ impl TryFrom<CreateBody> for AccessAskInput {
                 "a purpose: 1-64 lowercase letters, digits or underscores",
             )
         })?;
-        check_text(&body.reason)
-            .map_err(|_| invalid("reason", "1-1000 characters of text, without a card number"))?;
+        check_text(&body.reason).map_err(|e| {
+            text_refused(
+                e,
+                "reason",
+                "1-1000 characters of text, without a card number",
+                "reason must not contain a card number",
+            )
+        })?;
         if body.duration_seconds == 0 {
             return Err(invalid(
                 "duration_seconds",
@@ -151,10 +172,12 @@ impl TryFrom<CreateBody> for AccessAskInput {
 fn check_comment(comment: Option<String>) -> Result<Option<String>, ApiError> {
     match comment {
         Some(c) if c.is_empty() => Ok(None),
-        Some(c) => check_text(&c).map(|()| Some(c)).map_err(|_| {
-            invalid(
+        Some(c) => check_text(&c).map(|()| Some(c)).map_err(|e| {
+            text_refused(
+                e,
                 "comment",
                 "at most 1000 characters of text, without a card number",
+                "comment must not contain a card number",
             )
         }),
         None => Ok(None),

@@ -16,7 +16,7 @@ use serde_json::{Map, Number, Value};
 
 use super::source::Source;
 use super::{ApiError, AppState};
-use crate::domain::metadata::is_sensitive_field;
+use crate::domain::card_data::names_sensitive_data;
 use crate::domain::{Principal, Role};
 use crate::service::principals;
 
@@ -100,7 +100,7 @@ impl FromRequest<AppState> for JsonBody {
             })?;
         let value = parse_strict(&bytes)?;
         if let Value::Object(map) = &value
-            && map.keys().any(|k| is_sensitive_field(k))
+            && map.keys().any(|k| names_sensitive_data(k))
         {
             return Err(sensitive_top_level());
         }

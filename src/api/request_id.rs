@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use uuid::Uuid;
 
-use crate::domain::metadata::contains_card_number;
+use crate::domain::card_data::contains_card_number;
 
 /// The header that carries the id both ways.
 pub const HEADER: &str = "x-request-id";
@@ -23,10 +23,13 @@ pub fn current() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
-/// Whether a caller's id is safe to keep: 1–64 characters of `[A-Za-z0-9._:-]` holding nothing
-/// that reads as a card number. A refused id is replaced, never echoed.
+/// Longest caller id kept, in bytes (all ASCII).
+const MAX_LEN: usize = 128;
+
+/// Whether a caller's id is safe to keep: 1–128 characters of `[A-Za-z0-9._:-]` holding
+/// nothing that reads as a card number. A refused id is replaced, never echoed.
 fn acceptable(id: &str) -> bool {
-    (1..=64).contains(&id.len())
+    (1..=MAX_LEN).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
@@ -62,8 +65,11 @@ mod tests {
         assert!(!acceptable("4111111111111111"));
         assert!(!acceptable("order-4111111111111111"));
         assert!(!acceptable("4111-1111-1111-1111"));
+        assert!(!acceptable("4111.1111.1111.1111"));
+        assert!(!acceptable("req:4111_1111_1111_1111:1225"));
         assert!(!acceptable(""));
         assert!(!acceptable("has space"));
-        assert!(!acceptable(&"a".repeat(65)));
+        assert!(acceptable(&"a".repeat(128)));
+        assert!(!acceptable(&"a".repeat(129)));
     }
 }

@@ -16,7 +16,7 @@ use super::extract::{Caller, JsonBody, from_value, sensitive_top_level};
 use super::guard::{check_lookups, observe_miss, record_locks};
 use super::{ApiError, AppState, Route};
 use crate::domain::audit::Action;
-use crate::domain::metadata::{has_sensitive_field, is_sensitive_field};
+use crate::domain::card_data::{holds_sensitive_key, names_sensitive_data};
 use crate::domain::{Metadata, MetadataError, Pan, Principal, Role, Token, TokenFormat};
 use crate::service::{TokenView, TokenizeItem};
 use crate::store::BucketLocked;
@@ -78,10 +78,10 @@ impl TryFrom<TokenizeRequest> for TokenizeItem {
 /// before anything else is looked at.
 fn parse_item(value: Value) -> Result<TokenizeItem, ApiError> {
     if let Value::Object(map) = &value {
-        if map.keys().any(|k| is_sensitive_field(k)) {
+        if map.keys().any(|k| names_sensitive_data(k)) {
             return Err(sensitive_top_level());
         }
-        if map.get("metadata").is_some_and(has_sensitive_field) {
+        if map.get("metadata").is_some_and(holds_sensitive_key) {
             return Err(MetadataError::SensitiveField.into());
         }
     }

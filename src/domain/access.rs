@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::metadata::contains_card_number;
+use super::card_data::contains_card_number;
 
 /// Longest reason or comment, in characters.
 pub const MAX_TEXT_CHARS: usize = 1000;
@@ -118,6 +118,10 @@ mod tests {
         assert_eq!(check_text("a\u{0}b"), Err(TextError::Control));
         assert_eq!(
             check_text("customer says 4111 1111 1111 1111 is theirs"),
+            Err(TextError::CardNumber)
+        );
+        assert_eq!(
+            check_text("card 4111.1111.1111.1111, exp 12/25"),
             Err(TextError::CardNumber)
         );
     }

@@ -477,7 +477,7 @@ async fn bad_requests_are_refused_without_echoing_them() {
     let mut cases: Vec<(Value, &str)> = Vec::new();
     let mut b = base.clone();
     b["reason"] = json!(format!("the card is {pan}"));
-    cases.push((b, "invalid_field"));
+    cases.push((b, "sensitive_data_refused"));
     let mut b = base.clone();
     b["reason"] = json!("");
     cases.push((b, "invalid_field"));

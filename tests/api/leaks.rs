@@ -252,7 +252,7 @@ async fn after_detokenizing_no_pan_grant_code_or_secret_appears_in_logs_or_the_d
 }
 
 /// Every row of every table, as (table, the row as JSON text).
-async fn every_row(app: &TestApp) -> Vec<(String, String)> {
+pub async fn every_row(app: &TestApp) -> Vec<(String, String)> {
     let pool = app.db.pool().await;
     let tables: Vec<String> =
         sqlx::query_scalar("select tablename::text from pg_tables where schemaname = 'public'")

@@ -17,6 +17,7 @@ mod access;
 mod audit;
 mod audit_integrity;
 mod auth;
+mod card_data;
 mod cli;
 mod dev;
 mod errors;

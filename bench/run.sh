@@ -6,6 +6,7 @@
 #   bench/run.sh                       # every scenario at 1, 8 and 32 clients, 10 s each
 #   DURATION=5 CLIENTS="8 32" SCENARIOS="tokenize_new detokenize" bench/run.sh
 #   FILL=10000000 bench/run.sh         # then fill to 10M tokens and measure again at that size
+#   BIN=/path/to/strongroom bench/run.sh   # measure another build (e.g. a baseline commit's)
 #
 # Writes the table to $OUT (default bench/results.md) and prints it. Only loopback is used.
 set -euo pipefail
@@ -28,8 +29,10 @@ for tool in wrk pgbench curl; do
   fi
 done
 
-cargo build --release -q
-BIN=target/release/strongroom
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q
+  BIN=target/release/strongroom
+fi
 ADMIN=$STRONGROOM_TEST_DATABASE_URL
 BASE=${ADMIN%/*}
 DB=strongroom_bench_$$

@@ -3,6 +3,12 @@
 //! Every flag of `serve` has a `STRONGROOM_*` variable. The master key is read from
 //! `STRONGROOM_MASTER_KEY` only (never a flag, so it stays out of `ps` and shell history),
 //! and no message ever prints it or the database URL.
+//!
+//! Which master keys a command takes: a weak one (see `crypto::key_strength`) nowhere; a
+//! development one (made by `strongroom dev`) only where it can be the only key there is and
+//! nothing is served: `dev` itself and `audit verify`, which checks a dev vault's trail too.
+//! `serve`, `migrate` and the `principal` commands refuse it, so that a key from a laptop's
+//! data directory never protects, prepares or administers a real vault.
 
 mod guard;
 
@@ -19,7 +25,7 @@ use uuid::Uuid;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ServeConfig, TlsFiles};
 use crate::crypto::SystemRandom;
-use crate::crypto::keys::{MasterKey, MasterKeyError};
+use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind};
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::{PrincipalId, Role};
 use crate::metrics::Metrics;
@@ -42,12 +48,13 @@ pub struct Cli {
 enum Command {
     /// Print a new random master key (base64) for STRONGROOM_MASTER_KEY.
     Keygen,
-    /// Apply the database migrations.
+    /// Apply the database migrations. Refuses a development or weak STRONGROOM_MASTER_KEY if
+    /// one is set (it is not needed).
     Migrate(DatabaseArgs),
     /// Manage principals (API callers).
     #[command(subcommand)]
     Principal(PrincipalCommand),
-    /// Serve the API (reads STRONGROOM_MASTER_KEY).
+    /// Serve the API (reads STRONGROOM_MASTER_KEY; refuses a development or weak one).
     Serve(ServeArgs),
     /// Work with the audit trail.
     #[command(subcommand)]
@@ -226,6 +233,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Migrate(db) => {
+            // Migrate does not use the key, but it is the first step of a deployment: an
+            // environment that would serve under a development or weak key stops here, before
+            // the schema is touched.
+            optional_master_key()?;
             let store = store::open(&db.database_url, 2).await?;
             let before = store.schema_status().await?;
             store.migrate().await?;
@@ -247,12 +258,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             json,
             checkpoints,
         }) => {
-            let shared = connect_current(&database).await?;
+            // The key first: a refused key is a configuration error, reported before the
+            // database is reached.
             let master = if totp {
                 Some(master_key_from_env()?)
             } else {
                 optional_master_key()?
             };
+            let shared = connect_current(&database).await?;
             let audit =
                 command_audit_trail(&shared, master.as_ref(), checkpoints.audit_checkpoint_file)
                     .await?;
@@ -333,8 +346,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             id,
             checkpoints,
         }) => {
-            let shared = connect_current(&database).await?;
             let master = optional_master_key()?;
+            let shared = connect_current(&database).await?;
             let audit =
                 command_audit_trail(&shared, master.as_ref(), checkpoints.audit_checkpoint_file)
                     .await?;
@@ -402,7 +415,7 @@ pub async fn create_principal_audited(
     Ok(created)
 }
 
-/// The master key, when the environment has one.
+/// The production master key, when the environment has one.
 fn optional_master_key() -> Result<Option<MasterKey>, MasterKeyError> {
     match master_key_from_env() {
         Ok(key) => Ok(Some(key)),
@@ -450,7 +463,9 @@ async fn verify_audit(
     let store = connect_current(database).await?;
     let anchored = match &checkpoints.audit_checkpoint_file {
         Some(path) => {
-            let master = master_key_from_env()?;
+            // A dev vault's trail can only be checked with its dev key, and checking serves
+            // nothing.
+            let (master, _) = master_key_from_env_of_any_kind()?;
             let key =
                 load_checkpoint_key(store.as_ref(), &master, &SystemRandom::new(), &SystemClock)
                     .await?;
@@ -475,14 +490,24 @@ async fn verify_audit(
     }
 }
 
-/// The master key from the environment.
+/// The production master key from the environment: refuses a missing, malformed, weak or
+/// development key.
 pub fn master_key_from_env() -> Result<MasterKey, MasterKeyError> {
+    match master_key_from_env_of_any_kind()? {
+        (key, MasterKeyKind::Production) => Ok(key),
+        (_, MasterKeyKind::Development) => Err(MasterKeyError::Development),
+    }
+}
+
+/// The master key from the environment and its kind: refuses a missing, malformed or weak key
+/// but takes a development one.
+fn master_key_from_env_of_any_kind() -> Result<(MasterKey, MasterKeyKind), MasterKeyError> {
     let text = std::env::var("STRONGROOM_MASTER_KEY").map_err(|_| MasterKeyError::Missing)?;
     let text = zeroize::Zeroizing::new(text);
     if text.trim().is_empty() {
         return Err(MasterKeyError::Missing);
     }
-    MasterKey::from_base64(&text)
+    MasterKey::from_text(&text)
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {

@@ -7,6 +7,7 @@ pub mod api_key;
 pub mod checkpoint;
 pub mod fingerprint;
 pub mod grant;
+pub mod key_strength;
 pub mod keys;
 pub mod random;
 pub mod totp;

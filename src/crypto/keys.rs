@@ -1,6 +1,10 @@
 //! The key hierarchy: a master key (KEK) wraps versioned data-encryption keys (DEKs) and the
 //! fingerprint root; DEKs encrypt PANs bound to their tenant, token and key version.
 //!
+//! A master key's text says who made it: plain base64 from `strongroom keygen`, or
+//! [`DEV_KEY_PREFIX`] and base64 from `strongroom dev`. Parsing refuses a key that
+//! [`key_strength`] judges weak, in either form.
+//!
 //! Pure: no I/O. Where the wrapped keys live and how encryptions are counted is the key
 //! service's business. Every type here zeroizes on drop and redacts in Debug.
 
@@ -14,6 +18,7 @@ use zeroize::Zeroizing;
 
 use super::CryptoError;
 use super::aead::AeadKey;
+use super::key_strength::{self, Weakness};
 use super::random::{self, Csprng, RandomError};
 use crate::domain::{Pan, TenantId, Token};
 
@@ -29,17 +34,49 @@ pub enum MasterKeyError {
     /// Decodes to something other than 32 bytes.
     #[error("STRONGROOM_MASTER_KEY must decode to exactly 32 bytes (an AES-256 key)")]
     WrongLength,
+    /// Decodes to 32 bytes that no random generator would produce.
+    #[error(
+        "STRONGROOM_MASTER_KEY is not a random key: {0}; generate one with `strongroom keygen`"
+    )]
+    Weak(Weakness),
+    /// A key that `strongroom dev` made, where a production key is needed.
+    #[error(
+        "STRONGROOM_MASTER_KEY is a development key made by `strongroom dev`; generate a production key with `strongroom keygen`"
+    )]
+    Development,
 }
+
+/// Where a master key came from, as its text says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterKeyKind {
+    /// Plain base64, as `strongroom keygen` prints it.
+    Production,
+    /// Base64 after [`DEV_KEY_PREFIX`], as `strongroom dev` writes it to its data directory.
+    Development,
+}
+
+/// What `strongroom dev` puts before the base64 of its master key, so that the key is
+/// recognised (and refused by `serve` and `migrate`) if it is ever copied into a production
+/// environment. Someone who strips it makes the key look like any other: the prefix guards
+/// against accidents, not against intent.
+pub const DEV_KEY_PREFIX: &str = "strongroom-dev-key:";
 
 /// The key-encryption key. It only ever wraps and unwraps other keys.
 pub struct MasterKey(AeadKey);
 
 impl MasterKey {
-    /// Parses the base64 form that `strongroom keygen` prints.
-    pub fn from_base64(text: &str) -> Result<MasterKey, MasterKeyError> {
+    /// Parses either form: plain base64 (`strongroom keygen`) or [`DEV_KEY_PREFIX`] and base64
+    /// (`strongroom dev`), and says which it was. Refuses a key that is not 32 bytes or that
+    /// [`key_strength::weakness`] judges weak, whatever its form.
+    pub fn from_text(text: &str) -> Result<(MasterKey, MasterKeyKind), MasterKeyError> {
+        let text = text.trim();
+        let (kind, encoded) = match text.strip_prefix(DEV_KEY_PREFIX) {
+            Some(rest) => (MasterKeyKind::Development, rest),
+            None => (MasterKeyKind::Production, text),
+        };
         let decoded = Zeroizing::new(
             STANDARD
-                .decode(text.trim())
+                .decode(encoded)
                 .map_err(|_| MasterKeyError::NotBase64)?,
         );
         let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(
@@ -48,13 +85,42 @@ impl MasterKey {
                 .try_into()
                 .map_err(|_| MasterKeyError::WrongLength)?,
         );
-        Ok(MasterKey(AeadKey::new(&bytes)))
+        if let Some(weakness) = key_strength::weakness(&bytes) {
+            return Err(MasterKeyError::Weak(weakness));
+        }
+        Ok((MasterKey(AeadKey::new(&bytes)), kind))
     }
 
-    /// A fresh random master key in its base64 form.
+    /// Parses a production key, the base64 form that `strongroom keygen` prints; refuses a
+    /// development key with [`MasterKeyError::Development`].
+    pub fn from_base64(text: &str) -> Result<MasterKey, MasterKeyError> {
+        match MasterKey::from_text(text)? {
+            (key, MasterKeyKind::Production) => Ok(key),
+            (_, MasterKeyKind::Development) => Err(MasterKeyError::Development),
+        }
+    }
+
+    /// A fresh random master key in its base64 form. It always passes the strength check that
+    /// parsing applies: a draw that fails it (probability about 3e-17) is drawn again, and a
+    /// generator that keeps producing weak keys is broken and reported as failed.
     pub fn generate_base64(rng: &dyn Csprng) -> Result<Zeroizing<String>, RandomError> {
-        let bytes = Zeroizing::new(random::bytes::<32>(rng)?);
-        Ok(Zeroizing::new(STANDARD.encode(*bytes)))
+        for _ in 0..4 {
+            let bytes = Zeroizing::new(random::bytes::<32>(rng)?);
+            if key_strength::weakness(&bytes).is_none() {
+                return Ok(Zeroizing::new(STANDARD.encode(*bytes)));
+            }
+        }
+        Err(RandomError)
+    }
+
+    /// A fresh random master key for `strongroom dev`, marked as one: [`DEV_KEY_PREFIX`] and
+    /// base64.
+    pub fn generate_dev_text(rng: &dyn Csprng) -> Result<Zeroizing<String>, RandomError> {
+        let base64 = MasterKey::generate_base64(rng)?;
+        let mut text = Zeroizing::new(String::with_capacity(DEV_KEY_PREFIX.len() + base64.len()));
+        text.push_str(DEV_KEY_PREFIX);
+        text.push_str(&base64);
+        Ok(text)
     }
 
     /// Wraps a 256-bit secret; `label` names what it is (and is bound as associated data, so a
@@ -273,6 +339,71 @@ mod tests {
         );
         let key = MasterKey::from_base64(&text).unwrap();
         assert_eq!(format!("{key:?}"), "MasterKey(<redacted>)");
+    }
+
+    #[test]
+    fn a_dev_key_parses_as_development_and_is_refused_where_a_production_key_is_needed() {
+        let rng = SystemRandom::new();
+        let dev = MasterKey::generate_dev_text(&rng).unwrap();
+        assert!(dev.starts_with(DEV_KEY_PREFIX));
+        let (_, kind) = MasterKey::from_text(&dev).unwrap();
+        assert_eq!(kind, MasterKeyKind::Development);
+        let err = MasterKey::from_base64(&dev).unwrap_err();
+        assert_eq!(err, MasterKeyError::Development);
+        let message = err.to_string();
+        assert!(message.contains("strongroom keygen"), "{message}");
+        assert!(!message.contains(&dev[DEV_KEY_PREFIX.len()..]), "{message}");
+
+        // The same bytes without the mark are a production key: the mark is all that tells.
+        let bare = &dev[DEV_KEY_PREFIX.len()..];
+        assert_eq!(
+            MasterKey::from_text(bare).unwrap().1,
+            MasterKeyKind::Production
+        );
+        // A keygen key, and one with surrounding whitespace, is a production key.
+        let prod = MasterKey::generate_base64(&rng).unwrap();
+        assert_eq!(
+            MasterKey::from_text(&format!(" {}\n", prod.as_str()))
+                .unwrap()
+                .1,
+            MasterKeyKind::Production
+        );
+    }
+
+    #[test]
+    fn a_generator_stuck_on_one_value_fails_instead_of_making_a_weak_key() {
+        struct Stuck;
+        impl Csprng for Stuck {
+            fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
+                buf.fill(0);
+                Ok(())
+            }
+        }
+        assert!(MasterKey::generate_base64(&Stuck).is_err());
+        assert!(MasterKey::generate_dev_text(&Stuck).is_err());
+    }
+
+    #[test]
+    fn weak_keys_are_refused_in_either_form_without_echoing_them() {
+        let cases: [([u8; 32], Weakness); 4] = [
+            ([0x00; 32], Weakness::Repeats),
+            ([0x41; 32], Weakness::Repeats),
+            (*b"0123456789abcdef0123456789abcdef", Weakness::Repeats),
+            (
+                core::array::from_fn(|i| u8::try_from(i).unwrap()),
+                Weakness::Sequence,
+            ),
+        ];
+        for (bytes, weakness) in cases {
+            let text = STANDARD.encode(bytes);
+            for form in [text.clone(), format!("{DEV_KEY_PREFIX}{text}")] {
+                let err = MasterKey::from_text(&form).unwrap_err();
+                assert_eq!(err, MasterKeyError::Weak(weakness), "{form}");
+                let message = err.to_string();
+                assert!(message.contains("not a random key"), "{message}");
+                assert!(!message.contains(&text), "{message}");
+            }
+        }
     }
 
     #[test]

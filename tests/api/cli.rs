@@ -227,6 +227,105 @@ fn serve_refuses_a_missing_or_malformed_master_key_without_printing_it() {
     );
 }
 
+/// The commands that must refuse a development or weak key, run against a database that does
+/// not answer: the key is refused before any connection is tried.
+const PRODUCTION_COMMANDS: &[&[&str]] = &[
+    &["serve", "--listen", "127.0.0.1:0"],
+    &["migrate"],
+    &[
+        "principal",
+        "create",
+        "--tenant",
+        "t",
+        "--name",
+        "n",
+        "--role",
+        "tokenizer",
+    ],
+    &[
+        "principal",
+        "disable",
+        "--id",
+        "00000000-0000-0000-0000-000000000000",
+    ],
+];
+
+/// Runs `args` with `key` as the master key against a database that does not answer.
+fn run_with_key(args: &[&str], key: &str) -> (bool, String, String) {
+    run(strongroom()
+        .args(args)
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/x")
+        .env("STRONGROOM_MASTER_KEY", key))
+}
+
+#[test]
+fn serve_migrate_and_principal_commands_refuse_a_dev_key_without_printing_it() {
+    let dev = strongroom::crypto::keys::MasterKey::generate_dev_text(
+        &strongroom::crypto::SystemRandom::new(),
+    )
+    .unwrap();
+    let base64 = dev.split(':').nth(1).unwrap();
+    for args in PRODUCTION_COMMANDS {
+        let (ok, out, err) = run_with_key(args, &dev);
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains("development key made by `strongroom dev`")
+                && err.contains("strongroom keygen"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains(base64) && !out.contains(base64), "{args:?}");
+    }
+}
+
+#[test]
+fn serve_migrate_and_principal_commands_refuse_weak_keys_without_printing_them() {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let counting: Vec<u8> = (0..32).collect();
+    let weak = [
+        "A".repeat(43) + "=", // 32 zero bytes
+        b64(&[0x41; 32]),
+        b64(b"0123456789abcdef0123456789abcdef"),
+        b64(b"abababababababababababababababab"),
+        b64(&counting),
+    ];
+    for key in &weak {
+        for args in PRODUCTION_COMMANDS {
+            let (ok, out, err) = run_with_key(args, key);
+            assert!(!ok, "{args:?} {key}");
+            assert!(
+                err.contains("STRONGROOM_MASTER_KEY is not a random key")
+                    && err.contains("strongroom keygen"),
+                "{args:?}: {err}"
+            );
+            assert!(!err.contains(key.as_str()) && !out.contains(key.as_str()));
+        }
+    }
+    // Weak stays weak when marked as a dev key, and is reported as weak.
+    let (ok, _, err) = run_with_key(
+        &["serve"],
+        &format!("{}{}", strongroom::crypto::keys::DEV_KEY_PREFIX, weak[1]),
+    );
+    assert!(!ok && err.contains("not a random key"), "{err}");
+}
+
+#[tokio::test]
+async fn a_key_from_keygen_passes_migrate_and_serve() {
+    let (ok, key, _) = run(strongroom().arg("keygen"));
+    assert!(ok);
+    let key = key.trim().to_owned();
+    let db = TestDb::create(false).await;
+    let (ok, out, err) = run(strongroom()
+        .args(["migrate"])
+        .env("DATABASE_URL", &db.url)
+        .env("STRONGROOM_MASTER_KEY", &key));
+    assert!(ok && out.contains("applied"), "{err}");
+    let server = serve_process(&db.url, &key, None);
+    let r = reqwest::get(format!("{}/readyz", server.address))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
 #[test]
 fn serve_refuses_plain_http_on_a_non_loopback_address() {
     let (ok, _, err) = run(strongroom()

@@ -1,9 +1,14 @@
 //! `strongroom dev`: a working vault from one command, on the embedded store.
 //!
-//! Everything lives in one directory: the SQLite database, a generated master key (mode 0600),
-//! a demo policy file, the audit checkpoints and `dev-credentials.json` (mode 0600) with one
-//! principal per role of a demo tenant. A second start with the same directory reopens all of
-//! it. It serves plain HTTP on loopback only: this is for a laptop, not for card data.
+//! Everything lives in one directory (mode 0700): the SQLite database with its `-wal` and
+//! `-shm` files, a generated master key, a demo policy file, the audit checkpoints and
+//! `dev-credentials.json` with one principal per role of a demo tenant, every file mode 0600.
+//! A second start with the same directory reopens all of it. It serves plain HTTP on loopback
+//! only: this is for a laptop, not for card data.
+//!
+//! The master key is written marked as a development key (`crypto::keys::DEV_KEY_PREFIX`),
+//! so that `serve` and `migrate` refuse it if it is ever copied into a real environment. A
+//! directory from before the mark had its key in plain base64: it is still read, and marked.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,7 +21,7 @@ use crate::cli::{CliError, command_audit_trail, create_principal_audited};
 use crate::clock::SystemClock;
 use crate::config::ServeConfig;
 use crate::crypto::SystemRandom;
-use crate::crypto::keys::MasterKey;
+use crate::crypto::keys::{DEV_KEY_PREFIX, MasterKey, MasterKeyError, MasterKeyKind};
 use crate::domain::Role;
 use crate::service::principals::NewPrincipalRequest;
 use crate::service::{KeyService, KeySettings};
@@ -91,11 +96,20 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), CliError> {
         )));
     }
     create_private_dir(dir)?;
+    // Files an earlier version left readable by others are closed first.
+    restrict_known_files(dir)?;
     let key_file = dir.join("master.key");
     let master = master_key(&key_file)?;
-    let url = format!("sqlite://{}", dir.join("strongroom.db").display());
+    let db_file = dir.join("strongroom.db");
+    // SQLite creates the `-wal` and `-shm` files with the mode of the database file, so the
+    // database file is made first, 0600, rather than left to SQLite and the umask.
+    create_private_file(&db_file)?;
+    let url = format!("sqlite://{}", db_file.display());
     let store = SqliteStore::connect(&url, 4).await?;
     store.migrate().await?;
+    // SQLite has made its `-wal` and `-shm` files by now, with the database file's mode (as
+    // the test of this checks); closing them again costs nothing and holds if that changes.
+    restrict_known_files(dir)?;
     let policy_file = dir.join("policies.toml");
     if !policy_file.exists() {
         write_private(&policy_file, POLICIES.as_bytes())?;
@@ -235,22 +249,108 @@ Ctrl-C stops it; `strongroom dev` again picks up where it left off.
     let _ = stdout.flush();
 }
 
-/// The dev vault's master key: generated on first start, read afterwards.
+/// The dev vault's master key: generated on first start (marked as a development key),
+/// read afterwards. A key from before the mark (plain base64) is read too, and rewritten
+/// marked.
 fn master_key(path: &Path) -> Result<MasterKey, CliError> {
     if !path.exists() {
-        let key = MasterKey::generate_base64(&SystemRandom::new())?;
+        let key = MasterKey::generate_dev_text(&SystemRandom::new())?;
         write_private(path, key.as_bytes())?;
     }
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
-    Ok(MasterKey::from_base64(text.trim())?)
+    let (key, kind) = MasterKey::from_text(&text).map_err(|e| unusable_key(path, e))?;
+    if kind == MasterKeyKind::Production {
+        let mut marked = zeroize::Zeroizing::new(String::from(DEV_KEY_PREFIX));
+        marked.push_str(text.trim());
+        replace_private(path, marked.as_bytes())?;
+    }
+    Ok(key)
 }
 
+/// Why `master.key` cannot be used, naming the file rather than the variable.
+fn unusable_key(path: &Path, e: MasterKeyError) -> CliError {
+    let reason = match e {
+        MasterKeyError::Weak(weakness) => format!("is not a random key: {weakness}"),
+        MasterKeyError::Missing
+        | MasterKeyError::NotBase64
+        | MasterKeyError::WrongLength
+        | MasterKeyError::Development => "does not hold a master key".to_owned(),
+    };
+    CliError(format!(
+        "{} {reason}: remove the directory to start afresh",
+        path.display()
+    ))
+}
+
+/// Creates the data directory, owner only (0700). An existing directory open to others is
+/// closed if it is empty, and refused otherwise: its files may already have been read, and
+/// it may not be ours to change.
 fn create_private_dir(dir: &Path) -> Result<(), CliError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+    }
     #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            if std::fs::read_dir(dir)?.next().is_some() {
+                return Err(CliError(format!(
+                    "{} is open to other users (mode {mode:o}) and not empty: use a new --data-dir, or `chmod 700` it",
+                    dir.display()
+                )));
+            }
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// The files `dev` keeps in its directory, besides those it writes with [`write_private`].
+const KNOWN_FILES: &[&str] = &[
+    "master.key",
+    "dev-credentials.json",
+    "policies.toml",
+    "audit-checkpoints.jsonl",
+    "strongroom.db",
+    "strongroom.db-wal",
+    "strongroom.db-shm",
+    "strongroom.db-journal",
+];
+
+/// Sets every file of ours that exists in `dir` to owner only (0600). Only these names: the
+/// directory may hold other files that are not ours to change.
+fn restrict_known_files(dir: &Path) -> Result<(), CliError> {
+    #[cfg(unix)]
+    for name in KNOWN_FILES {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Creates `path` as an empty file readable by its owner only (0600), or leaves an existing
+/// one as it is (its mode is [`restrict_known_files`]'s business).
+fn create_private_file(path: &Path) -> Result<(), CliError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?;
     Ok(())
 }
 
@@ -263,6 +363,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     let mut file = options.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()?;
+    Ok(())
+}
+
+/// Replaces a file's content at once (a new 0600 file renamed over it), so that a crash
+/// leaves the old content or the new, never half of one.
+fn replace_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".new");
+    let next = path.with_file_name(name);
+    match std::fs::remove_file(&next) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    write_private(&next, bytes)?;
+    std::fs::rename(&next, path)?;
     Ok(())
 }
 

@@ -195,6 +195,137 @@ async fn dev_runs_a_working_vault_in_one_command_and_keeps_it_across_restarts() 
     assert!(text.contains("verified"), "{text}");
 }
 
+fn new_dir(prefix: &str) -> DataDir {
+    DataDir(std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple())))
+}
+
+/// Tokenizes one card on a dev vault, so that the database has written through its WAL.
+async fn tokenize_one(dev: &Dev, dir: &Path) {
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("dev-credentials.json")).unwrap())
+            .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/tokens", dev.base))
+        .bearer_auth(key_of(&credentials, "checkout"))
+        .json(&json!({"value": random_pan("4", 16)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn dev_keeps_its_directory_0700_and_every_file_in_it_0600_the_database_and_wal_included() {
+    let dir = new_dir("strongroom-dev-modes");
+    let (dev, _) = start(&dir.0);
+    tokenize_one(&dev, &dir.0).await;
+    assert_eq!(mode(&dir.0), 0o700);
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir.0).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(entry.file_type().unwrap().is_file(), "{name}");
+        assert_eq!(mode(&entry.path()), 0o600, "{name}");
+        names.push(name);
+    }
+    for expected in [
+        "master.key",
+        "dev-credentials.json",
+        "policies.toml",
+        "audit-checkpoints.jsonl",
+        "strongroom.db",
+        "strongroom.db-wal",
+        "strongroom.db-shm",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+}
+
+#[test]
+fn a_dev_vaults_key_is_marked_and_serve_and_migrate_refuse_it() {
+    let dir = new_dir("strongroom-dev-key");
+    let (dev, _) = start(&dir.0);
+    drop(dev);
+    let key = std::fs::read_to_string(dir.0.join("master.key")).unwrap();
+    assert!(key.starts_with("strongroom-dev-key:"), "the key is marked");
+    let base64 = key.trim().trim_start_matches("strongroom-dev-key:");
+    let url = format!("sqlite://{}", dir.0.join("strongroom.db").display());
+    for args in [&["serve", "--listen", "127.0.0.1:0"][..], &["migrate"]] {
+        let out = strongroom()
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("STRONGROOM_MASTER_KEY", key.trim())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("is a development key made by `strongroom dev`"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stdout.contains(base64) && !stderr.contains(base64));
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn dev_reads_a_plain_key_from_an_older_data_dir_marks_it_and_closes_files_left_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = new_dir("strongroom-dev-old");
+    let (dev, _) = start(&dir.0);
+    drop(dev);
+    // What an older version left: the key in plain base64, the database readable by all.
+    let key_file = dir.0.join("master.key");
+    let marked = std::fs::read_to_string(&key_file).unwrap();
+    let plain = marked.trim_start_matches("strongroom-dev-key:").to_owned();
+    std::fs::write(&key_file, &plain).unwrap();
+    for name in ["strongroom.db", "audit-checkpoints.jsonl"] {
+        std::fs::set_permissions(dir.0.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    let (again, _) = start(&dir.0);
+    tokenize_one(&again, &dir.0).await;
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), marked);
+    assert_eq!(mode(&key_file), 0o600);
+    for name in [
+        "strongroom.db",
+        "audit-checkpoints.jsonl",
+        "strongroom.db-wal",
+    ] {
+        assert_eq!(mode(&dir.0.join(name)), 0o600, "{name}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn dev_refuses_a_data_dir_that_other_users_can_read_and_that_holds_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = new_dir("strongroom-dev-open");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    std::fs::write(dir.0.join("notes.txt"), "mine").unwrap();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = strongroom()
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("open to other users"), "{stderr}");
+    assert!(
+        !dir.0.join("master.key").exists(),
+        "nothing is written there"
+    );
+    assert_eq!(mode(&dir.0), 0o755, "and nothing of it is changed");
+}
+
 #[test]
 fn dev_refuses_a_non_loopback_address() {
     let dir = DataDir(

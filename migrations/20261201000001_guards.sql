@@ -53,3 +53,25 @@ create table lookup_misses (
 );
 comment on table lookup_misses is 'Token lookups, deletes and detokenize calls that found no token, per principal; rows older than the window are purged.';
 create index lookup_misses_principal_idx on lookup_misses (principal_id, at);
+
+-- Counts the new PANs of each (tenant, bucket, import window) after taking the bucket's lock
+-- stripes in a fixed order. One call, two statements: the count runs after the locks are held,
+-- so (in read committed) it sees every row committed by whoever held them before.
+create function guard_count_new_pans(
+    stripes bigint[], tenants uuid[], buckets bytea[], windows uuid[], since timestamptz[]
+) returns table (ord bigint, locked_until timestamptz, new_pans bigint)
+language plpgsql volatile as $$
+begin
+    perform pg_advisory_xact_lock(s.k) from (select k from unnest(stripes) as u(k) order by k) as s;
+    return query
+    select u.n, b.locked_until,
+           (select count(*) from tokens x
+            where x.tenant_id = u.t and x.bucket = u.k
+              and x.import_window is not distinct from u.w
+              and x.created_at > greatest(u.s, coalesce(b.counted_since, u.s)))
+    from unnest(tenants, buckets, windows, since) with ordinality as u(t, k, w, s, n)
+    left join tokenize_buckets b on b.tenant_id = u.t and b.bucket = u.k
+    order by u.n;
+end
+$$;
+comment on function guard_count_new_pans is 'The enumeration guard''s count, under its locks; called inside the token insert''s transaction.';

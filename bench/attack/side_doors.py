@@ -112,11 +112,17 @@ def enumeration(urls, victim_key, attacker_key, other_key, db):
     candidates = [in_bucket(first6, last4, n) for n in range(100_000)]
     random.shuffle(candidates)
     start = time.time()
-    returned, created, refused, calls = False, 0, 0, 0
+    returned, created, refused, calls, waited = False, 0, 0, 0, 0
     for i in range(0, len(candidates), 1000):
-        calls += 1
-        st, _, body = call(url, "POST", "/v1/tokens/batch", attacker_key,
-                           {"items": [{"value": p} for p in candidates[i:i + 1000]]})
+        while True:
+            calls += 1
+            st, h, body = call(url, "POST", "/v1/tokens/batch", attacker_key,
+                               {"items": [{"value": p} for p in candidates[i:i + 1000]]})
+            if st != 429:
+                break
+            # The principal's rate counts every item: wait as told.
+            waited += int(h.get("Retry-After", h.get("retry-after", "1")))
+            time.sleep(int(h.get("Retry-After", h.get("retry-after", "1"))))
         for r in body["results"]:
             if r.get("token") == token:
                 returned = True
@@ -125,8 +131,8 @@ def enumeration(urls, victim_key, attacker_key, other_key, db):
             if "error" in r:
                 refused += 1
     took = time.time() - start
-    print(f"     {len(candidates)} guesses in {calls} batch calls, {took:.1f} s: "
-          f"{created} created, {refused} refused")
+    print(f"     {len(candidates)} guesses in {calls} batch calls ({waited} s told to wait by the "
+          f"rate limit), {took:.1f} s: {created} created, {refused} refused")
     check(not returned, "the victim's token never came back from 100,000 guesses")
     stored = int(psql(f"select count(*) from tokens where masked_pan = '{first6}******{last4}'", db))
     check(stored <= 20, f"tokens stored in the bucket: {stored} (budget 20, the victim's included)")

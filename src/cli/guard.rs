@@ -17,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::guard::DEFAULT_BUCKET_BUDGET;
 use crate::domain::{BucketId, PrincipalId, TenantId};
-use crate::service::Guard;
+use crate::service::{AuditTrail, Guard};
 
 /// What `strongroom guard` does.
 #[derive(Debug, Subcommand)]
@@ -75,6 +75,21 @@ pub enum GuardCommand {
     },
 }
 
+/// The guard and this command's audit chain, for a command that changes something.
+async fn audited_guard(
+    database: &DatabaseArgs,
+    checkpoints: CheckpointArgs,
+) -> Result<(Guard, AuditTrail), CliError> {
+    let store = connect_current(database).await?;
+    let master = optional_master_key()?;
+    let audit =
+        command_audit_trail(&store, master.as_ref(), checkpoints.audit_checkpoint_file).await?;
+    Ok((
+        Guard::new(store, Arc::new(SystemClock), DEFAULT_BUCKET_BUDGET),
+        audit,
+    ))
+}
+
 /// Runs a guard command.
 pub async fn run(command: GuardCommand) -> Result<(), CliError> {
     match command {
@@ -117,12 +132,7 @@ pub async fn run(command: GuardCommand) -> Result<(), CliError> {
                 .ok_or_else(|| CliError("--bucket must be 32 hex digits".into()))?;
             crate::domain::access::check_text(&reason)
                 .map_err(|e| CliError(format!("--reason: {e}")))?;
-            let store = connect_current(&database).await?;
-            let master = optional_master_key()?;
-            let audit =
-                command_audit_trail(&store, master.as_ref(), checkpoints.audit_checkpoint_file)
-                    .await?;
-            let guard = Guard::new(store, Arc::new(SystemClock), DEFAULT_BUCKET_BUDGET);
+            let (guard, audit) = audited_guard(&database, checkpoints).await?;
             let released = guard.release(bucket).await?;
             let mut event = AuditEvent::new(Action::BucketRelease, SystemClock.now());
             event.tenant = released;
@@ -148,12 +158,7 @@ pub async fn run(command: GuardCommand) -> Result<(), CliError> {
             hours,
             checkpoints,
         } => {
-            let store = connect_current(&database).await?;
-            let master = optional_master_key()?;
-            let audit =
-                command_audit_trail(&store, master.as_ref(), checkpoints.audit_checkpoint_file)
-                    .await?;
-            let guard = Guard::new(store, Arc::new(SystemClock), DEFAULT_BUCKET_BUDGET);
+            let (guard, audit) = audited_guard(&database, checkpoints).await?;
             let window = guard
                 .open_import(
                     PrincipalId(principal),
@@ -185,12 +190,7 @@ pub async fn run(command: GuardCommand) -> Result<(), CliError> {
             id,
             checkpoints,
         } => {
-            let store = connect_current(&database).await?;
-            let master = optional_master_key()?;
-            let audit =
-                command_audit_trail(&store, master.as_ref(), checkpoints.audit_checkpoint_file)
-                    .await?;
-            let guard = Guard::new(store, Arc::new(SystemClock), DEFAULT_BUCKET_BUDGET);
+            let (guard, audit) = audited_guard(&database, checkpoints).await?;
             let closed = guard.close_import(id).await?;
             let mut event = AuditEvent::new(Action::ImportWindowClose, SystemClock.now());
             event.tenant = closed.as_ref().map(|w| TenantId(w.tenant));

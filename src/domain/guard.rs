@@ -32,6 +32,12 @@ pub const MISS_LIMIT: u32 = 50;
 /// How long a principal's lookups, deletes and detokenize calls are refused in an episode.
 pub const MISS_THROTTLE: TimeDelta = TimeDelta::minutes(10);
 
+/// Lock stripes for counting buckets.
+pub const LOCK_STRIPES: i64 = 128;
+/// Where the stripes sit in the 64-bit advisory lock space (`"sr-guard"` in ASCII), away from
+/// any other user of advisory locks on the database.
+const LOCK_NAMESPACE: i64 = 0x7372_2d67_7561_7264 & !0xff;
+
 /// Longest an import window may stay open.
 pub const MAX_IMPORT_WINDOW: TimeDelta = TimeDelta::days(7);
 
@@ -47,10 +53,13 @@ impl BucketId {
         <[u8; 16]>::try_from(bytes.as_slice()).ok().map(BucketId)
     }
 
-    /// The id as a 64-bit advisory lock key: buckets are keyed hashes, so their first bytes are
-    /// already uniformly spread (a shared key only makes two buckets wait for each other).
-    pub fn lock_key(&self) -> i64 {
-        i64::from_be_bytes(*self.0.first_chunk::<8>().unwrap_or(&[0; 8]))
+    /// The lock stripe this bucket's count is taken under: one of [`LOCK_STRIPES`]. Buckets
+    /// are keyed hashes, so their first byte is uniformly spread; two buckets on one stripe
+    /// only wait for each other. Few stripes keep a transaction of thousands of rows to a
+    /// bounded number of locks (PostgreSQL's lock table is shared and small).
+    pub fn lock_stripe(&self) -> i64 {
+        let first = self.0.first().copied().unwrap_or(0);
+        LOCK_NAMESPACE + i64::from(first) % LOCK_STRIPES
     }
 }
 

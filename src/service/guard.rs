@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -151,10 +150,5 @@ impl Guard {
     /// Windows open now.
     pub async fn open_imports(&self) -> Result<Vec<ImportWindow>, StoreError> {
         self.store.open_import_windows(self.clock.now()).await
-    }
-
-    /// The clock's now, for callers that report times.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
     }
 }

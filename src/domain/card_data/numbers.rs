@@ -324,14 +324,17 @@ mod tests {
     }
 
     #[test]
-    fn a_few_kilobytes_of_digits_in_one_chain_are_scanned_quickly() {
-        // Worst cases for the window search: one long chain of 4-digit groups, one long run.
+    fn a_few_kilobytes_of_digits_in_one_chain_are_scanned_to_the_end() {
+        // Worst cases for the window search (its cost is linear: at most eight windows start
+        // at each digit): one long chain of 4-digit groups, one long run of a digit no
+        // network starts with, and a card at the very end of both.
         let chained = "4111 1111 1111 1112 ".repeat(200);
         let run = "9".repeat(4096);
-        let start = std::time::Instant::now();
-        let _ = contains_card_number(&chained);
         assert!(!contains_card_number(&run));
-        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert!(contains_card_number(&format!(
+            "{chained}4111 1111 1111 1111"
+        )));
+        assert!(contains_card_number(&format!("{run} 4111111111111111")));
     }
 
     fn separator() -> impl Strategy<Value = String> {

@@ -1,6 +1,6 @@
 //! Token rows in PostgreSQL.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::PgStore;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::domain::{BucketId, TenantId, Token, TokenFormat};
-use crate::store::guard::{Counted, count_groups, decide_locks, outcomes};
+use crate::store::guard::{Closed, Counted, count_groups, decide_locks, outcomes};
 use crate::store::rows::{IndexedTokenRow, TOKEN_COLUMNS, TokenRow};
 use crate::store::{NewToken, StoreError, TokenInsert, TokenRecord, TokenStore};
 
@@ -63,62 +63,92 @@ fn metadata_text(metadata: &Option<Map<String, Value>>) -> Option<String> {
 }
 
 /// Inserts rows in one statement: a batch (and coalesced single calls) costs one round trip.
-/// `on conflict do nothing` without a target covers both the fingerprint index and the token
-/// key; the caller tells the two apart. Returns the (tenant, token) of the rows stored.
+/// Rows of buckets locked at `now` are not inserted, and the statement says which buckets
+/// those are. `on conflict do nothing` without a target covers both the fingerprint index and
+/// the token key; the caller tells the two apart. Returns the (tenant, token) of the rows
+/// stored, and the locked buckets with the end of their locks.
 async fn insert_rows(
     tx: &mut sqlx::PgConnection,
-    rows: &[&NewToken],
-) -> Result<HashSet<(Uuid, String)>, StoreError> {
-    if rows.is_empty() {
-        return Ok(HashSet::new());
+    rows: &[NewToken],
+    now: DateTime<Utc>,
+) -> Result<(HashSet<(Uuid, String)>, Closed), StoreError> {
+    // (tenant, token, bucket, locked_until): a stored row, or a locked bucket.
+    let answer: Vec<(Uuid, Option<String>, Option<Vec<u8>>, Option<DateTime<Utc>>)> =
+        sqlx::query_as(
+            "with locked as ( \
+                 select distinct b.tenant_id, b.bucket, b.locked_until \
+                 from unnest($1::uuid[], $11::bytea[]) as l(t, k) \
+                 join tokenize_buckets b on b.tenant_id = l.t and b.bucket = l.k \
+                 where b.locked_until > $13), \
+             stored as ( \
+                 insert into tokens (tenant_id, token, format, fingerprint, sealed_pan, \
+                     dek_version, masked_pan, metadata, created_at, expires_at, bucket, \
+                     import_window) \
+                 select t, tok, f, fp, s, v, m, md::jsonb, c, e, b, w \
+                 from unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], \
+                             $6::int[], $7::text[], $8::text[], $9::timestamptz[], \
+                             $10::timestamptz[], $11::bytea[], $12::uuid[]) \
+                      as u(t, tok, f, fp, s, v, m, md, c, e, b, w) \
+                 where not exists (select 1 from locked \
+                                   where locked.tenant_id = u.t and locked.bucket = u.b) \
+                 on conflict do nothing \
+                 returning tenant_id, token) \
+             select tenant_id, token, null::bytea, null::timestamptz from stored \
+             union all \
+             select tenant_id, null, bucket, locked_until from locked",
+        )
+        .bind(rows.iter().map(|r| r.tenant.0).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.token.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.format.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.fingerprint.0.to_vec())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.sealed.bytes.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| i32::try_from(r.sealed.version).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.masked.clone()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| metadata_text(&r.metadata))
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.bucket.0.to_vec()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.allowance.window).collect::<Vec<_>>())
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut stored = HashSet::new();
+    let mut locked = Closed::new();
+    for (tenant, token, bucket, until) in answer {
+        match (token, bucket, until) {
+            // Token values are unique per tenant, and a statement never repeats one.
+            (Some(token), _, _) => {
+                stored.insert((tenant, token));
+            }
+            (None, Some(bucket), Some(until)) => {
+                let bucket = <[u8; 16]>::try_from(bucket.as_slice())
+                    .map_err(|_| StoreError::Corrupt("bucket id"))?;
+                locked.insert((TenantId(tenant), BucketId(bucket)), until);
+            }
+            _ => return Err(StoreError::Corrupt("token insert answer")),
+        }
     }
-    let inserted: Vec<(Uuid, String)> = sqlx::query_as(
-        "insert into tokens (tenant_id, token, format, fingerprint, sealed_pan, dek_version, \
-                             masked_pan, metadata, created_at, expires_at, bucket, import_window) \
-         select t, tok, f, fp, s, v, m, md::jsonb, c, e, b, w \
-         from unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::int[], \
-                     $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
-                     $11::bytea[], $12::uuid[]) \
-              as u(t, tok, f, fp, s, v, m, md, c, e, b, w) \
-         on conflict do nothing \
-         returning tenant_id, token",
-    )
-    .bind(rows.iter().map(|r| r.tenant.0).collect::<Vec<_>>())
-    .bind(
-        rows.iter()
-            .map(|r| r.token.as_str().to_owned())
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.iter().map(|r| r.format.as_str()).collect::<Vec<_>>())
-    .bind(
-        rows.iter()
-            .map(|r| r.fingerprint.0.to_vec())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        rows.iter()
-            .map(|r| r.sealed.bytes.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        rows.iter()
-            .map(|r| i32::try_from(r.sealed.version).unwrap_or(i32::MAX))
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.iter().map(|r| r.masked.clone()).collect::<Vec<_>>())
-    .bind(
-        rows.iter()
-            .map(|r| metadata_text(&r.metadata))
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.bucket.0.to_vec()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.allowance.window).collect::<Vec<_>>())
-    .fetch_all(&mut *tx)
-    .await?;
-    // Token values are unique per tenant, and a statement never repeats a (tenant, token).
-    Ok(inserted.into_iter().collect())
+    Ok((stored, locked))
 }
 
 #[async_trait]
@@ -129,73 +159,37 @@ impl TokenStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<TokenInsert, StoreError> {
         let mut tx = self.pool.begin().await?;
-        // Buckets already locked: their rows are refused before anything is written.
-        let prelocked: Vec<(Uuid, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
-            "select b.tenant_id, b.bucket, b.locked_until \
-             from unnest($1::uuid[], $2::bytea[]) as u(t, k) \
-             join tokenize_buckets b on b.tenant_id = u.t and b.bucket = u.k \
-             where b.locked_until > $3",
-        )
-        .bind(rows.iter().map(|r| r.tenant.0).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.bucket.0.to_vec()).collect::<Vec<_>>())
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let prelocked: HashMap<(TenantId, BucketId), DateTime<Utc>> = prelocked
-            .into_iter()
-            .filter_map(|(t, k, until)| {
-                let bucket = BucketId(<[u8; 16]>::try_from(k.as_slice()).ok()?);
-                Some(((TenantId(t), bucket), until))
-            })
-            .collect();
-        let open: Vec<&NewToken> = rows
-            .iter()
-            .filter(|r| !prelocked.contains_key(&(r.tenant, r.bucket)))
-            .collect();
-        let stored = insert_rows(&mut tx, &open).await?;
+        // One statement refuses the rows of buckets already locked and inserts the rest.
+        let (stored, prelocked) = insert_rows(&mut tx, rows, now).await?;
         let inserted: Vec<bool> = rows
             .iter()
             .map(|r| stored.contains(&(r.tenant.0, r.token.as_str().to_owned())))
             .collect();
 
-        // Count the new PANs of every bucket this insert stored into, under a lock per bucket
-        // so that instances count one after the other; a bucket locked meanwhile shows here.
+        // Count the new PANs of every bucket this insert stored into, under the buckets' lock
+        // stripes so that instances count one after the other; a bucket locked meanwhile
+        // shows here.
         let groups = count_groups(rows, &inserted, now);
         let mut counted = Vec::with_capacity(groups.len());
         if !groups.is_empty() {
-            let mut lock_keys: Vec<i64> = groups.iter().map(|g| g.bucket.lock_key()).collect();
-            lock_keys.sort_unstable();
-            lock_keys.dedup();
-            sqlx::query(
-                "select pg_advisory_xact_lock(k) \
-                 from (select k from unnest($1::bigint[]) as u(k) order by k) as s",
-            )
-            .bind(&lock_keys)
-            .execute(&mut *tx)
-            .await?;
-            let counts: Vec<(Option<DateTime<Utc>>, i64)> = sqlx::query_as(
-                "select b.locked_until, \
-                        (select count(*) from tokens x \
-                         where x.tenant_id = u.t and x.bucket = u.k \
-                           and x.import_window is not distinct from u.w \
-                           and x.created_at > greatest(u.s, coalesce(b.counted_since, u.s))) \
-                 from unnest($1::uuid[], $2::bytea[], $3::uuid[], $4::timestamptz[]) \
-                      with ordinality as u(t, k, w, s, n) \
-                 left join tokenize_buckets b on b.tenant_id = u.t and b.bucket = u.k \
-                 order by u.n",
-            )
-            .bind(groups.iter().map(|g| g.tenant.0).collect::<Vec<_>>())
-            .bind(
-                groups
-                    .iter()
-                    .map(|g| g.bucket.0.to_vec())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(groups.iter().map(|g| g.window).collect::<Vec<_>>())
-            .bind(groups.iter().map(|g| g.since).collect::<Vec<_>>())
-            .fetch_all(&mut *tx)
-            .await?;
-            for (group, (locked_until, n)) in groups.iter().zip(counts) {
+            let mut stripes: Vec<i64> = groups.iter().map(|g| g.bucket.lock_stripe()).collect();
+            stripes.sort_unstable();
+            stripes.dedup();
+            let counts: Vec<(i64, Option<DateTime<Utc>>, i64)> =
+                sqlx::query_as("select * from guard_count_new_pans($1, $2, $3, $4, $5)")
+                    .bind(&stripes)
+                    .bind(groups.iter().map(|g| g.tenant.0).collect::<Vec<_>>())
+                    .bind(
+                        groups
+                            .iter()
+                            .map(|g| g.bucket.0.to_vec())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(groups.iter().map(|g| g.window).collect::<Vec<_>>())
+                    .bind(groups.iter().map(|g| g.since).collect::<Vec<_>>())
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (group, (_, locked_until, n)) in groups.iter().zip(counts) {
                 counted.push(Counted {
                     group: *group,
                     new_pans: u64::try_from(n).unwrap_or(0),

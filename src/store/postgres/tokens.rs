@@ -62,6 +62,10 @@ fn metadata_text(metadata: &Option<Map<String, Value>>) -> Option<String> {
         .and_then(|m| serde_json::to_string(m).ok())
 }
 
+/// One row of the insert's answer, (tenant, token, bucket, locked_until): a stored row, or a
+/// locked bucket.
+type InsertAnswer = (Uuid, Option<String>, Option<Vec<u8>>, Option<DateTime<Utc>>);
+
 /// Inserts rows in one statement: a batch (and coalesced single calls) costs one round trip.
 /// Rows of buckets locked at `now` are not inserted, and the statement says which buckets
 /// those are. `on conflict do nothing` without a target covers both the fingerprint index and
@@ -72,10 +76,8 @@ async fn insert_rows(
     rows: &[NewToken],
     now: DateTime<Utc>,
 ) -> Result<(HashSet<(Uuid, String)>, Closed), StoreError> {
-    // (tenant, token, bucket, locked_until): a stored row, or a locked bucket.
-    let answer: Vec<(Uuid, Option<String>, Option<Vec<u8>>, Option<DateTime<Utc>>)> =
-        sqlx::query_as(
-            "with locked as ( \
+    let answer: Vec<InsertAnswer> = sqlx::query_as(
+        "with locked as ( \
                  select distinct b.tenant_id, b.bucket, b.locked_until \
                  from unnest($1::uuid[], $11::bytea[]) as l(t, k) \
                  join tokenize_buckets b on b.tenant_id = l.t and b.bucket = l.k \
@@ -96,42 +98,42 @@ async fn insert_rows(
              select tenant_id, token, null::bytea, null::timestamptz from stored \
              union all \
              select tenant_id, null, bucket, locked_until from locked",
-        )
-        .bind(rows.iter().map(|r| r.tenant.0).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| r.token.as_str().to_owned())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|r| r.format.as_str()).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| r.fingerprint.0.to_vec())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| r.sealed.bytes.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rows.iter()
-                .map(|r| i32::try_from(r.sealed.version).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|r| r.masked.clone()).collect::<Vec<_>>())
-        .bind(
-            rows.iter()
-                .map(|r| metadata_text(&r.metadata))
-                .collect::<Vec<_>>(),
-        )
-        .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.bucket.0.to_vec()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.allowance.window).collect::<Vec<_>>())
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
+    )
+    .bind(rows.iter().map(|r| r.tenant.0).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.token.as_str().to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.format.as_str()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.fingerprint.0.to_vec())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.sealed.bytes.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| i32::try_from(r.sealed.version).unwrap_or(i32::MAX))
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.masked.clone()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| metadata_text(&r.metadata))
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.bucket.0.to_vec()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.allowance.window).collect::<Vec<_>>())
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
     let mut stored = HashSet::new();
     let mut locked = Closed::new();
     for (tenant, token, bucket, until) in answer {

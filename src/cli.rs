@@ -30,7 +30,7 @@ use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::{PrincipalId, Role};
 use crate::metrics::Metrics;
 use crate::service::audit;
-use crate::service::keys::load_checkpoint_key;
+use crate::service::keys::{existing_checkpoint_key, load_checkpoint_key};
 use crate::service::principals::{self, NewPrincipalRequest};
 use crate::service::{Anchor, AuditTrail, KeyService, KeySettings};
 use crate::startup::{Application, shutdown_signal};
@@ -464,11 +464,9 @@ async fn verify_audit(
     let anchored = match &checkpoints.audit_checkpoint_file {
         Some(path) => {
             // A dev vault's trail can only be checked with its dev key, and checking serves
-            // nothing.
+            // nothing and creates no key.
             let (master, _) = master_key_from_env_of_any_kind()?;
-            let key =
-                load_checkpoint_key(store.as_ref(), &master, &SystemRandom::new(), &SystemClock)
-                    .await?;
+            let key = existing_checkpoint_key(store.as_ref(), &master).await?;
             audit::read_checkpoints(path, &key)?
         }
         None => {

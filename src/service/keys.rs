@@ -68,6 +68,11 @@ pub enum KeyError {
     /// No DEK could be reserved even after rotating.
     #[error("no data-encryption key is available")]
     NoActiveKey,
+    /// The vault has never been served: it has no audit checkpoint key to check against.
+    #[error(
+        "this database has no audit checkpoint key yet: no vault has written checkpoints to it"
+    )]
+    NoCheckpointKey,
     /// A grant-signing key could not be made, loaded or used.
     #[error(transparent)]
     Signing(#[from] SigningKeyError),
@@ -395,6 +400,22 @@ pub async fn load_checkpoint_key(
     load_or_create_secret(store, master, rng, clock, CHECKPOINT_KEY)
         .await
         .map(CheckpointKey::new)
+}
+
+/// The checkpoint key, only if the vault already has one: checking a trail must never create a
+/// key (a wrong master key — a development one, say — would otherwise wrap the vault's key).
+pub async fn existing_checkpoint_key(
+    store: &dyn Store,
+    master: &MasterKey,
+) -> Result<CheckpointKey, KeyError> {
+    let wrapped = store
+        .secret(CHECKPOINT_KEY)
+        .await?
+        .ok_or(KeyError::NoCheckpointKey)?;
+    master
+        .unwrap(CHECKPOINT_KEY, &wrapped)
+        .map(CheckpointKey::new)
+        .map_err(|_| KeyError::MasterKeyMismatch)
 }
 
 /// Reads a wrapped 256-bit secret from the store, creating it first if the vault is new.

@@ -326,6 +326,29 @@ async fn a_key_from_keygen_passes_migrate_and_serve() {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn audit_verify_creates_no_key_on_a_vault_that_was_never_served() {
+    // Verifying with checkpoints needs the vault's checkpoint key; on a database no vault has
+    // served there is none, and verify must not make one under whatever key it was given.
+    let db = TestDb::create(true).await;
+    let file = std::env::temp_dir().join(format!("sr-verify-{}.jsonl", uuid::Uuid::new_v4()));
+    std::fs::write(&file, "").unwrap();
+    let (ok, _, err) = run(strongroom()
+        .args(["audit", "verify", "--audit-checkpoint-file"])
+        .arg(&file)
+        .env("DATABASE_URL", &db.url)
+        .env("STRONGROOM_MASTER_KEY", new_master_key()));
+    assert!(!ok);
+    assert!(err.contains("no audit checkpoint key"), "{err}");
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    let secrets: i64 = sqlx::query_scalar("select count(*) from vault_secrets")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(secrets, 0);
+    let _ = std::fs::remove_file(file);
+}
+
 #[test]
 fn serve_refuses_plain_http_on_a_non_loopback_address() {
     let (ok, _, err) = run(strongroom()

@@ -547,3 +547,27 @@ async fn a_failure_with_a_disabled_key_is_recorded_under_its_principal_for_the_t
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn detokenize_calls_for_tokens_that_do_not_exist_count_as_misses_too() {
+    let app = spawn_app().await;
+    let real = app.token_for(&random_pan("4", 16)).await;
+    let grant = app.checkout_grant(100).await;
+    let grant = grant["grant"].as_str().unwrap().to_owned();
+    for _ in 0..51 {
+        let guess = random_pan("4", 16).replace('4', "9");
+        let r = app
+            .detokenize(&app.keys.detokenizer, Some(&grant), &[&guess])
+            .await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    // Throttled before the grant is even looked at: no use is spent, nothing is revealed.
+    let uses = "select uses::bigint from grants";
+    let before = scalar(&app, uses).await;
+    let r = app
+        .detokenize(&app.keys.detokenizer, Some(&grant), &[&real])
+        .await;
+    let body = assert_problem(r, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert!(!body.to_string().contains("value"));
+    assert_eq!(scalar(&app, uses).await, before);
+}

@@ -7,7 +7,9 @@
 
 pub mod access;
 pub mod audit;
+pub mod dialect;
 pub mod guard;
+mod keys;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

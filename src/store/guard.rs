@@ -4,6 +4,10 @@
 //! inside the token insert (see [`super::TokenStore::insert_tokens`]), where it can see the rows
 //! it counts. Bucket ids are keyed hashes; nothing here holds a digit of a PAN.
 
+mod sql;
+
+pub(super) use sql::guard_store;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;

@@ -5,8 +5,6 @@
 
 mod access;
 mod audit;
-mod guard;
-mod keys;
 mod principals;
 mod tokens;
 
@@ -47,6 +45,13 @@ impl PgStore {
     /// A store over an existing pool.
     pub fn from_pool(pool: PgPool) -> PgStore {
         PgStore { pool }
+    }
+
+    /// A transaction that will read and then write.
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+        self.pool.begin().await
     }
 
     /// The pool, for tests and tools.
@@ -92,3 +97,11 @@ fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
     err.as_database_error()
         .is_some_and(|db| db.is_unique_violation() && db.constraint() == Some(constraint))
 }
+
+crate::store::keys::key_store!(PgStore, crate::store::dialect::Dialect::Postgres);
+
+crate::store::guard::guard_store!(
+    PgStore,
+    crate::store::dialect::Dialect::Postgres,
+    "'tokenizer' = any (roles)"
+);

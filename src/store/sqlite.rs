@@ -9,8 +9,6 @@
 
 mod access;
 mod audit;
-mod guard;
-mod keys;
 mod principals;
 mod tokens;
 
@@ -54,6 +52,13 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(SqliteStore { pool })
+    }
+
+    /// A transaction that will read and then write (`BEGIN IMMEDIATE`: it takes the write lock up front).
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with(BEGIN_WRITE).await
     }
 
     /// The pool, for tests and tools.
@@ -107,3 +112,11 @@ fn json_list<S: AsRef<str>>(items: &[S]) -> String {
     serde_json::to_string(&items.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
         .unwrap_or_else(|_| "[]".to_owned())
 }
+
+crate::store::keys::key_store!(SqliteStore, crate::store::dialect::Dialect::Sqlite);
+
+crate::store::guard::guard_store!(
+    SqliteStore,
+    crate::store::dialect::Dialect::Sqlite,
+    "instr(roles, '\"tokenizer\"') > 0"
+);

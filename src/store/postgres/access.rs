@@ -109,7 +109,7 @@ impl AccessStore for PgStore {
         request: &NewAccessRequest,
         grant: Option<&GrantDraft>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let status = if grant.is_some() {
             RequestStatus::Approved
         } else {
@@ -153,7 +153,7 @@ impl AccessStore for PgStore {
         tenant: TenantId,
         id: Uuid,
     ) -> Result<Option<AccessRequestRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let record = self.request_in(&mut tx, tenant, id).await?;
         tx.commit().await?;
         Ok(record)
@@ -200,7 +200,7 @@ impl AccessStore for PgStore {
         decision: &Decision,
         draft: &GrantDraft,
     ) -> Result<DecideOutcome, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let locked: Option<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
             "select requester_id, status, expires_at from access_requests \
              where tenant_id = $1 and id = $2 for update",

@@ -13,7 +13,7 @@ use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError, To
 #[async_trait]
 impl PrincipalStore for PgStore {
     async fn create_principal(&self, new: &NewPrincipal) -> Result<PrincipalRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("insert into tenants (id, name, created_at) values ($1, $2, $3) on conflict (name) do nothing")
             .bind(Uuid::new_v4())
             .bind(&new.tenant_name)

@@ -160,7 +160,7 @@ impl TokenStore for PgStore {
         rows: &[NewToken],
         now: DateTime<Utc>,
     ) -> Result<TokenInsert, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // One statement refuses the rows of buckets already locked and inserts the rest.
         let (stored, prelocked) = insert_rows(&mut tx, rows, now).await?;
         let inserted: Vec<bool> = rows

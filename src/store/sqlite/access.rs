@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::{BEGIN_WRITE, SqliteStore, json_list};
+use super::{SqliteStore, json_list};
 use crate::store::rows::{
     DecisionRow, GRANT_COLUMNS, GrantRow, REQUEST_COLUMNS, RequestRow, to_u32,
 };
@@ -120,7 +120,7 @@ impl AccessStore for SqliteStore {
         request: &NewAccessRequest,
         grant: Option<&GrantDraft>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let status = if grant.is_some() {
             RequestStatus::Approved
         } else {
@@ -212,7 +212,7 @@ impl AccessStore for SqliteStore {
         decision: &Decision,
         draft: &GrantDraft,
     ) -> Result<DecideOutcome, StoreError> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let locked: Option<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
             "select requester_id, status, expires_at from access_requests \
              where tenant_id = ?1 and id = ?2",

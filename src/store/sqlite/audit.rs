@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{BEGIN_WRITE, SqliteStore, json_list};
+use super::{SqliteStore, json_list};
 use crate::domain::audit::{ChainedEvent, StoredRecord};
 use crate::store::rows::{AUDIT_COLUMNS, AuditRow, rows, seq};
 use crate::store::{AuditQuery, AuditStore, StoreError};
@@ -12,7 +12,7 @@ use crate::store::{AuditQuery, AuditStore, StoreError};
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, records: &[ChainedEvent]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         for r in records {
             let e = &r.event;
             sqlx::query(

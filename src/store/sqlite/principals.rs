@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{BEGIN_WRITE, SqliteStore, is_unique_violation, json_list};
+use super::{SqliteStore, is_unique_violation, json_list};
 use crate::store::rows::PrincipalRow;
 
 const PRINCIPAL_COLUMNS: &str =
@@ -16,7 +16,7 @@ use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError, To
 #[async_trait]
 impl PrincipalStore for SqliteStore {
     async fn create_principal(&self, new: &NewPrincipal) -> Result<PrincipalRecord, StoreError> {
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "insert into tenants (id, name, created_at) values (?1, ?2, ?3) \
              on conflict (name) do nothing",

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{BEGIN_WRITE, SqliteStore};
+use super::SqliteStore;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::domain::{BucketId, TenantId, Token, TokenFormat};
 use crate::store::guard::{Counted, count_groups, decide_locks, outcomes};
@@ -77,7 +77,7 @@ impl TokenStore for SqliteStore {
         // One write transaction for the set: SQLite has one writer, so the counts below cannot
         // race. A row that meets an existing fingerprint or token value is skipped, and the
         // caller tells the two apart, as with PostgreSQL.
-        let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let mut prelocked: HashMap<(TenantId, BucketId), DateTime<Utc>> = HashMap::new();
         let mut inserted = Vec::with_capacity(rows.len());
         for r in rows {

@@ -1,0 +1,158 @@
+//! Wrapped keys, secrets and DEK encryption counts: one body for both engines (the statements
+//! are the same; see [`super::dialect`]).
+
+/// Implements [`crate::store::KeyStore`] for an engine's store (a type with a `pool`) in a
+/// [`crate::store::dialect::Dialect`].
+macro_rules! key_store {
+    ($store:ty, $dialect:expr) => {
+        #[::async_trait::async_trait]
+        impl $crate::store::KeyStore for $store {
+            async fn data_keys(
+                &self,
+            ) -> Result<Vec<$crate::store::WrappedDataKey>, $crate::store::StoreError> {
+                let rows: Vec<$crate::store::rows::DataKeyRow> = ::sqlx::query_as(
+                    $dialect.sql("select version, wrapped from data_keys order by version"),
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok($crate::store::WrappedDataKey {
+                            version: u32::try_from(r.version)
+                                .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?,
+                            wrapped: r.wrapped,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn insert_data_key(
+                &self,
+                key: &$crate::store::WrappedDataKey,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let version = i32::try_from(key.version)
+                    .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                let result = ::sqlx::query($dialect.sql(
+                    "insert into data_keys (version, wrapped, created_at) values ($1, $2, $3) \
+                     on conflict (version) do nothing",
+                ))
+                .bind(version)
+                .bind(&key.wrapped)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn reserve_encryptions(
+                &self,
+                version: u32,
+                count: u32,
+                limit: u64,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let version = i32::try_from(version)
+                    .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                // One conditional increment: concurrent instances can never reserve past the
+                // limit.
+                let reserved = ::sqlx::query($dialect.sql(
+                    "update data_keys set encryptions = encryptions + $2 \
+                     where version = $1 and retired_at is null and encryptions + $2 <= $3",
+                ))
+                .bind(version)
+                .bind(i64::from(count))
+                .bind(limit)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !reserved {
+                    ::sqlx::query($dialect.sql(
+                        "update data_keys set retired_at = coalesce(retired_at, $2) \
+                         where version = $1",
+                    ))
+                    .bind(version)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                Ok(reserved)
+            }
+
+            async fn secret(
+                &self,
+                name: &str,
+            ) -> Result<Option<Vec<u8>>, $crate::store::StoreError> {
+                Ok(::sqlx::query_scalar(
+                    $dialect.sql("select wrapped from vault_secrets where name = $1"),
+                )
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn insert_secret(
+                &self,
+                name: &str,
+                wrapped: &[u8],
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let result = ::sqlx::query($dialect.sql(
+                    "insert into vault_secrets (name, wrapped, created_at) values ($1, $2, $3) \
+                     on conflict (name) do nothing",
+                ))
+                .bind(name)
+                .bind(wrapped)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn signing_keys(
+                &self,
+            ) -> Result<Vec<$crate::store::StoredSigningKey>, $crate::store::StoreError> {
+                let rows: Vec<$crate::store::rows::SigningKeyRow> = ::sqlx::query_as($dialect.sql(
+                    "select kid, algorithm, wrapped, public_key from signing_keys \
+                         where retired_at is null order by created_at, kid",
+                ))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| $crate::store::StoredSigningKey {
+                        kid: r.kid,
+                        algorithm: r.algorithm,
+                        wrapped: r.wrapped,
+                        public_key: r.public_key,
+                    })
+                    .collect())
+            }
+
+            async fn insert_signing_key(
+                &self,
+                key: &$crate::store::StoredSigningKey,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                // The partial unique index `signing_keys_one_active` decides a race between
+                // instances.
+                let result = ::sqlx::query($dialect.sql(
+                    "insert into signing_keys (kid, algorithm, wrapped, public_key, created_at) \
+                     values ($1, $2, $3, $4, $5) on conflict do nothing",
+                ))
+                .bind(&key.kid)
+                .bind(&key.algorithm)
+                .bind(&key.wrapped)
+                .bind(&key.public_key)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+        }
+    };
+}
+
+pub(super) use key_store;

@@ -11,6 +11,7 @@ pub mod dialect;
 pub mod guard;
 mod keys;
 pub mod postgres;
+mod principals;
 mod rows;
 pub mod sqlite;
 

@@ -5,7 +5,6 @@
 
 mod access;
 mod audit;
-mod principals;
 mod tokens;
 
 use std::time::Duration;
@@ -105,3 +104,10 @@ crate::store::guard::guard_store!(
     crate::store::dialect::Dialect::Postgres,
     "'tokenizer' = any (roles)"
 );
+
+/// Roles as PostgreSQL keeps a list: `text[]`.
+fn role_list(roles: &[crate::domain::Role]) -> Vec<&'static str> {
+    roles.iter().map(|r| r.as_str()).collect()
+}
+
+crate::store::principals::principal_store!(PgStore, crate::store::dialect::Dialect::Postgres);

@@ -9,7 +9,6 @@
 
 mod access;
 mod audit;
-mod principals;
 mod tokens;
 
 use std::str::FromStr;
@@ -102,7 +101,9 @@ impl Database for SqliteStore {
 }
 
 /// Whether `err` is a unique violation (SQLite names columns, not constraints).
-fn is_unique_violation(err: &sqlx::Error) -> bool {
+/// SQLite does not name the constraint a unique violation broke; every caller's statement has
+/// only the one that can (`_constraint` documents which).
+fn is_unique_violation(err: &sqlx::Error, _constraint: &str) -> bool {
     err.as_database_error()
         .is_some_and(|db| db.is_unique_violation())
 }
@@ -120,3 +121,10 @@ crate::store::guard::guard_store!(
     crate::store::dialect::Dialect::Sqlite,
     "instr(roles, '\"tokenizer\"') > 0"
 );
+
+/// Roles as SQLite keeps a list: JSON text.
+fn role_list(roles: &[crate::domain::Role]) -> String {
+    json_list(&roles.iter().map(|r| r.as_str()).collect::<Vec<_>>())
+}
+
+crate::store::principals::principal_store!(SqliteStore, crate::store::dialect::Dialect::Sqlite);

@@ -1,0 +1,164 @@
+//! Tenants, principals and their second factors: one body for both engines (see
+//! [`super::dialect`]).
+//!
+//! The invoking engine module supplies what its driver does differently:
+//! `role_list(&[Role])`, the roles as the engine binds a list (`text[]` or JSON text), and
+//! `is_unique_violation(&sqlx::Error, constraint)`.
+
+/// The columns of a principal, in [`crate::store::rows::PrincipalRow`]'s order.
+pub(super) const PRINCIPAL_COLUMNS: &str =
+    "id, tenant_id, name, roles, expires_at, disabled_at, lookups_throttled_until";
+
+/// Implements [`crate::store::PrincipalStore`] for an engine's store in a
+/// [`crate::store::dialect::Dialect`].
+macro_rules! principal_store {
+    ($store:ty, $dialect:expr) => {
+        #[::async_trait::async_trait]
+        impl $crate::store::PrincipalStore for $store {
+            async fn create_principal(
+                &self,
+                new: &$crate::store::NewPrincipal,
+            ) -> Result<$crate::store::PrincipalRecord, $crate::store::StoreError> {
+                use $crate::store::StoreError;
+                let mut tx = self.begin_write().await?;
+                ::sqlx::query($dialect.sql(
+                    "insert into tenants (id, name, created_at) values ($1, $2, $3) \
+                     on conflict (name) do nothing",
+                ))
+                .bind(::uuid::Uuid::new_v4())
+                .bind(&new.tenant_name)
+                .bind(new.created_at)
+                .execute(&mut *tx)
+                .await?;
+                let tenant_id: ::uuid::Uuid =
+                    ::sqlx::query_scalar($dialect.sql("select id from tenants where name = $1"))
+                        .bind(&new.tenant_name)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let sql = format!(
+                    "insert into principals (id, tenant_id, name, roles, key_hash, created_at, \
+                         expires_at, totp_secret) values ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     returning {}",
+                    $crate::store::principals::PRINCIPAL_COLUMNS
+                );
+                let row: $crate::store::rows::PrincipalRow =
+                    ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(new.id.0)
+                        .bind(tenant_id)
+                        .bind(&new.name)
+                        .bind(role_list(&new.roles))
+                        .bind(new.key_hash.0.to_vec())
+                        .bind(new.created_at)
+                        .bind(new.expires_at)
+                        .bind(new.sealed_totp.as_deref())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            if is_unique_violation(&e, "principals_tenant_name_key") {
+                                StoreError::PrincipalExists
+                            } else {
+                                StoreError::Database(e)
+                            }
+                        })?;
+                tx.commit().await?;
+                row.try_into()
+            }
+
+            async fn principal_by_key_hash(
+                &self,
+                hash: &$crate::crypto::api_key::KeyHash,
+            ) -> Result<Option<$crate::store::PrincipalRecord>, $crate::store::StoreError> {
+                let sql = format!(
+                    "select {} from principals where key_hash = $1",
+                    $crate::store::principals::PRINCIPAL_COLUMNS
+                );
+                let row: Option<$crate::store::rows::PrincipalRow> =
+                    ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(hash.0.to_vec())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map($crate::store::PrincipalRecord::try_from)
+                    .transpose()
+            }
+
+            async fn disable_principal(
+                &self,
+                id: $crate::domain::PrincipalId,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let result = ::sqlx::query($dialect.sql(
+                    "update principals set disabled_at = $2 where id = $1 and disabled_at is null",
+                ))
+                .bind(id.0)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn totp_state(
+                &self,
+                id: $crate::domain::PrincipalId,
+            ) -> Result<Option<$crate::store::TotpState>, $crate::store::StoreError> {
+                let row: Option<(Option<Vec<u8>>, Option<::chrono::DateTime<::chrono::Utc>>)> =
+                    ::sqlx::query_as($dialect.sql(
+                        "select totp_secret, totp_locked_until from principals where id = $1",
+                    ))
+                    .bind(id.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.and_then(|(sealed, locked_until)| {
+                    sealed.map(|sealed| $crate::store::TotpState {
+                        sealed,
+                        locked_until,
+                    })
+                }))
+            }
+
+            async fn accept_totp_step(
+                &self,
+                id: $crate::domain::PrincipalId,
+                step: i64,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let result = ::sqlx::query($dialect.sql(
+                    "update principals set totp_last_step = $2, totp_failures = 0 \
+                     where id = $1 and totp_secret is not null \
+                       and (totp_last_step is null or totp_last_step < $2) \
+                       and (totp_locked_until is null or totp_locked_until <= $3)",
+                ))
+                .bind(id.0)
+                .bind(step)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn record_totp_failure(
+                &self,
+                id: $crate::domain::PrincipalId,
+                max_failures: u32,
+                lock_until: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::store::StoreError> {
+                // The failure that reaches the limit locks the factor and starts a fresh count.
+                ::sqlx::query($dialect.sql(
+                    "update principals set \
+                         totp_locked_until = case when totp_failures + 1 >= $2 then $3 \
+                                                  else totp_locked_until end, \
+                         totp_failures = case when totp_failures + 1 >= $2 then 0 \
+                                              else totp_failures + 1 end \
+                     where id = $1",
+                ))
+                .bind(id.0)
+                .bind(i32::try_from(max_failures).unwrap_or(i32::MAX))
+                .bind(lock_until)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(super) use principal_store;

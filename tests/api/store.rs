@@ -27,7 +27,9 @@ use uuid::Uuid;
 use crate::helpers::*;
 
 mod guard;
+mod principals;
 use guard::*;
+use principals::*;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -196,6 +198,8 @@ conformance!(
     a_bucket_past_its_budget_refuses_known_and_new_pans_alike_and_stores_nothing,
     an_import_window_has_its_own_budget_and_widens_no_one_elses,
     misses_throttle_a_principal_once_per_episode,
+    a_principal_is_found_by_its_key_and_disabled_at_once,
+    a_totp_step_is_accepted_once_and_failures_lock_the_factor,
 );
 
 fn tokens(f: &Fixture, keys: &Arc<KeyService>) -> TokenService {

@@ -4,6 +4,10 @@
 //! each approver counts once, a request is decided once, a grant's uses never pass its limit,
 //! and a revocation holds from the moment it commits. No JWT is ever stored.
 
+mod sql;
+
+pub(super) use sql::access_store;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;

@@ -46,6 +46,13 @@ impl PgStore {
         PgStore { pool }
     }
 
+    /// A transaction that only reads (several statements that must agree).
+    pub(super) async fn begin_read(
+        &self,
+    ) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
     /// A transaction that will read and then write.
     pub(super) async fn begin_write(
         &self,

@@ -53,6 +53,13 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// A transaction that only reads (several statements that must agree).
+    pub(super) async fn begin_read(
+        &self,
+    ) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
     /// A transaction that will read and then write (`BEGIN IMMEDIATE`: it takes the write lock up front).
     pub(super) async fn begin_write(
         &self,

@@ -1,0 +1,416 @@
+//! Access requests, decisions and grants: one body for both engines (see
+//! [`crate::store::dialect`]).
+//!
+//! Deciding a request locks its row — `for update` in PostgreSQL, the `BEGIN IMMEDIATE`
+//! transaction's write lock in SQLite — so concurrent approvals on any instance are counted one
+//! after another; the decisions' primary key counts each approver once. A grant's use is one
+//! conditional `update`, so no two callers can take the last use.
+//!
+//! The invoking engine module supplies `tokens_text(&[Token])` (a token list as the engine
+//! binds one) and `decisions_of(&self, &mut Connection, &[Uuid])` (the decisions of several
+//! requests: one `= any($1)` in PostgreSQL, one query per request in SQLite).
+
+/// Implements [`crate::store::AccessStore`] for an engine's store, in a module of its own.
+macro_rules! access_store {
+    ($store:ident, $db:ty, $dialect:expr, $for_update:literal) => {
+        mod shared_access {
+            use chrono::{DateTime, TimeDelta, Utc};
+            use sqlx::Transaction;
+            use uuid::Uuid;
+
+            use super::{$store, tokens_text};
+            use $crate::domain::{PrincipalId, RequestStatus, TenantId};
+            use $crate::store::StoreError;
+            use $crate::store::access::{
+                AccessRequestRecord, AccessStore, DecideOutcome, Decision, ExpiredRequest,
+                GrantDraft, GrantRecord, NewAccessRequest, RequestFilter, UseOutcome,
+            };
+            use $crate::store::rows::{
+                GRANT_COLUMNS, GrantRow, REQUEST_COLUMNS, RequestRow, to_i32, to_u32,
+            };
+
+            /// Inserts the grant an approved request mints: its scope, limit and purpose come from the
+            /// request, its end is the approval time plus the request's duration.
+            async fn insert_grant(
+                tx: &mut Transaction<'_, $db>,
+                request: &NewAccessRequest,
+                draft: &GrantDraft,
+            ) -> Result<(), StoreError> {
+                let expires_at = draft.issued_at + TimeDelta::seconds(i64::from(request.duration_seconds));
+                ::sqlx::query(
+                    $dialect.sql("insert into grants (jti, tenant_id, grantee_id, request_id, purpose, tokens, any_token, \
+                                         max_uses, kid, issued_at, expires_at) \
+                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+                )
+                .bind(draft.jti)
+                .bind(request.tenant.0)
+                .bind(request.requester.0)
+                .bind(request.id)
+                .bind(&request.purpose)
+                .bind(tokens_text(&request.tokens))
+                .bind(request.any_token)
+                .bind(to_i32(request.max_uses))
+                .bind(&draft.kid)
+                .bind(draft.issued_at)
+                .bind(expires_at)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            impl $store {
+                async fn request_in(
+                    &self,
+                    tx: &mut Transaction<'_, $db>,
+                    tenant: TenantId,
+                    id: Uuid,
+                ) -> Result<Option<AccessRequestRecord>, StoreError> {
+                    let sql = format!(
+                        "select {REQUEST_COLUMNS} from access_requests where tenant_id = $1 and id = $2"
+                    );
+                    let Some(row) = ::sqlx::query_as::<_, RequestRow>($dialect.sql_owned(sql))
+                        .bind(tenant.0)
+                        .bind(id)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                    else {
+                        return Ok(None);
+                    };
+                    let mut decisions = self.decisions_of(&mut **tx, &[id]).await?;
+                    row.into_record(decisions.remove(&id).unwrap_or_default())
+                        .map(Some)
+                }
+            }
+
+            #[::async_trait::async_trait]
+            impl AccessStore for $store {
+                async fn insert_access_request(
+                    &self,
+                    request: &NewAccessRequest,
+                    grant: Option<&GrantDraft>,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let status = if grant.is_some() {
+                        RequestStatus::Approved
+                    } else {
+                        RequestStatus::Pending
+                    };
+                    ::sqlx::query(
+                        $dialect.sql("insert into access_requests (id, tenant_id, requester_id, policy, tokens, any_token, \
+                             purpose, reason, duration_seconds, max_uses, approvals_required, mfa, status, \
+                             source, created_at, expires_at, decided_at, grant_jti) \
+                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"),
+                    )
+                    .bind(request.id)
+                    .bind(request.tenant.0)
+                    .bind(request.requester.0)
+                    .bind(&request.policy)
+                    .bind(tokens_text(&request.tokens))
+                    .bind(request.any_token)
+                    .bind(&request.purpose)
+                    .bind(&request.reason)
+                    .bind(to_i32(request.duration_seconds))
+                    .bind(to_i32(request.max_uses))
+                    .bind(to_i32(request.approvals_required))
+                    .bind(request.approver_mfa)
+                    .bind(status.as_str())
+                    .bind(request.source.as_deref())
+                    .bind(request.created_at)
+                    .bind(request.expires_at)
+                    .bind(grant.map(|g| g.issued_at))
+                    .bind(grant.map(|g| g.jti))
+                    .execute(&mut *tx)
+                    .await?;
+                    if let Some(draft) = grant {
+                        insert_grant(&mut tx, request, draft).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn access_request(
+                    &self,
+                    tenant: TenantId,
+                    id: Uuid,
+                ) -> Result<Option<AccessRequestRecord>, StoreError> {
+                    let mut tx = self.begin_read().await?;
+                    let record = self.request_in(&mut tx, tenant, id).await?;
+                    tx.commit().await?;
+                    Ok(record)
+                }
+
+                async fn list_access_requests(
+                    &self,
+                    tenant: TenantId,
+                    filter: RequestFilter,
+                ) -> Result<Vec<AccessRequestRecord>, StoreError> {
+                    // A lapsed pending request is listed as expired even before the sweep marks it.
+                    let sql = format!(
+                        "select {REQUEST_COLUMNS} from access_requests \
+                         where tenant_id = $1 and ($2 is null or requester_id = $2) \
+                           and (case when $3 is null then true \
+                                     when $3 = 'pending' then status = 'pending' and expires_at > $4 \
+                                     when $3 = 'expired' then status = 'expired' \
+                                          or (status = 'pending' and expires_at <= $4) \
+                                     else status = $3 end) \
+                         order by created_at desc, id limit $5"
+                    );
+                    let rows: Vec<RequestRow> = ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(tenant.0)
+                        .bind(filter.requester.map(|p| p.0))
+                        .bind(filter.status.map(RequestStatus::as_str))
+                        .bind(filter.now)
+                        .bind(i64::from(filter.limit))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+                    let mut conn = self.pool.acquire().await?;
+                    let mut decisions = self.decisions_of(&mut conn, &ids).await?;
+                    rows.into_iter()
+                        .map(|row| {
+                            let d = decisions.remove(&row.id).unwrap_or_default();
+                            row.into_record(d)
+                        })
+                        .collect()
+                }
+
+                async fn decide_access_request(
+                    &self,
+                    tenant: TenantId,
+                    id: Uuid,
+                    decision: &Decision,
+                    draft: &GrantDraft,
+                ) -> Result<DecideOutcome, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let locked: Option<(Uuid, String, DateTime<Utc>)> = ::sqlx::query_as(
+                        $dialect.sql(concat!(
+                            "select requester_id, status, expires_at from access_requests \
+                             where tenant_id = $1 and id = $2",
+                            $for_update
+                        )),
+                    )
+                    .bind(tenant.0)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some((requester, status, expires_at)) = locked else {
+                        return Ok(DecideOutcome::NotFound);
+                    };
+                    if requester == decision.approver.0 {
+                        return Ok(DecideOutcome::SelfApproval);
+                    }
+                    let status: RequestStatus = status
+                        .parse()
+                        .map_err(|()| StoreError::Corrupt("access request status"))?;
+                    match status {
+                        RequestStatus::Pending if expires_at <= decision.at => {
+                            ::sqlx::query(
+                                $dialect.sql("update access_requests set status = 'expired', decided_at = expires_at \
+                                 where id = $1"),
+                            )
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                            tx.commit().await?;
+                            return Ok(DecideOutcome::Expired);
+                        }
+                        RequestStatus::Pending => {}
+                        RequestStatus::Expired => return Ok(DecideOutcome::Expired),
+                        closed => return Ok(DecideOutcome::Closed(closed)),
+                    }
+                    let recorded = ::sqlx::query(
+                        $dialect.sql("insert into access_decisions (request_id, approver_id, approve, comment, created_at) \
+                         values ($1, $2, $3, $4, $5) on conflict (request_id, approver_id) do nothing"),
+                    )
+                    .bind(id)
+                    .bind(decision.approver.0)
+                    .bind(decision.approve)
+                    .bind(decision.comment.as_deref())
+                    .bind(decision.at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if !recorded {
+                        return Ok(DecideOutcome::AlreadyDecided);
+                    }
+                    let record = self
+                        .request_in(&mut tx, tenant, id)
+                        .await?
+                        .ok_or(StoreError::Corrupt("access request vanished"))?;
+                    if !decision.approve {
+                        ::sqlx::query(
+                            $dialect.sql("update access_requests set status = 'denied', decided_at = $2 where id = $1"),
+                        )
+                        .bind(id)
+                        .bind(decision.at)
+                        .execute(&mut *tx)
+                        .await?;
+                    } else if record.approvals()
+                        >= usize::try_from(record.request.approvals_required).unwrap_or(usize::MAX)
+                    {
+                        insert_grant(&mut tx, &record.request, draft).await?;
+                        ::sqlx::query(
+                            $dialect.sql("update access_requests set status = 'approved', decided_at = $2, grant_jti = $3 \
+                             where id = $1"),
+                        )
+                        .bind(id)
+                        .bind(draft.issued_at)
+                        .bind(draft.jti)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    let record = self
+                        .request_in(&mut tx, tenant, id)
+                        .await?
+                        .ok_or(StoreError::Corrupt("access request vanished"))?;
+                    tx.commit().await?;
+                    Ok(DecideOutcome::Recorded(Box::new(record)))
+                }
+
+                async fn expire_access_requests(
+                    &self,
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<ExpiredRequest>, StoreError> {
+                    let expired: Vec<(Uuid, Uuid, Uuid, String)> = ::sqlx::query_as(
+                        $dialect.sql("update access_requests set status = 'expired', decided_at = expires_at \
+                         where status = 'pending' and expires_at <= $1 \
+                         returning id, tenant_id, requester_id, purpose"),
+                    )
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    Ok(expired
+                        .into_iter()
+                        .map(|(id, tenant, requester, purpose)| ExpiredRequest {
+                            id,
+                            tenant: TenantId(tenant),
+                            requester: PrincipalId(requester),
+                            purpose,
+                        })
+                        .collect())
+                }
+
+                async fn grant(&self, tenant: TenantId, jti: Uuid) -> Result<Option<GrantRecord>, StoreError> {
+                    let sql = format!("select {GRANT_COLUMNS} from grants where tenant_id = $1 and jti = $2");
+                    let row: Option<GrantRow> = ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(tenant.0)
+                        .bind(jti)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    row.map(GrantRecord::try_from).transpose()
+                }
+
+                async fn use_grant(
+                    &self,
+                    tenant: TenantId,
+                    jti: Uuid,
+                    grantee: PrincipalId,
+                    now: DateTime<Utc>,
+                ) -> Result<UseOutcome, StoreError> {
+                    let used: Option<i32> = ::sqlx::query_scalar(
+                        $dialect.sql("update grants set uses = uses + 1 \
+                         where jti = $1 and tenant_id = $2 and grantee_id = $3 \
+                           and revoked_at is null and uses < max_uses and expires_at > $4 \
+                         returning uses"),
+                    )
+                    .bind(jti)
+                    .bind(tenant.0)
+                    .bind(grantee.0)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if let Some(n) = used {
+                        return Ok(UseOutcome::Used(to_u32(n, "grant uses")?));
+                    }
+                    // Not taken: say why.
+                    let state: Option<(Option<DateTime<Utc>>, DateTime<Utc>)> = ::sqlx::query_as(
+                        $dialect.sql("select revoked_at, expires_at from grants \
+                         where jti = $1 and tenant_id = $2 and grantee_id = $3"),
+                    )
+                    .bind(jti)
+                    .bind(tenant.0)
+                    .bind(grantee.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(match state {
+                        None => UseOutcome::NotFound,
+                        Some((Some(_), _)) => UseOutcome::Revoked,
+                        Some((None, expires_at)) if expires_at <= now => UseOutcome::Expired,
+                        Some(_) => UseOutcome::Exhausted,
+                    })
+                }
+
+                async fn list_grants(
+                    &self,
+                    tenant: TenantId,
+                    grantee: Option<PrincipalId>,
+                    active_at: Option<DateTime<Utc>>,
+                    limit: u32,
+                ) -> Result<Vec<GrantRecord>, StoreError> {
+                    let sql = format!(
+                        "select {GRANT_COLUMNS} from grants \
+                         where tenant_id = $1 and ($2 is null or grantee_id = $2) \
+                           and ($3 is null \
+                                or (revoked_at is null and uses < max_uses and expires_at > $3)) \
+                         order by issued_at desc, jti limit $4"
+                    );
+                    let rows: Vec<GrantRow> = ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(tenant.0)
+                        .bind(grantee.map(|p| p.0))
+                        .bind(active_at)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.into_iter().map(GrantRecord::try_from).collect()
+                }
+
+                async fn revoke_grant(
+                    &self,
+                    tenant: TenantId,
+                    jti: Uuid,
+                    by: PrincipalId,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<GrantRecord>, StoreError> {
+                    // Revoking twice keeps the first revocation's time and author.
+                    let sql = format!(
+                        "update grants set revoked_at = coalesce(revoked_at, $3), \
+                                           revoked_by = coalesce(revoked_by, $4) \
+                         where tenant_id = $1 and jti = $2 returning {GRANT_COLUMNS}"
+                    );
+                    let row: Option<GrantRow> = ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(tenant.0)
+                        .bind(jti)
+                        .bind(now)
+                        .bind(by.0)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    row.map(GrantRecord::try_from).transpose()
+                }
+
+                async fn revoke_all_grants(
+                    &self,
+                    tenant: TenantId,
+                    grantee: Option<PrincipalId>,
+                    by: PrincipalId,
+                    now: DateTime<Utc>,
+                ) -> Result<u64, StoreError> {
+                    let result = ::sqlx::query(
+                        $dialect.sql("update grants set revoked_at = $3, revoked_by = $4 \
+                         where tenant_id = $1 and ($2 is null or grantee_id = $2) \
+                           and revoked_at is null and uses < max_uses and expires_at > $3"),
+                    )
+                    .bind(tenant.0)
+                    .bind(grantee.map(|p| p.0))
+                    .bind(now)
+                    .bind(by.0)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(result.rows_affected())
+                }
+            }
+        }
+    };
+}
+
+pub(in crate::store) use access_store;

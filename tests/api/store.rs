@@ -27,8 +27,10 @@ use uuid::Uuid;
 use crate::helpers::*;
 
 mod guard;
+mod lifecycle;
 mod principals;
 use guard::*;
+use lifecycle::*;
 use principals::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -200,6 +202,9 @@ conformance!(
     misses_throttle_a_principal_once_per_episode,
     a_principal_is_found_by_its_key_and_disabled_at_once,
     a_totp_step_is_accepted_once_and_failures_lock_the_factor,
+    requests_are_listed_by_status_and_lapsed_ones_expire,
+    grants_are_listed_and_revoked_one_or_all,
+    deleted_and_purged_tokens_lose_their_card_data_but_keep_their_value,
 );
 
 fn tokens(f: &Fixture, keys: &Arc<KeyService>) -> TokenService {

@@ -60,6 +60,73 @@ impl FromStr for RequestStatus {
     }
 }
 
+/// A request as its approval rule sees it, under the lock that serialises decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionState {
+    /// Who asked: they never decide their own request.
+    pub requester: uuid::Uuid,
+    /// Its stored status.
+    pub status: RequestStatus,
+    /// When a pending request lapses.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Distinct approvals recorded so far.
+    pub approvals: usize,
+    /// Approvals it needs.
+    pub approvals_required: u32,
+    /// Whether this approver has decided it already.
+    pub decided_by_approver: bool,
+}
+
+/// What one approver's decision does to a request: the approval rule, in one place. The store
+/// locks the request, loads its state, asks this, and writes what it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The approver asked for it: refused, nothing written.
+    SelfApproval,
+    /// Approved or denied already: refused, nothing written.
+    Closed(RequestStatus),
+    /// It lapsed before this decision: mark it expired (if it is still stored as pending).
+    Expire,
+    /// This approver decided it already: refused, nothing written.
+    AlreadyDecided,
+    /// Record the denial and close the request as denied.
+    Deny,
+    /// Record the approval; more are needed.
+    RecordApproval,
+    /// Record the approval, which reaches the count: mint the grant, mark it approved.
+    Approve,
+}
+
+/// Decides what `approver`'s decision (`approve` or not, at `at`) does to a request.
+pub fn transition(
+    state: &DecisionState,
+    approver: uuid::Uuid,
+    approve: bool,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Transition {
+    if state.requester == approver {
+        return Transition::SelfApproval;
+    }
+    match state.status {
+        RequestStatus::Pending if state.expires_at <= at => return Transition::Expire,
+        RequestStatus::Pending => {}
+        RequestStatus::Expired => return Transition::Expire,
+        closed => return Transition::Closed(closed),
+    }
+    if state.decided_by_approver {
+        return Transition::AlreadyDecided;
+    }
+    if !approve {
+        return Transition::Deny;
+    }
+    let required = usize::try_from(state.approvals_required).unwrap_or(usize::MAX);
+    if state.approvals + 1 >= required {
+        Transition::Approve
+    } else {
+        Transition::RecordApproval
+    }
+}
+
 /// Why free text was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TextError {
@@ -101,6 +168,90 @@ pub fn check_text(text: &str) -> Result<(), TextError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, TimeDelta, Utc};
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    fn pending(approvals: usize, required: u32) -> (DecisionState, DateTime<Utc>) {
+        let now = DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+        (
+            DecisionState {
+                requester: Uuid::from_u128(1),
+                status: RequestStatus::Pending,
+                expires_at: now + TimeDelta::hours(1),
+                approvals,
+                approvals_required: required,
+                decided_by_approver: false,
+            },
+            now,
+        )
+    }
+
+    #[test]
+    fn the_requester_never_decides_and_closed_requests_stay_closed() {
+        let (mut state, now) = pending(0, 1);
+        assert_eq!(
+            transition(&state, Uuid::from_u128(1), true, now),
+            Transition::SelfApproval
+        );
+        for closed in [RequestStatus::Approved, RequestStatus::Denied] {
+            state.status = closed;
+            assert_eq!(
+                transition(&state, Uuid::from_u128(2), true, now),
+                Transition::Closed(closed)
+            );
+        }
+        state.status = RequestStatus::Expired;
+        assert_eq!(
+            transition(&state, Uuid::from_u128(2), true, now),
+            Transition::Expire
+        );
+    }
+
+    #[test]
+    fn a_lapsed_pending_request_expires_instead_of_being_decided() {
+        let (state, now) = pending(0, 1);
+        let later = state.expires_at;
+        assert_eq!(
+            transition(&state, Uuid::from_u128(2), true, now),
+            Transition::Approve
+        );
+        assert_eq!(
+            transition(&state, Uuid::from_u128(2), true, later),
+            Transition::Expire
+        );
+    }
+
+    #[test]
+    fn an_approver_counts_once_and_a_denial_closes() {
+        let (mut state, now) = pending(1, 3);
+        assert_eq!(
+            transition(&state, Uuid::from_u128(2), true, now),
+            Transition::RecordApproval
+        );
+        assert_eq!(
+            transition(&state, Uuid::from_u128(2), false, now),
+            Transition::Deny
+        );
+        state.decided_by_approver = true;
+        assert_eq!(
+            transition(&state, Uuid::from_u128(2), true, now),
+            Transition::AlreadyDecided
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn approval_mints_exactly_when_the_count_is_reached(
+            approvals in 0usize..10, required in 0u32..10,
+        ) {
+            let (state, now) = pending(approvals, required);
+            let t = transition(&state, Uuid::from_u128(2), true, now);
+            let reached = approvals + 1 >= usize::try_from(required).unwrap();
+            prop_assert_eq!(t == Transition::Approve, reached);
+            prop_assert_eq!(t == Transition::RecordApproval, !reached);
+        }
+    }
 
     #[test]
     fn statuses_round_trip() {

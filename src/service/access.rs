@@ -15,6 +15,7 @@ use super::grants::sign_grant;
 use super::keys::{KeyError, KeyService};
 use super::mfa::{self, MfaError, MfaFailure};
 use crate::clock::Clock;
+use crate::domain::access::{Transition, transition};
 use crate::domain::{AccessAsk, Denial, PolicySet, Principal, Purpose, RequestStatus, Role, Token};
 use crate::store::{
     AccessRequestRecord, DecideOutcome, Decision, ExpiredRequest, GrantDraft, NewAccessRequest,
@@ -257,17 +258,19 @@ impl AccessService {
             .access_request(approver.tenant, id)
             .await?
             .ok_or(AccessError::NotFound)?;
-        if record.request.requester == approver.id {
-            return Err(AccessError::SelfApproval);
-        }
-        // Cheap refusals before spending the approver's code.
-        match record.status_at(self.clock.now()) {
-            RequestStatus::Pending => {}
-            RequestStatus::Expired => return Err(AccessError::Expired),
-            RequestStatus::Approved | RequestStatus::Denied => return Err(AccessError::Closed),
-        }
-        if record.decisions.iter().any(|d| d.approver == approver.id) {
-            return Err(AccessError::AlreadyApproved);
+        // Cheap refusals before spending the approver's code, by the same rule the store
+        // applies under its lock.
+        match transition(
+            &record.decision_state(approver.id),
+            approver.id.0,
+            true,
+            self.clock.now(),
+        ) {
+            Transition::SelfApproval => return Err(AccessError::SelfApproval),
+            Transition::Expire => return Err(AccessError::Expired),
+            Transition::Closed(_) => return Err(AccessError::Closed),
+            Transition::AlreadyDecided => return Err(AccessError::AlreadyApproved),
+            Transition::Deny | Transition::RecordApproval | Transition::Approve => {}
         }
         if record.request.approver_mfa {
             mfa::verify(

@@ -105,6 +105,19 @@ impl AccessRequestRecord {
     pub fn approvals(&self) -> usize {
         self.decisions.iter().filter(|d| d.approve).count()
     }
+
+    /// The request as the approval rule ([`crate::domain::access::transition`]) sees it for
+    /// `approver`.
+    pub fn decision_state(&self, approver: PrincipalId) -> crate::domain::access::DecisionState {
+        crate::domain::access::DecisionState {
+            requester: self.request.requester.0,
+            status: self.status,
+            expires_at: self.request.expires_at,
+            approvals: self.approvals(),
+            approvals_required: self.request.approvals_required,
+            decided_by_approver: self.decisions.iter().any(|d| d.approver == approver),
+        }
+    }
 }
 
 /// The grant an approval mints: its id and signing key, and when. The rest comes from the

@@ -19,6 +19,7 @@ macro_rules! access_store {
             use uuid::Uuid;
 
             use super::{$store, tokens_text};
+            use $crate::domain::access::{Transition, transition};
             use $crate::domain::{PrincipalId, RequestStatus, TenantId};
             use $crate::store::StoreError;
             use $crate::store::access::{
@@ -182,46 +183,54 @@ macro_rules! access_store {
                     draft: &GrantDraft,
                 ) -> Result<DecideOutcome, StoreError> {
                     let mut tx = self.begin_write().await?;
-                    let locked: Option<(Uuid, String, DateTime<Utc>)> = ::sqlx::query_as(
-                        $dialect.sql(concat!(
-                            "select requester_id, status, expires_at from access_requests \
-                             where tenant_id = $1 and id = $2",
+                    // The lock serialises every decision on this request, on every instance;
+                    // under it the domain's rule decides and this writes what it says.
+                    let locked: Option<(Uuid,)> =
+                        ::sqlx::query_as($dialect.sql(concat!(
+                            "select id from access_requests where tenant_id = $1 and id = $2",
                             $for_update
-                        )),
-                    )
-                    .bind(tenant.0)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some((requester, status, expires_at)) = locked else {
+                        )))
+                        .bind(tenant.0)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if locked.is_none() {
                         return Ok(DecideOutcome::NotFound);
-                    };
-                    if requester == decision.approver.0 {
-                        return Ok(DecideOutcome::SelfApproval);
                     }
-                    let status: RequestStatus = status
-                        .parse()
-                        .map_err(|()| StoreError::Corrupt("access request status"))?;
-                    match status {
-                        RequestStatus::Pending if expires_at <= decision.at => {
-                            ::sqlx::query(
-                                $dialect.sql("update access_requests set status = 'expired', decided_at = expires_at \
-                                 where id = $1"),
-                            )
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                            tx.commit().await?;
+                    let record = self
+                        .request_in(&mut tx, tenant, id)
+                        .await?
+                        .ok_or(StoreError::Corrupt("access request vanished"))?;
+                    let step = transition(
+                        &record.decision_state(decision.approver),
+                        decision.approver.0,
+                        decision.approve,
+                        decision.at,
+                    );
+                    match step {
+                        Transition::SelfApproval => return Ok(DecideOutcome::SelfApproval),
+                        Transition::Closed(closed) => return Ok(DecideOutcome::Closed(closed)),
+                        Transition::AlreadyDecided => return Ok(DecideOutcome::AlreadyDecided),
+                        Transition::Expire => {
+                            if record.status == RequestStatus::Pending {
+                                ::sqlx::query($dialect.sql(
+                                    "update access_requests set status = 'expired', \
+                                     decided_at = expires_at where id = $1",
+                                ))
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                                tx.commit().await?;
+                            }
                             return Ok(DecideOutcome::Expired);
                         }
-                        RequestStatus::Pending => {}
-                        RequestStatus::Expired => return Ok(DecideOutcome::Expired),
-                        closed => return Ok(DecideOutcome::Closed(closed)),
+                        Transition::Deny | Transition::RecordApproval | Transition::Approve => {}
                     }
-                    let recorded = ::sqlx::query(
-                        $dialect.sql("insert into access_decisions (request_id, approver_id, approve, comment, created_at) \
-                         values ($1, $2, $3, $4, $5) on conflict (request_id, approver_id) do nothing"),
-                    )
+                    let recorded = ::sqlx::query($dialect.sql(
+                        "insert into access_decisions \
+                             (request_id, approver_id, approve, comment, created_at) \
+                         values ($1, $2, $3, $4, $5) on conflict (request_id, approver_id) do nothing",
+                    ))
                     .bind(id)
                     .bind(decision.approver.0)
                     .bind(decision.approve)
@@ -232,33 +241,33 @@ macro_rules! access_store {
                     .rows_affected()
                         == 1;
                     if !recorded {
+                        // Cannot happen under the lock; the primary key holds it regardless.
                         return Ok(DecideOutcome::AlreadyDecided);
                     }
-                    let record = self
-                        .request_in(&mut tx, tenant, id)
-                        .await?
-                        .ok_or(StoreError::Corrupt("access request vanished"))?;
-                    if !decision.approve {
-                        ::sqlx::query(
-                            $dialect.sql("update access_requests set status = 'denied', decided_at = $2 where id = $1"),
-                        )
-                        .bind(id)
-                        .bind(decision.at)
-                        .execute(&mut *tx)
-                        .await?;
-                    } else if record.approvals()
-                        >= usize::try_from(record.request.approvals_required).unwrap_or(usize::MAX)
-                    {
-                        insert_grant(&mut tx, &record.request, draft).await?;
-                        ::sqlx::query(
-                            $dialect.sql("update access_requests set status = 'approved', decided_at = $2, grant_jti = $3 \
-                             where id = $1"),
-                        )
-                        .bind(id)
-                        .bind(draft.issued_at)
-                        .bind(draft.jti)
-                        .execute(&mut *tx)
-                        .await?;
+                    match step {
+                        Transition::Deny => {
+                            ::sqlx::query($dialect.sql(
+                                "update access_requests set status = 'denied', decided_at = $2 \
+                                 where id = $1",
+                            ))
+                            .bind(id)
+                            .bind(decision.at)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        Transition::Approve => {
+                            insert_grant(&mut tx, &record.request, draft).await?;
+                            ::sqlx::query($dialect.sql(
+                                "update access_requests set status = 'approved', decided_at = $2, \
+                                 grant_jti = $3 where id = $1",
+                            ))
+                            .bind(id)
+                            .bind(draft.issued_at)
+                            .bind(draft.jti)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        _ => {}
                     }
                     let record = self
                         .request_in(&mut tx, tenant, id)

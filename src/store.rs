@@ -28,12 +28,13 @@ use crate::domain::{
     Allowance, BucketId, Principal, PrincipalId, Role, TenantId, Token, TokenFormat,
 };
 
+pub use crate::domain::guard::BucketLocked;
 pub use access::{
     AccessRequestRecord, AccessStore, DecideOutcome, Decision, ExpiredRequest, GrantDraft,
     GrantRecord, NewAccessRequest, RequestFilter, UseOutcome,
 };
 pub use audit::{AuditQuery, AuditStore};
-pub use guard::{BucketLockRecord, BucketLocked, GuardStore, RowOutcome, TokenInsert};
+pub use guard::{BucketLockRecord, GuardStore, RowOutcome, TokenInsert};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -9,7 +9,7 @@ use super::extract::Caller;
 use super::{ApiError, AppState};
 use crate::domain::Principal;
 use crate::domain::audit::{Action, Outcome};
-use crate::store::BucketLocked;
+use crate::domain::guard::BucketLocked;
 
 /// Refuses `principal`'s lookups, deletes and detokenize calls while it is throttled.
 pub fn check_lookups(state: &AppState, principal: &Principal) -> Result<(), ApiError> {

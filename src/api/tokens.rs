@@ -17,9 +17,9 @@ use super::guard::{check_lookups, observe_miss, record_locks};
 use super::{ApiError, AppState, Route};
 use crate::domain::audit::Action;
 use crate::domain::card_data::{holds_sensitive_key, names_sensitive_data};
+use crate::domain::guard::BucketLocked;
 use crate::domain::{Metadata, MetadataError, Pan, Principal, Role, Token, TokenFormat};
 use crate::service::{TokenView, TokenizeItem};
-use crate::store::BucketLocked;
 
 /// Most items in one batch call.
 pub const MAX_BATCH: usize = 1000;

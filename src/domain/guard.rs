@@ -75,6 +75,23 @@ impl fmt::Debug for BucketId {
     }
 }
 
+/// A bucket that an insert locked: the first refusal in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketLocked {
+    /// Its tenant.
+    pub tenant: super::TenantId,
+    /// The bucket.
+    pub bucket: BucketId,
+    /// New PANs counted in its window, the refused ones included.
+    pub counted: u64,
+    /// The budget they overran.
+    pub budget: u32,
+    /// The import window whose budget was overrun, if it was one.
+    pub window: Option<Uuid>,
+    /// When the lock ends by itself.
+    pub until: DateTime<Utc>,
+}
+
 /// Which budget a new PAN counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowance {

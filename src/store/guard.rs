@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::domain::guard::BucketLocked;
 use crate::domain::{BucketId, ImportWindow, PrincipalId, TenantId};
 
 /// What became of one row handed to [`super::TokenStore::insert_tokens`].
@@ -27,23 +28,6 @@ pub enum RowOutcome {
         /// When the lock ends by itself.
         until: DateTime<Utc>,
     },
-}
-
-/// A bucket that an insert locked: the first refusal in it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketLocked {
-    /// Its tenant.
-    pub tenant: TenantId,
-    /// The bucket.
-    pub bucket: BucketId,
-    /// New PANs counted in its window, the refused ones included.
-    pub counted: u64,
-    /// The budget they overran.
-    pub budget: u32,
-    /// The import window whose budget was overrun, if it was one.
-    pub window: Option<Uuid>,
-    /// When the lock ends by itself.
-    pub until: DateTime<Utc>,
 }
 
 /// The outcome of one insert: per row, and the buckets it locked.

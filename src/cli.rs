@@ -24,11 +24,11 @@ use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ServeConfig, TlsFiles};
-use crate::crypto::SystemRandom;
 use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind};
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::{PrincipalId, Role};
 use crate::metrics::Metrics;
+use crate::random::SystemRandom;
 use crate::service::audit;
 use crate::service::keys::{existing_checkpoint_key, load_checkpoint_key};
 use crate::service::principals::{self, NewPrincipalRequest};

@@ -9,10 +9,9 @@ pub mod fingerprint;
 pub mod grant;
 pub mod key_strength;
 pub mod keys;
-pub mod random;
 pub mod totp;
 
-pub use random::{Csprng, RandomError, SystemRandom};
+use crate::random::RandomError;
 
 /// Why a cryptographic operation failed. Deliberately coarse: which check failed is not the
 /// caller's business, and none of these carry data.

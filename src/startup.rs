@@ -22,10 +22,10 @@ use chrono::TimeDelta;
 use crate::api::{self, AppState, Services};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeConfig;
-use crate::crypto::{Csprng, SystemRandom};
 use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::{PolicyError, PolicySet};
 use crate::metrics::Metrics;
+use crate::random::{Csprng, SystemRandom};
 use crate::service::keys::load_checkpoint_key;
 use crate::service::{
     AccessService, Anchor, AuditTrail, GrantService, Guard, KeyError, KeyService, TokenService,

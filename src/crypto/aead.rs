@@ -8,7 +8,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::Zeroizing;
 
 use super::CryptoError;
-use super::random::{self, Csprng};
+use crate::random::{self, Csprng};
 
 /// Bytes of nonce: 96 bits, the size NIST SP 800-38D §8.2 recommends for random nonces.
 pub const NONCE_LEN: usize = 12;
@@ -77,8 +77,8 @@ impl std::fmt::Debug for AeadKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::random::SystemRandom;
-    use crate::crypto::random::testing::Cycle;
+    use crate::random::SystemRandom;
+    use crate::random::testing::Cycle;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use zeroize::Zeroizing;
 
-use super::random::{self, Csprng, RandomError};
+use crate::random::{self, Csprng, RandomError};
 
 /// Every key starts with this, so secret scanners can spot a leaked one.
 pub const PREFIX: &str = "sr_";
@@ -67,7 +67,7 @@ impl fmt::Debug for KeyHash {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::random::SystemRandom;
+    use crate::random::SystemRandom;
 
     #[test]
     fn keys_are_prefixed_unique_and_hash_consistently() {

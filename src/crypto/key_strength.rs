@@ -108,7 +108,7 @@ fn has_period(bytes: &[u8], period: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::random::{self, SystemRandom};
+    use crate::random::{self, SystemRandom};
 
     fn key(bytes: &[u8]) -> [u8; 32] {
         bytes.try_into().unwrap()

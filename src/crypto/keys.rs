@@ -19,8 +19,8 @@ use zeroize::Zeroizing;
 use super::CryptoError;
 use super::aead::AeadKey;
 use super::key_strength::{self, Weakness};
-use super::random::{self, Csprng, RandomError};
 use crate::domain::{Pan, TenantId, Token};
+use crate::random::{self, Csprng, RandomError};
 
 /// Why a master key was refused. Never carries the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -318,7 +318,7 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::random::SystemRandom;
+    use crate::random::SystemRandom;
     use uuid::Uuid;
 
     fn token(s: &str) -> Token {

@@ -9,7 +9,7 @@ use std::fmt;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 use zeroize::Zeroizing;
 
-use super::random::{self, Csprng, RandomError};
+use crate::random::{self, Csprng, RandomError};
 
 /// Seconds per step.
 pub const STEP_SECONDS: u64 = 30;
@@ -95,7 +95,7 @@ impl fmt::Debug for TotpSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::SystemRandom;
+    use crate::random::SystemRandom;
 
     /// RFC 6238 Appendix B, SHA-1 (the eight-digit codes, of which we use the last six).
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::luhn;
 use super::pan::Pan;
-use crate::crypto::random::{self, Csprng, RandomError};
+use crate::random::{self, Csprng, RandomError};
 
 /// How a token looks. The names are the ones VGS and Basis Theory users expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -184,9 +184,9 @@ impl fmt::Debug for Token {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::random::SystemRandom;
-    use crate::crypto::random::testing::Cycle;
     use crate::domain::pan::tests::valid_pan_digits;
+    use crate::random::SystemRandom;
+    use crate::random::testing::Cycle;
     use proptest::prelude::*;
 
     fn pan(s: &str) -> Pan {

@@ -15,10 +15,10 @@ use crate::crypto::checkpoint::CheckpointKey;
 use crate::crypto::fingerprint::{FingerprintKey, FingerprintRoot};
 use crate::crypto::grant::{GrantVerifier, SigningKey, SigningKeyError};
 use crate::crypto::keys::{DataKey, Keyring, MasterKey, SealedPan, dek_label};
-use crate::crypto::random::{self, Csprng};
 use crate::crypto::totp::TotpSecret;
 use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::{Pan, PrincipalId, TenantId, Token};
+use crate::random::{self, Csprng};
 use crate::service::AuditTrail;
 use crate::store::{Store, StoreError, StoredSigningKey, WrappedDataKey};
 

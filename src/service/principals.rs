@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::crypto::Csprng;
 use crate::crypto::api_key::{self, ApiKey};
 use crate::crypto::totp::TotpSecret;
 use crate::domain::principal::validate_roles;
 use crate::domain::{Principal, PrincipalId, Role, RoleError};
+use crate::random::Csprng;
 use crate::service::keys::{KeyError, KeyService};
 use crate::store::{NewPrincipal, PrincipalRecord, Store, StoreError};
 

@@ -14,12 +14,12 @@ use super::guard::Guard;
 use super::keys::{KeyError, KeyService};
 use super::token_writer::TokenWriter;
 use crate::clock::Clock;
-use crate::crypto::Csprng;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::domain::guard::retry_after;
 use crate::domain::{
     Allowance, BucketId, FormatError, Metadata, Pan, Principal, TenantId, Token, TokenFormat,
 };
+use crate::random::Csprng;
 use crate::store::{BucketLocked, NewToken, RowOutcome, Store, StoreError, TokenRecord};
 
 /// Rounds of insert-and-check before a PAN's token space counts as exhausted. A round fails

@@ -398,7 +398,7 @@ async fn two_instances_writing_at_once_keep_chains_that_verify() {
     let key: CheckpointKey = strongroom::service::keys::load_checkpoint_key(
         &store,
         &master,
-        &strongroom::crypto::SystemRandom::new(),
+        &strongroom::random::SystemRandom::new(),
         &strongroom::clock::SystemClock,
     )
     .await

@@ -4,8 +4,8 @@ use chrono::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use strongroom::clock::{Clock, SystemClock};
-use strongroom::crypto::SystemRandom;
 use strongroom::domain::Role;
+use strongroom::random::SystemRandom;
 use strongroom::service::principals::{self, NewPrincipalRequest, PrincipalError};
 use strongroom::store::PgStore;
 

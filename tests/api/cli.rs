@@ -261,7 +261,7 @@ fn run_with_key(args: &[&str], key: &str) -> (bool, String, String) {
 #[test]
 fn serve_migrate_and_principal_commands_refuse_a_dev_key_without_printing_it() {
     let dev = strongroom::crypto::keys::MasterKey::generate_dev_text(
-        &strongroom::crypto::SystemRandom::new(),
+        &strongroom::random::SystemRandom::new(),
     )
     .unwrap();
     let base64 = dev.split(':').nth(1).unwrap();

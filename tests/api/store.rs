@@ -11,10 +11,10 @@ use sqlx::{FromRow, PgPool, SqlitePool};
 use strongroom::clock::{Clock, SystemClock};
 use strongroom::crypto::api_key::ApiKey;
 use strongroom::crypto::keys::MasterKey;
-use strongroom::crypto::{Csprng, SystemRandom};
 use strongroom::domain::audit::{Action, AuditEvent};
 use strongroom::domain::{Metadata, Pan, PrincipalId, Role, TenantId};
 use strongroom::metrics::Metrics;
+use strongroom::random::{Csprng, SystemRandom};
 use strongroom::service::{
     AuditTrail, KeyError, KeyService, KeySettings, TokenService, TokenizeItem, audit,
 };

@@ -6,7 +6,7 @@ use chrono::Duration;
 use futures_free::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use strongroom::crypto::{Csprng, RandomError};
+use strongroom::random::{Csprng, RandomError};
 
 use crate::helpers::*;
 

@@ -22,7 +22,7 @@ fn service(f: &Fixture, keys: &Arc<strongroom::service::KeyService>, budget: u32
             Arc::new(SystemClock),
             budget,
         )),
-        Arc::new(strongroom::crypto::SystemRandom::new()),
+        Arc::new(strongroom::random::SystemRandom::new()),
         Arc::new(SystemClock),
     )
 }

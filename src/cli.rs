@@ -10,6 +10,7 @@
 //! `serve`, `migrate` and the `principal` commands refuse it, so that a key from a laptop's
 //! data directory never protects, prepares or administers a real vault.
 
+pub mod admin;
 mod guard;
 
 use std::net::SocketAddr;
@@ -24,17 +25,21 @@ use uuid::Uuid;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ServeConfig, TlsFiles};
-use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind};
+use crate::crypto::keys::MasterKey;
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::{PrincipalId, Role};
-use crate::metrics::Metrics;
 use crate::random::SystemRandom;
 use crate::service::audit;
-use crate::service::keys::{existing_checkpoint_key, load_checkpoint_key};
+use crate::service::keys::existing_checkpoint_key;
 use crate::service::principals::{self, NewPrincipalRequest};
-use crate::service::{Anchor, AuditTrail, KeyService, KeySettings};
+use crate::service::{KeyService, KeySettings};
 use crate::startup::{Application, shutdown_signal};
-use crate::store::{self, SchemaStatus, Store};
+use crate::store::{self, SchemaStatus};
+use admin::{
+    CheckpointArgs, CliError, DatabaseArgs, command_audit_trail, connect_current,
+    create_principal_audited, master_key_from_env, master_key_from_env_of_any_kind,
+    optional_master_key, record_or_fail,
+};
 
 /// Strongroom: a card-data tokenization vault with just-in-time access.
 #[derive(Debug, Parser)]
@@ -84,20 +89,6 @@ enum AuditCommand {
         #[command(flatten)]
         checkpoints: CheckpointArgs,
     },
-}
-
-#[derive(Debug, Args)]
-struct CheckpointArgs {
-    /// File of audit checkpoints (JSON lines, appended; keep it off the database host).
-    #[arg(long, env = "STRONGROOM_AUDIT_CHECKPOINT_FILE")]
-    audit_checkpoint_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-struct DatabaseArgs {
-    /// PostgreSQL URL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,16 +203,6 @@ struct ServeArgs {
 
 fn parse_role(s: &str) -> Result<Role, String> {
     s.parse::<Role>().map_err(|e| e.to_string())
-}
-
-/// A failed command: the message to print and exit with status 1.
-#[derive(Debug)]
-pub struct CliError(pub String);
-
-impl<E: std::fmt::Display> From<E> for CliError {
-    fn from(e: E) -> Self {
-        CliError(e.to_string())
-    }
 }
 
 /// Runs the parsed command.
@@ -380,82 +361,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-async fn connect_current(db: &DatabaseArgs) -> Result<Arc<dyn Store>, CliError> {
-    let store = store::open(&db.database_url, 2).await?;
-    match store.schema_status().await? {
-        SchemaStatus::Current => Ok(store),
-        _ => Err(CliError(
-            "the database schema is not current: run `strongroom migrate` first".into(),
-        )),
-    }
-}
-
-/// Creates a principal and records it in the audit trail before anything about it is shown:
-/// a key whose creation is not in the trail is never released.
-pub async fn create_principal_audited(
-    store: &dyn Store,
-    keys: Option<&KeyService>,
-    audit: &AuditTrail,
-    request: NewPrincipalRequest,
-) -> Result<principals::CreatedPrincipal, CliError> {
-    let totp = request.totp;
-    let created =
-        principals::create(store, &SystemRandom::new(), &SystemClock, keys, request).await?;
-    let p = &created.record.principal;
-    let mut event = AuditEvent::new(Action::PrincipalCreate, SystemClock.now());
-    event.tenant = Some(p.tenant);
-    event.subject = Some(p.id.to_string());
-    let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
-    event.detail = Some(format!(
-        "roles={}{}",
-        roles.join(","),
-        if totp { " totp" } else { "" }
-    ));
-    record_or_fail(audit, event).await?;
-    Ok(created)
-}
-
-/// The production master key, when the environment has one.
-fn optional_master_key() -> Result<Option<MasterKey>, MasterKeyError> {
-    match master_key_from_env() {
-        Ok(key) => Ok(Some(key)),
-        Err(MasterKeyError::Missing) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// A command's own audit chain, checkpointed (to the log, and to `checkpoint_file` when
-/// given) when the master key is at hand.
-pub async fn command_audit_trail(
-    store: &Arc<dyn Store>,
-    master: Option<&MasterKey>,
-    checkpoint_file: Option<PathBuf>,
-) -> Result<AuditTrail, CliError> {
-    let anchor = match master {
-        Some(master) => Some(Anchor::new(
-            load_checkpoint_key(store.as_ref(), master, &SystemRandom::new(), &SystemClock).await?,
-            checkpoint_file,
-            Duration::ZERO,
-        )),
-        None => None,
-    };
-    Ok(AuditTrail::spawn(
-        Arc::clone(store),
-        anchor,
-        Arc::new(SystemClock),
-        Metrics::new(),
-    ))
-}
-
-async fn record_or_fail(audit: &AuditTrail, event: AuditEvent) -> Result<(), CliError> {
-    audit
-        .record(event)
-        .await
-        .map_err(|e| CliError(format!("{e}: the change was made but is not audited")))?;
-    audit.checkpoint().await;
-    Ok(())
-}
-
 async fn verify_audit(
     database: &DatabaseArgs,
     checkpoints: &CheckpointArgs,
@@ -486,26 +391,6 @@ async fn verify_audit(
         }
         Err(e) => Err(CliError(format!("audit trail broken: {e}"))),
     }
-}
-
-/// The production master key from the environment: refuses a missing, malformed, weak or
-/// development key.
-pub fn master_key_from_env() -> Result<MasterKey, MasterKeyError> {
-    match master_key_from_env_of_any_kind()? {
-        (key, MasterKeyKind::Production) => Ok(key),
-        (_, MasterKeyKind::Development) => Err(MasterKeyError::Development),
-    }
-}
-
-/// The master key from the environment and its kind: refuses a missing, malformed or weak key
-/// but takes a development one.
-fn master_key_from_env_of_any_kind() -> Result<(MasterKey, MasterKeyKind), MasterKeyError> {
-    let text = std::env::var("STRONGROOM_MASTER_KEY").map_err(|_| MasterKeyError::Missing)?;
-    let text = zeroize::Zeroizing::new(text);
-    if text.trim().is_empty() {
-        return Err(MasterKeyError::Missing);
-    }
-    MasterKey::from_text(&text)
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{CliError, command_audit_trail, create_principal_audited};
+use crate::cli::admin::{CliError, command_audit_trail, create_principal_audited};
 use crate::clock::SystemClock;
 use crate::config::ServeConfig;
 use crate::crypto::keys::{DEV_KEY_PREFIX, MasterKey, MasterKeyError, MasterKeyKind};

@@ -11,8 +11,10 @@ use chrono::TimeDelta;
 use clap::Subcommand;
 use uuid::Uuid;
 
-use super::{CheckpointArgs, CliError, DatabaseArgs, command_audit_trail, connect_current};
-use super::{optional_master_key, record_or_fail};
+use super::admin::{
+    CheckpointArgs, CliError, DatabaseArgs, command_audit_trail, connect_current,
+    optional_master_key, record_or_fail,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::guard::DEFAULT_BUCKET_BUDGET;

@@ -145,6 +145,12 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the principal sees every access request and grant of its tenant, not only its
+    /// own: approvers decide them, admins revoke them, auditors review them.
+    pub fn sees_whole_tenant(&self) -> bool {
+        self.has(Role::Approver) || self.has(Role::Admin) || self.has(Role::Auditor)
+    }
+
     /// Whether the principal holds `role`.
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)

@@ -16,7 +16,7 @@ use super::keys::{KeyError, KeyService};
 use super::mfa::{self, MfaError, MfaFailure};
 use crate::clock::Clock;
 use crate::domain::access::{Transition, transition};
-use crate::domain::{AccessAsk, Denial, PolicySet, Principal, Purpose, RequestStatus, Role, Token};
+use crate::domain::{AccessAsk, Denial, PolicySet, Principal, Purpose, RequestStatus, Token};
 use crate::store::{
     AccessRequestRecord, DecideOutcome, Decision, ExpiredRequest, GrantDraft, NewAccessRequest,
     RequestFilter, Store, StoreError,
@@ -207,7 +207,7 @@ impl AccessService {
             .access_request(caller.tenant, id)
             .await?
             .ok_or(AccessError::NotFound)?;
-        if record.request.requester != caller.id && !sees_all(caller) {
+        if record.request.requester != caller.id && !caller.sees_whole_tenant() {
             return Err(AccessError::NotFound);
         }
         self.view(caller, record).await
@@ -228,7 +228,7 @@ impl AccessService {
                 caller.tenant,
                 RequestFilter {
                     status,
-                    requester: (!sees_all(caller)).then_some(caller.id),
+                    requester: (!caller.sees_whole_tenant()).then_some(caller.id),
                     now,
                     limit: limit.clamp(1, MAX_LIST),
                 },
@@ -365,11 +365,6 @@ impl AccessService {
             grant,
         })
     }
-}
-
-/// Whether the caller sees every request and grant of the tenant, not only their own.
-pub fn sees_all(caller: &Principal) -> bool {
-    caller.has(Role::Approver) || caller.has(Role::Admin) || caller.has(Role::Auditor)
 }
 
 /// Grants start and end on whole seconds, as their JWT claims do.

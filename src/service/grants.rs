@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::access::sees_all;
 use super::keys::{KeyError, KeyService};
 use crate::clock::Clock;
 use crate::crypto::grant::{AUDIENCE, GrantClaims, GrantTokenError, ISSUER};
@@ -194,7 +193,7 @@ impl GrantService {
             .store
             .list_grants(
                 caller.tenant,
-                (!sees_all(caller)).then_some(caller.id),
+                (!caller.sees_whole_tenant()).then_some(caller.id),
                 active.then_some(now),
                 limit.clamp(1, MAX_LIST),
             )

@@ -1,0 +1,142 @@
+//! What every administrative command shares: the database and checkpoint arguments, the
+//! master key from the environment, the command's own audit chain, and the principal creation
+//! that is recorded before its key is shown. Used by `cli`, `cli::guard` and `dev`, and
+//! importing none of them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::clock::{Clock, SystemClock};
+use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind};
+use crate::domain::audit::{Action, AuditEvent};
+use crate::metrics::Metrics;
+use crate::random::SystemRandom;
+use crate::service::keys::{KeyService, load_checkpoint_key};
+use crate::service::principals::{self, NewPrincipalRequest};
+use crate::service::{Anchor, AuditTrail};
+use crate::store::{self, SchemaStatus, Store};
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// File of audit checkpoints (JSON lines, appended; keep it off the database host).
+    #[arg(long, env = "STRONGROOM_AUDIT_CHECKPOINT_FILE")]
+    pub audit_checkpoint_file: Option<PathBuf>,
+}
+
+/// A failed command: the message to print and exit with status 1.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+/// The store at the URL, refusing a schema that is not current.
+pub async fn connect_current(db: &DatabaseArgs) -> Result<Arc<dyn Store>, CliError> {
+    let store = store::open(&db.database_url, 2).await?;
+    match store.schema_status().await? {
+        SchemaStatus::Current => Ok(store),
+        _ => Err(CliError(
+            "the database schema is not current: run `strongroom migrate` first".into(),
+        )),
+    }
+}
+
+/// The production master key from the environment: refuses a missing, malformed, weak or
+/// development key.
+pub fn master_key_from_env() -> Result<MasterKey, MasterKeyError> {
+    match master_key_from_env_of_any_kind()? {
+        (key, MasterKeyKind::Production) => Ok(key),
+        (_, MasterKeyKind::Development) => Err(MasterKeyError::Development),
+    }
+}
+
+/// The master key from the environment and its kind: refuses a missing, malformed or weak key
+/// but takes a development one.
+pub fn master_key_from_env_of_any_kind() -> Result<(MasterKey, MasterKeyKind), MasterKeyError> {
+    let text = std::env::var("STRONGROOM_MASTER_KEY").map_err(|_| MasterKeyError::Missing)?;
+    let text = zeroize::Zeroizing::new(text);
+    if text.trim().is_empty() {
+        return Err(MasterKeyError::Missing);
+    }
+    MasterKey::from_text(&text)
+}
+
+/// The production master key, when the environment has one.
+pub fn optional_master_key() -> Result<Option<MasterKey>, MasterKeyError> {
+    match master_key_from_env() {
+        Ok(key) => Ok(Some(key)),
+        Err(MasterKeyError::Missing) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A command's own audit chain, checkpointed (to the log, and to `checkpoint_file` when
+/// given) when the master key is at hand.
+pub async fn command_audit_trail(
+    store: &Arc<dyn Store>,
+    master: Option<&MasterKey>,
+    checkpoint_file: Option<PathBuf>,
+) -> Result<AuditTrail, CliError> {
+    let anchor = match master {
+        Some(master) => Some(Anchor::new(
+            load_checkpoint_key(store.as_ref(), master, &SystemRandom::new(), &SystemClock).await?,
+            checkpoint_file,
+            Duration::ZERO,
+        )),
+        None => None,
+    };
+    Ok(AuditTrail::spawn(
+        Arc::clone(store),
+        anchor,
+        Arc::new(SystemClock),
+        Metrics::new(),
+    ))
+}
+
+/// Records `event` or fails the command, then checkpoints the chain.
+pub async fn record_or_fail(audit: &AuditTrail, event: AuditEvent) -> Result<(), CliError> {
+    audit
+        .record(event)
+        .await
+        .map_err(|e| CliError(format!("{e}: the change was made but is not audited")))?;
+    audit.checkpoint().await;
+    Ok(())
+}
+
+/// Creates a principal and records it in the audit trail before anything about it is shown:
+/// a key whose creation is not in the trail is never released.
+pub async fn create_principal_audited(
+    store: &dyn Store,
+    keys: Option<&KeyService>,
+    audit: &AuditTrail,
+    request: NewPrincipalRequest,
+) -> Result<principals::CreatedPrincipal, CliError> {
+    let totp = request.totp;
+    let created =
+        principals::create(store, &SystemRandom::new(), &SystemClock, keys, request).await?;
+    let p = &created.record.principal;
+    let mut event = AuditEvent::new(Action::PrincipalCreate, SystemClock.now());
+    event.tenant = Some(p.tenant);
+    event.subject = Some(p.id.to_string());
+    let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+    event.detail = Some(format!(
+        "roles={}{}",
+        roles.join(","),
+        if totp { " totp" } else { "" }
+    ));
+    record_or_fail(audit, event).await?;
+    Ok(created)
+}

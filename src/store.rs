@@ -29,10 +29,7 @@ use crate::domain::{
 };
 
 pub use crate::domain::guard::BucketLocked;
-pub use access::{
-    AccessRequestRecord, AccessStore, DecideOutcome, Decision, ExpiredRequest, GrantDraft,
-    GrantRecord, NewAccessRequest, RequestFilter, UseOutcome,
-};
+pub use access::{AccessStore, DecideOutcome, RequestFilter, UseOutcome};
 pub use audit::{AuditQuery, AuditStore};
 pub use guard::{BucketLockRecord, GuardStore, RowOutcome, TokenInsert};
 pub use postgres::PgStore;

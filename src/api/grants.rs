@@ -18,9 +18,9 @@ use super::access_requests::VIEWERS;
 use super::audit::Audit;
 use super::extract::{Caller, OptionalJsonBody, from_value, limit_param, query_params};
 use super::{ApiError, AppState, Route};
+use crate::domain::access::GrantRecord;
 use crate::domain::audit::Action;
 use crate::domain::{PrincipalId, Role, Token};
-use crate::store::GrantRecord;
 
 /// The routes of this resource.
 pub fn routes() -> Vec<Route> {

@@ -2,6 +2,12 @@
 //!
 //! No I/O. Nothing here logs; free text is checked for shape and card numbers, never echoed.
 
+mod records;
+
+pub use records::{
+    AccessRequestRecord, Decision, ExpiredRequest, GrantDraft, GrantRecord, NewAccessRequest,
+};
+
 use std::fmt;
 use std::str::FromStr;
 

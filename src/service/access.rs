@@ -15,12 +15,12 @@ use super::grants::sign_grant;
 use super::keys::{KeyError, KeyService};
 use super::mfa::{self, MfaError, MfaFailure};
 use crate::clock::Clock;
+use crate::domain::access::{
+    AccessRequestRecord, Decision, ExpiredRequest, GrantDraft, NewAccessRequest,
+};
 use crate::domain::access::{Transition, transition};
 use crate::domain::{AccessAsk, Denial, PolicySet, Principal, Purpose, RequestStatus, Token};
-use crate::store::{
-    AccessRequestRecord, DecideOutcome, Decision, ExpiredRequest, GrantDraft, NewAccessRequest,
-    RequestFilter, Store, StoreError,
-};
+use crate::store::{DecideOutcome, RequestFilter, Store, StoreError};
 
 /// Most requests one list returns.
 pub const MAX_LIST: u32 = 500;

@@ -16,8 +16,9 @@ use zeroize::Zeroizing;
 use super::keys::{KeyError, KeyService};
 use crate::clock::Clock;
 use crate::crypto::grant::{AUDIENCE, GrantClaims, GrantTokenError, ISSUER};
+use crate::domain::access::GrantRecord;
 use crate::domain::{Principal, PrincipalId, Role, Token};
-use crate::store::{GrantRecord, Store, StoreError, UseOutcome};
+use crate::store::{Store, StoreError, UseOutcome};
 
 /// Most grants one list returns.
 pub const MAX_LIST: u32 = 500;

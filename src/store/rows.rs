@@ -12,9 +12,9 @@ use sqlx::sqlite::{Sqlite, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Type};
 use uuid::Uuid;
 
-use super::access::{AccessRequestRecord, Decision, GrantRecord, NewAccessRequest};
 use super::{BucketLockRecord, PrincipalRecord, StoreError, TokenRecord};
 use crate::crypto::keys::SealedPan;
+use crate::domain::access::{AccessRequestRecord, Decision, GrantRecord, NewAccessRequest};
 use crate::domain::audit::{AuditEvent, ChainedEvent, HASH_LEN, LinkHash, StoredRecord};
 use crate::domain::{
     BucketId, ImportWindow, Principal, PrincipalId, Role, TenantId, Token, TokenFormat,

@@ -11,6 +11,7 @@ use sqlx::{FromRow, PgPool, SqlitePool};
 use strongroom::clock::{Clock, SystemClock};
 use strongroom::crypto::api_key::ApiKey;
 use strongroom::crypto::keys::MasterKey;
+use strongroom::domain::access::{Decision, GrantDraft, NewAccessRequest};
 use strongroom::domain::audit::{Action, AuditEvent};
 use strongroom::domain::{Metadata, Pan, PrincipalId, Role, TenantId};
 use strongroom::metrics::Metrics;
@@ -18,10 +19,7 @@ use strongroom::random::{Csprng, SystemRandom};
 use strongroom::service::{
     AuditTrail, KeyError, KeyService, KeySettings, TokenService, TokenizeItem, audit,
 };
-use strongroom::store::{
-    DecideOutcome, Decision, GrantDraft, NewAccessRequest, NewPrincipal, PgStore, SqliteStore,
-    Store, UseOutcome,
-};
+use strongroom::store::{DecideOutcome, NewPrincipal, PgStore, SqliteStore, Store, UseOutcome};
 use uuid::Uuid;
 
 use crate::helpers::*;

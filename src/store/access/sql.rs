@@ -22,10 +22,11 @@ macro_rules! access_store {
             use $crate::domain::access::{Transition, transition};
             use $crate::domain::{PrincipalId, RequestStatus, TenantId};
             use $crate::store::StoreError;
-            use $crate::store::access::{
-                AccessRequestRecord, AccessStore, DecideOutcome, Decision, ExpiredRequest,
-                GrantDraft, GrantRecord, NewAccessRequest, RequestFilter, UseOutcome,
+            use $crate::domain::access::{
+                AccessRequestRecord, Decision, ExpiredRequest, GrantDraft, GrantRecord,
+                NewAccessRequest,
             };
+            use $crate::store::access::{AccessStore, DecideOutcome, RequestFilter, UseOutcome};
             use $crate::store::rows::{
                 GRANT_COLUMNS, GrantRow, REQUEST_COLUMNS, RequestRow, to_i32, to_u32,
             };

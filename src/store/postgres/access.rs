@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::PgStore;
 use crate::domain::PrincipalId;
+use crate::domain::access::Decision;
 use crate::store::StoreError;
-use crate::store::access::Decision;
 use crate::store::rows::DecisionRow;
 pub(super) use crate::store::rows::tokens_text;
 

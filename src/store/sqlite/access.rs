@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{SqliteStore, json_list};
+use crate::domain::access::Decision;
 use crate::domain::{PrincipalId, Token};
 use crate::store::StoreError;
-use crate::store::access::Decision;
 use crate::store::rows::DecisionRow;
 
 /// A request's or grant's tokens as the JSON text SQLite keeps them in.

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use strongroom::clock::{Clock, SystemClock};
+use strongroom::domain::access::GrantDraft;
 use strongroom::domain::{RequestStatus, Role, Token};
 use strongroom::service::KeySettings;
-use strongroom::store::{GrantDraft, RequestFilter};
+use strongroom::store::RequestFilter;
 use uuid::Uuid;
 
 use super::{Backend, access_request, fixture, item, keys, tokenize_in, tokens};

@@ -163,6 +163,45 @@ pub struct Problem {
 }
 
 impl ApiError {
+    /// Every stable `code` a problem can carry (`openapi.yaml` documents exactly these; a test
+    /// holds the two equal, and another holds this list to [`ApiError::status_and_code`]).
+    pub const CODES: &'static [&'static str] = &[
+        "malformed_json",
+        "unauthenticated",
+        "forbidden",
+        "not_found",
+        "policy_denied",
+        "mfa_required",
+        "self_approval",
+        "already_approved",
+        "already_decided",
+        "request_expired",
+        "grant_missing",
+        "grant_invalid",
+        "grant_expired",
+        "grant_revoked",
+        "grant_exhausted",
+        "grant_scope",
+        "route_not_found",
+        "method_not_allowed",
+        "token_expired",
+        "token_space_exhausted",
+        "payload_too_large",
+        "unsupported_media_type",
+        "invalid_pan",
+        "unknown_field",
+        "duplicate_field",
+        "invalid_field",
+        "sensitive_data_refused",
+        "format_not_allowed",
+        "rate_limited",
+        "enumeration_suspected",
+        "timeout",
+        "not_ready",
+        "audit_unavailable",
+        "internal",
+    ];
+
     /// The HTTP status and stable code.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
@@ -370,5 +409,110 @@ impl From<StoreError> for ApiError {
 impl From<KeyError> for ApiError {
     fn from(e: KeyError) -> Self {
         internal("key operation failed", &e)
+    }
+}
+
+#[cfg(test)]
+mod code_tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// One of each variant. The match below stops compiling when a variant is added, until it
+    /// is listed here too.
+    fn one_of_each() -> Vec<ApiError> {
+        let all = vec![
+            ApiError::MalformedJson,
+            ApiError::Unauthenticated,
+            ApiError::Forbidden,
+            ApiError::NotFound,
+            ApiError::RequestNotFound,
+            ApiError::GrantNotFound,
+            ApiError::PolicyDenied(Denial::Purpose),
+            ApiError::MfaRequired(MfaFailure::Missing),
+            ApiError::SelfApproval,
+            ApiError::AlreadyApproved,
+            ApiError::AlreadyDecided,
+            ApiError::RequestExpired,
+            ApiError::GrantMissing,
+            ApiError::GrantInvalid,
+            ApiError::GrantExpired,
+            ApiError::GrantRevoked,
+            ApiError::GrantExhausted,
+            ApiError::GrantScope,
+            ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::TokenExpired,
+            ApiError::TokenSpaceExhausted,
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType,
+            ApiError::InvalidPan(PanError::Empty),
+            ApiError::UnknownField(None),
+            ApiError::DuplicateField,
+            ApiError::InvalidField {
+                field: "x".into(),
+                expected: "y",
+            },
+            ApiError::SensitiveData("z"),
+            ApiError::FormatNotAllowed(FormatError::PanTooShortForSixFour),
+            ApiError::RateLimited(1),
+            ApiError::EnumerationSuspected(1),
+            ApiError::Timeout,
+            ApiError::NotReady,
+            ApiError::AuditUnavailable,
+            ApiError::Internal,
+        ];
+        for e in &all {
+            match e {
+                ApiError::MalformedJson
+                | ApiError::Unauthenticated
+                | ApiError::Forbidden
+                | ApiError::NotFound
+                | ApiError::RequestNotFound
+                | ApiError::GrantNotFound
+                | ApiError::PolicyDenied(_)
+                | ApiError::MfaRequired(_)
+                | ApiError::SelfApproval
+                | ApiError::AlreadyApproved
+                | ApiError::AlreadyDecided
+                | ApiError::RequestExpired
+                | ApiError::GrantMissing
+                | ApiError::GrantInvalid
+                | ApiError::GrantExpired
+                | ApiError::GrantRevoked
+                | ApiError::GrantExhausted
+                | ApiError::GrantScope
+                | ApiError::RouteNotFound
+                | ApiError::MethodNotAllowed
+                | ApiError::TokenExpired
+                | ApiError::TokenSpaceExhausted
+                | ApiError::PayloadTooLarge
+                | ApiError::UnsupportedMediaType
+                | ApiError::InvalidPan(_)
+                | ApiError::UnknownField(_)
+                | ApiError::DuplicateField
+                | ApiError::InvalidField { .. }
+                | ApiError::SensitiveData(_)
+                | ApiError::FormatNotAllowed(_)
+                | ApiError::RateLimited(_)
+                | ApiError::EnumerationSuspected(_)
+                | ApiError::Timeout
+                | ApiError::NotReady
+                | ApiError::AuditUnavailable
+                | ApiError::Internal => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_code_list_is_exactly_the_codes_the_server_sends() {
+        let sent: BTreeSet<&str> = one_of_each()
+            .iter()
+            .map(|e| e.status_and_code().1)
+            .collect();
+        let listed: BTreeSet<&str> = ApiError::CODES.iter().copied().collect();
+        assert_eq!(sent, listed);
+        assert_eq!(listed.len(), ApiError::CODES.len(), "no code listed twice");
     }
 }

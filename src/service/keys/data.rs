@@ -1,0 +1,127 @@
+//! Data-encryption keys: sealing and opening PANs under the active DEK, counting encryptions
+//! in blocks reserved in the database, and rotating at the limit.
+
+use std::sync::Arc;
+
+use super::{KeyError, KeyService, Reservation};
+use crate::crypto::CryptoError;
+use crate::crypto::keys::{DataKey, Keyring, SealedPan, dek_label};
+use crate::domain::{Pan, TenantId, Token};
+use crate::random;
+use crate::store::WrappedDataKey;
+
+impl KeyService {
+    /// The version new PANs are sealed under right now.
+    pub fn active_version(&self) -> Option<u32> {
+        self.active_key().ok().map(|k| k.version())
+    }
+
+    /// Seals a PAN for one row, counting the encryption against the active DEK.
+    pub async fn seal_pan(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+        pan: &Pan,
+    ) -> Result<SealedPan, KeyError> {
+        let key = self.reserve(1).await?;
+        Ok(key.seal_pan(self.rng.as_ref(), tenant, token, pan)?)
+    }
+
+    /// Opens a PAN sealed for this row, loading newer DEKs if another instance rotated.
+    pub async fn open_pan(
+        &self,
+        tenant: TenantId,
+        token: &Token,
+        sealed: &SealedPan,
+    ) -> Result<Pan, KeyError> {
+        let mut key = self.key_of_version(sealed.version);
+        if key.is_none() {
+            self.reload().await?;
+            key = self.key_of_version(sealed.version);
+        }
+        let key = key.ok_or(KeyError::Crypto(CryptoError::Decrypt))?;
+        Ok(key.open_pan(tenant, token, sealed)?)
+    }
+
+    /// Takes `count` encryptions from this instance's block of the active DEK, reserving a new
+    /// block from the shared counter when it runs out and rotating when the DEK is spent.
+    pub(super) async fn reserve(&self, count: u32) -> Result<Arc<DataKey>, KeyError> {
+        let mut reservation = self.reservation.lock().await;
+        let active = self.active_key()?;
+        if reservation.version == active.version() && reservation.remaining >= u64::from(count) {
+            reservation.remaining -= u64::from(count);
+            return Ok(active);
+        }
+        let block = self.settings.reservation_block.max(count);
+        // Bounded: each round either reserves or moves to a newer version.
+        for _ in 0..8 {
+            let active = self.active_key()?;
+            let now = self.clock.now();
+            if self
+                .store
+                .reserve_encryptions(active.version(), block, self.settings.encryption_limit, now)
+                .await?
+            {
+                *reservation = Reservation {
+                    version: active.version(),
+                    remaining: u64::from(block - count),
+                };
+                return Ok(active);
+            }
+            tracing::info!(
+                version = active.version(),
+                "data-encryption key reached its limit; rotating"
+            );
+            self.create_data_key(active.version() + 1).await?;
+        }
+        Err(KeyError::NoActiveKey)
+    }
+
+    /// Adds DEK `version` (another instance may win the race; either way it is then loaded).
+    pub(super) async fn create_data_key(&self, version: u32) -> Result<(), KeyError> {
+        let secret = zeroize::Zeroizing::new(
+            random::bytes::<32>(self.rng.as_ref()).map_err(CryptoError::from)?,
+        );
+        let wrapped = self
+            .master
+            .wrap(self.rng.as_ref(), &dek_label(version), &secret)?;
+        if self
+            .store
+            .insert_data_key(&WrappedDataKey { version, wrapped }, self.clock.now())
+            .await?
+        {
+            tracing::info!(version, "created data-encryption key");
+            self.audit_key_created("data_encryption_key", &version.to_string())
+                .await;
+        }
+        self.reload().await
+    }
+
+    /// Reloads and unwraps every DEK from the store.
+    pub(super) async fn reload(&self) -> Result<(), KeyError> {
+        let wrapped = self.store.data_keys().await?;
+        let mut keys = Vec::with_capacity(wrapped.len());
+        for key in wrapped {
+            let secret = self
+                .master
+                .unwrap(&dek_label(key.version), &key.wrapped)
+                .map_err(|_| KeyError::MasterKeyMismatch)?;
+            keys.push(DataKey::new(key.version, &secret));
+        }
+        let mut keyring = self.keyring.write().map_err(|_| KeyError::NoActiveKey)?;
+        *keyring = Keyring::new(keys);
+        Ok(())
+    }
+
+    pub(super) fn active_key(&self) -> Result<Arc<DataKey>, KeyError> {
+        self.keyring
+            .read()
+            .ok()
+            .and_then(|k| k.active())
+            .ok_or(KeyError::NoActiveKey)
+    }
+
+    pub(super) fn key_of_version(&self, version: u32) -> Option<Arc<DataKey>> {
+        self.keyring.read().ok().and_then(|k| k.get(version))
+    }
+}

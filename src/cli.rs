@@ -173,11 +173,12 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<IpNet>,
-    /// How long an access request may stay pending, in seconds.
+    /// How long an access request may stay pending, in seconds (1 to 30 days' worth).
     #[arg(
         long,
         env = "STRONGROOM_ACCESS_REQUEST_TTL_SECS",
-        default_value_t = 3600
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..=2_592_000)
     )]
     access_request_ttl_secs: u64,
     #[command(flatten)]

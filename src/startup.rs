@@ -180,7 +180,10 @@ impl Application {
             Arc::clone(&keys),
             Arc::new(policies),
             Arc::clone(&clock),
-            TimeDelta::from_std(config.access_request_ttl).unwrap_or(TimeDelta::hours(1)),
+            // At most 30 days, so that no request's expiry can leave chrono's range.
+            TimeDelta::from_std(config.access_request_ttl)
+                .unwrap_or(TimeDelta::hours(1))
+                .min(TimeDelta::days(30)),
         );
         let grants = GrantService::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock));
         let state = AppState::new(

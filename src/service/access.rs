@@ -177,7 +177,11 @@ impl AccessService {
             approver_mfa: allowed.approver_mfa,
             source: source.map(|ip| ip.to_string()),
             created_at: now,
-            expires_at: now + self.request_ttl,
+            expires_at: now
+                .checked_add_signed(self.request_ttl)
+                .ok_or(AccessError::Store(StoreError::Corrupt(
+                    "request expiry out of range",
+                )))?,
         };
         let draft = if allowed.approvals == 0 {
             Some(self.draft(now)?)

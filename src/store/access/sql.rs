@@ -38,7 +38,10 @@ macro_rules! access_store {
                 request: &NewAccessRequest,
                 draft: &GrantDraft,
             ) -> Result<(), StoreError> {
-                let expires_at = draft.issued_at + TimeDelta::seconds(i64::from(request.duration_seconds));
+                let expires_at = draft
+                    .issued_at
+                    .checked_add_signed(TimeDelta::seconds(i64::from(request.duration_seconds)))
+                    .ok_or(StoreError::Corrupt("grant expiry out of range"))?;
                 ::sqlx::query(
                     $dialect.sql("insert into grants (jti, tenant_id, grantee_id, request_id, purpose, tokens, any_token, \
                                          max_uses, kid, issued_at, expires_at) \

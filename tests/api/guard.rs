@@ -32,6 +32,11 @@ async fn tokenize_problem(app: &TestApp, key: &str, pan: &str) -> (Value, u64) {
     (without_request_id(body), retry)
 }
 
+async fn metrics_text(app: &TestApp) -> String {
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    r.text().await.unwrap()
+}
+
 async fn scalar(app: &TestApp, sql: &str) -> i64 {
     let mut conn = PgConnection::connect(&app.db.url).await.unwrap();
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -149,15 +154,7 @@ async fn a_second_tokenizer_key_cannot_recover_a_pan_from_its_six_four_token() {
     assert!(!detail.contains(&victim_pan));
     let bucket = events[0]["subject"].as_str().unwrap().to_owned();
     assert_eq!(bucket.len(), 32);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&app).await;
     assert!(
         metrics.contains("strongroom_enumeration_suspected_total 1"),
         "{metrics}"
@@ -437,15 +434,7 @@ async fn a_principal_guessing_tokens_is_throttled_on_every_instance_and_audited_
         .await;
     let events: Value = r.json().await.unwrap();
     assert_eq!(events["events"].as_array().unwrap().len(), 1, "{events}");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&app).await;
     assert!(
         metrics.contains("strongroom_lookup_suspicious_total 1"),
         "{metrics}"

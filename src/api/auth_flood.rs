@@ -89,21 +89,16 @@ impl AuthFloods {
         window.count = window.count.saturating_add(1);
         window.reason = reason;
         let record = window.count == 1;
-        // The limit is per source, whichever principals' keys it tried.
-        let from_source: u32 = windows
+        // The limit is per source, whichever principals' keys it tried: one pass for the
+        // source's failures and its earliest window.
+        let (from_source, first) = windows
             .iter()
             .filter(|(k, _)| k.source == key.source)
-            .map(|(_, w)| w.count)
-            .sum();
-        let throttled = (from_source > LIMIT).then(|| {
-            let first = windows
-                .iter()
-                .filter(|(k, _)| k.source == key.source)
-                .map(|(_, w)| w.started)
-                .min()
-                .unwrap_or(now);
-            crate::domain::guard::retry_after(now, first + WINDOW)
-        });
+            .fold((0u32, now), |(n, first), (_, w)| {
+                (n.saturating_add(w.count), first.min(w.started))
+            });
+        let throttled =
+            (from_source > LIMIT).then(|| crate::domain::guard::retry_after(now, first + WINDOW));
         ended.retain(|(_, w)| w.count > 1);
         Verdict {
             record,

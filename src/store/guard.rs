@@ -145,28 +145,27 @@ pub(super) fn count_groups(
     inserted: &[bool],
     now: DateTime<Utc>,
 ) -> Vec<CountGroup> {
-    let mut groups: Vec<CountGroup> = Vec::new();
+    // Keyed and so ordered by bucket first: instances take bucket locks in the same order. A
+    // batch of 2,000 rows makes up to 2,000 groups, so they are deduplicated by key, not by a
+    // scan of those found so far.
+    let mut groups: std::collections::BTreeMap<(BucketId, Uuid, Option<Uuid>), CountGroup> =
+        std::collections::BTreeMap::new();
     for (row, _) in rows.iter().zip(inserted).filter(|(_, ok)| **ok) {
-        let group = CountGroup {
-            tenant: row.tenant,
-            bucket: row.bucket,
-            window: row.allowance.window,
-            budget: row.allowance.budget,
-            since: match row.allowance.window {
-                None => now - crate::domain::guard::BUCKET_WINDOW,
-                Some(_) => DateTime::UNIX_EPOCH,
-            },
-        };
-        if !groups
-            .iter()
-            .any(|g| (g.tenant, g.bucket, g.window) == (group.tenant, group.bucket, group.window))
-        {
-            groups.push(group);
-        }
+        let window = row.allowance.window;
+        groups
+            .entry((row.bucket, row.tenant.0, window))
+            .or_insert(CountGroup {
+                tenant: row.tenant,
+                bucket: row.bucket,
+                window,
+                budget: row.allowance.budget,
+                since: match window {
+                    None => now - crate::domain::guard::BUCKET_WINDOW,
+                    Some(_) => DateTime::UNIX_EPOCH,
+                },
+            });
     }
-    // A fixed order, so that instances take bucket locks in the same order.
-    groups.sort_by_key(|g| (g.bucket, g.tenant.0, g.window));
-    groups
+    groups.into_values().collect()
 }
 
 /// Buckets that must be locked now: those whose count overran the budget and those another

@@ -5,12 +5,10 @@
 
 pub mod access_requests;
 pub mod audit;
-pub mod auth_flood;
 pub mod detokenize;
 pub mod error;
 pub mod extract;
 pub mod grants;
-pub mod guard;
 pub mod health;
 pub mod middleware;
 pub mod rate_limit;
@@ -18,7 +16,6 @@ pub mod request_id;
 pub mod source;
 pub mod tokens;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,12 +31,11 @@ pub use error::ApiError;
 use rate_limit::RateLimits;
 
 use crate::clock::Clock;
-use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::metrics::Metrics;
-use crate::service::principals::FailedAuth;
-use crate::service::{AccessService, AuditTrail, GrantService, Guard, KeyService, TokenService};
-use crate::store::Store;
-use auth_flood::{AuthFloods, FailureKey, FailureWindow};
+use crate::service::{
+    AccessService, AuditReader, AuditTrail, Authenticator, DetokenizeService, GrantService, Health,
+    KeyService, TokenService,
+};
 
 /// Limits and timeouts of the HTTP layer.
 #[derive(Debug, Clone, Copy)]
@@ -54,45 +50,46 @@ pub struct ApiSettings {
     pub rate_limit_burst: u32,
 }
 
-/// Everything a handler needs, behind one `Arc`.
+/// Everything a handler needs, behind one `Arc`: the use cases, and what the HTTP edge keeps
+/// itself (rate limits, settings, metrics). No store: handlers reach data only through a
+/// service.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 struct Inner {
-    store: Arc<dyn Store>,
-    keys: Arc<KeyService>,
-    tokens: TokenService,
-    access: AccessService,
-    grants: GrantService,
-    audit: AuditTrail,
-    guard: Arc<Guard>,
+    services: Services,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     rate_limits: RateLimits,
-    auth_floods: AuthFloods,
     settings: ApiSettings,
     trusted_proxies: Vec<IpNet>,
 }
 
-/// The services behind the API.
+/// The use cases behind the API.
 pub struct Services {
-    /// Tokenize, look up, delete, reveal.
-    pub tokens: TokenService,
+    /// Keys: readiness and the grant-verifying JWKS.
+    pub keys: Arc<KeyService>,
+    /// Tokenize, look up, delete.
+    pub tokens: Arc<TokenService>,
+    /// Detokenize under a grant.
+    pub detokenize: DetokenizeService,
     /// Access requests.
-    pub access: AccessService,
+    pub access: Arc<AccessService>,
     /// Grants.
-    pub grants: GrantService,
-    /// The audit trail's appender.
+    pub grants: Arc<GrantService>,
+    /// The audit trail's appender (checkpointed at shutdown).
     pub audit: AuditTrail,
-    /// The oracle guards.
-    pub guard: Arc<Guard>,
+    /// Auditors' reads.
+    pub audit_reader: AuditReader,
+    /// Authentication.
+    pub authn: Arc<Authenticator>,
+    /// Readiness.
+    pub health: Health,
 }
 
 impl AppState {
     /// Assembles the state.
     pub fn new(
-        store: Arc<dyn Store>,
-        keys: Arc<KeyService>,
         services: Services,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
@@ -102,55 +99,58 @@ impl AppState {
         let rate_limits =
             RateLimits::new(settings.rate_limit_per_second, settings.rate_limit_burst);
         AppState(Arc::new(Inner {
-            store,
-            keys,
-            tokens: services.tokens,
-            access: services.access,
-            grants: services.grants,
-            audit: services.audit,
-            guard: services.guard,
+            services,
             clock,
             metrics,
             rate_limits,
-            auth_floods: AuthFloods::default(),
             settings,
             trusted_proxies,
         }))
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.0.store
-    }
-
     /// The key service.
     pub fn keys(&self) -> &KeyService {
-        &self.0.keys
+        &self.0.services.keys
     }
 
     /// The token service.
     pub fn tokens(&self) -> &TokenService {
-        &self.0.tokens
+        &self.0.services.tokens
+    }
+
+    /// Detokenize.
+    pub fn detokenizer(&self) -> &DetokenizeService {
+        &self.0.services.detokenize
     }
 
     /// The access request service.
     pub fn access(&self) -> &AccessService {
-        &self.0.access
+        &self.0.services.access
     }
 
     /// The grant service.
     pub fn grants(&self) -> &GrantService {
-        &self.0.grants
+        &self.0.services.grants
     }
 
     /// The audit trail.
     pub fn audit(&self) -> &AuditTrail {
-        &self.0.audit
+        &self.0.services.audit
     }
 
-    /// The oracle guards.
-    pub fn guard(&self) -> &Guard {
-        &self.0.guard
+    /// Auditors' reads.
+    pub fn audit_reader(&self) -> &AuditReader {
+        &self.0.services.audit_reader
+    }
+
+    /// Authentication.
+    pub fn authn(&self) -> &Authenticator {
+        &self.0.services.authn
+    }
+
+    /// Readiness.
+    pub fn health(&self) -> &Health {
+        &self.0.services.health
     }
 
     /// Proxies whose `X-Forwarded-For` is believed.
@@ -177,78 +177,6 @@ impl AppState {
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
     }
-
-    /// The one place where authentication failures are observed: counted, logged and audited
-    /// (by reason and source address, never the presented key; under the principal and its
-    /// tenant when the key is one the vault knows). A flood from one source is aggregated in
-    /// the trail (see [`auth_flood`]); the answer is the number of seconds to make the source
-    /// wait when it is past its limit. The caller gets its answer whether or not the record
-    /// could be written.
-    pub async fn observe_auth_failure(
-        &self,
-        failure: FailedAuth,
-        source: Option<IpAddr>,
-    ) -> Option<u64> {
-        let reason = failure.reason.as_str();
-        self.0.metrics.observe_auth_failure(reason);
-        let request_id = request_id::current();
-        tracing::warn!(
-            request_id = %request_id,
-            reason,
-            source = %source.map(|ip| ip.to_string()).unwrap_or_default(),
-            "authentication failed"
-        );
-        let key = FailureKey {
-            source,
-            principal: failure.principal.as_ref().map(|p| (p.id, p.tenant)),
-        };
-        let now = self.clock().now();
-        let verdict = self.0.auth_floods.observe(key, reason, now);
-        // Ended windows first, so the trail reads in the order things happened.
-        self.record_auth_floods(verdict.ended).await;
-        if verdict.record {
-            let mut event = auth_failure_event(key, now);
-            event.detail = Some(reason.to_owned());
-            event.request_id = Some(request_id);
-            let _ = self.audit().record(event).await;
-        }
-        verdict.throttled
-    }
-
-    /// Writes the aggregated records of failure windows that have ended (also called on a
-    /// timer, so a flood that stops is still recorded).
-    pub async fn sweep_auth_floods(&self) {
-        let ended = self.0.auth_floods.sweep(self.clock().now());
-        self.record_auth_floods(ended).await;
-    }
-
-    async fn record_auth_floods(&self, ended: Vec<(FailureKey, FailureWindow)>) {
-        for (key, window) in ended {
-            let mut event = auth_failure_event(key, self.clock().now());
-            event.detail = Some(format!(
-                "{} failures from this source between {} and the end of a {}s window \
-                 (the first recorded on its own; last reason {})",
-                window.count,
-                window.started.to_rfc3339(),
-                auth_flood::WINDOW.num_seconds(),
-                window.reason,
-            ));
-            let _ = self.audit().record(event).await;
-        }
-    }
-}
-
-/// An `auth.failure` record for `key`, without its detail.
-fn auth_failure_event(key: FailureKey, now: chrono::DateTime<chrono::Utc>) -> AuditEvent {
-    let mut event = AuditEvent::new(Action::AuthFailure, now);
-    event.outcome = Outcome::Denied;
-    event.code = Some(ApiError::Unauthenticated.status_and_code().1.to_owned());
-    event.source = key.source.map(|ip| ip.to_string());
-    if let Some((principal, tenant)) = key.principal {
-        event.actor = Some(principal);
-        event.tenant = Some(tenant);
-    }
-    event
 }
 
 /// One route: method, path template and handler. The route table is data so that a test can

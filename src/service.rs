@@ -6,19 +6,29 @@
 
 pub mod access;
 pub mod audit;
+pub mod auth_flood;
+pub mod authn;
+pub mod context;
+pub mod detokenize;
 pub mod grants;
 pub mod guard;
+pub mod health;
+pub mod housekeeping;
 pub mod keys;
 pub mod mfa;
 pub mod principals;
 pub mod token_writer;
 pub mod tokens;
 
-pub use access::{AccessAskInput, AccessError, AccessRequestView, AccessService};
-pub use audit::{Anchor, AuditError, AuditTrail};
+pub use access::{AccessAskInput, AccessError, AccessRequestView, AccessService, DecisionInput};
+pub use audit::{Anchor, AuditError, AuditRead, AuditReader, AuditTrail, Refusal};
+pub use authn::Authenticator;
+pub use context::{Forbidden, RequestContext};
+pub use detokenize::{DetokenizeService, Revealed};
 pub use grants::{GrantError, GrantService};
-
-pub use guard::{Guard, GuardError};
+pub use guard::{Alarms, Guard, GuardError, Throttled};
+pub use health::Health;
+pub use housekeeping::Housekeeping;
 pub use keys::{KeyError, KeyService, KeySettings};
 pub use principals::{AuthFailure, FailedAuth, NewPrincipalRequest, PrincipalError};
 pub use tokens::{TokenError, TokenService, TokenView, TokenizeItem, Tokenized};

@@ -22,13 +22,13 @@ use chrono::TimeDelta;
 use crate::api::{self, AppState, Services};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeConfig;
-use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::{PolicyError, PolicySet};
 use crate::metrics::Metrics;
 use crate::random::{Csprng, SystemRandom};
 use crate::service::keys::load_checkpoint_key;
 use crate::service::{
-    AccessService, Anchor, AuditTrail, GrantService, Guard, KeyError, KeyService, TokenService,
+    AccessService, Alarms, Anchor, AuditReader, AuditTrail, Authenticator, DetokenizeService,
+    GrantService, Guard, Health, Housekeeping, KeyError, KeyService, TokenService,
 };
 use crate::store::{self, SchemaStatus, StoreError};
 use crate::tls::{self, TlsError};
@@ -89,6 +89,7 @@ pub struct Application {
     tls: Option<TlsAcceptor>,
     router: Router,
     state: AppState,
+    housekeeping: Housekeeping,
     purge_interval: Duration,
     header_read_timeout: Duration,
 }
@@ -168,33 +169,65 @@ impl Application {
             Arc::clone(&clock),
             config.tokenize_bucket_budget,
         ));
-        let tokens = TokenService::new(
+        let alarms = Alarms::new(Arc::clone(&guard), audit.clone(), metrics.clone());
+        let tokens = Arc::new(TokenService::new(
             Arc::clone(&store),
             Arc::clone(&keys),
-            Arc::clone(&guard),
+            alarms.clone(),
+            audit.clone(),
             rng,
             Arc::clone(&clock),
-        );
-        let access = AccessService::new(
+        ));
+        let access = Arc::new(AccessService::new(
             Arc::clone(&store),
             Arc::clone(&keys),
             Arc::new(policies),
+            audit.clone(),
             Arc::clone(&clock),
             // At most 30 days, so that no request's expiry can leave chrono's range.
             TimeDelta::from_std(config.access_request_ttl)
                 .unwrap_or(TimeDelta::hours(1))
                 .min(TimeDelta::days(30)),
+        ));
+        let grants = Arc::new(GrantService::new(
+            Arc::clone(&store),
+            Arc::clone(&keys),
+            audit.clone(),
+            Arc::clone(&clock),
+        ));
+        let authn = Arc::new(Authenticator::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            audit.clone(),
+            metrics.clone(),
+        ));
+        let housekeeping = Housekeeping::new(
+            Arc::clone(&tokens),
+            Arc::clone(&access),
+            guard,
+            Arc::clone(&authn),
         );
-        let grants = GrantService::new(Arc::clone(&store), Arc::clone(&keys), Arc::clone(&clock));
         let state = AppState::new(
-            store,
-            keys,
             Services {
+                keys,
+                detokenize: DetokenizeService::new(
+                    Arc::clone(&tokens),
+                    Arc::clone(&grants),
+                    alarms,
+                    audit.clone(),
+                    Arc::clone(&clock),
+                ),
                 tokens,
                 access,
                 grants,
+                audit_reader: AuditReader::new(
+                    Arc::clone(&store),
+                    audit.clone(),
+                    Arc::clone(&clock),
+                ),
                 audit,
-                guard,
+                authn,
+                health: Health::new(store),
             },
             clock,
             metrics,
@@ -209,6 +242,7 @@ impl Application {
             tls,
             router: api::router(state.clone()),
             state,
+            housekeeping,
             purge_interval: config.purge_interval,
             header_read_timeout: config.header_read_timeout,
         })
@@ -246,11 +280,12 @@ impl Application {
             tls,
             router,
             state,
+            housekeeping,
             purge_interval,
             header_read_timeout,
         } = self;
         let audit = state.audit().clone();
-        let purger = tokio::spawn(purge_expired_tokens(state, purge_interval));
+        let purger = tokio::spawn(keep_house(state, housekeeping, purge_interval));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A client that trickles its headers (slowloris) is cut off instead of holding a task.
         builder
@@ -332,38 +367,14 @@ impl Application {
     }
 }
 
-/// Housekeeping now and then: destroys the card data of expired tokens, marks lapsed access
-/// requests expired and forgets the rate limit state of idle principals.
-async fn purge_expired_tokens(state: AppState, every: Duration) {
+/// Housekeeping now and then (see [`Housekeeping`]), and forgetting the rate limit state of
+/// idle principals.
+async fn keep_house(state: AppState, housekeeping: Housekeeping, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
         state.rate_limits().forget_idle();
-        state.sweep_auth_floods().await;
-        if let Err(e) = state.guard().purge_misses().await {
-            tracing::warn!(error = %e, "purging old lookup misses failed");
-        }
-        match state.tokens().purge_expired().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "destroyed expired tokens"),
-            Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
-        }
-        match state.access().expire_pending().await {
-            Ok(expired) if expired.is_empty() => {}
-            Ok(expired) => {
-                tracing::info!(expired = expired.len(), "expired pending access requests");
-                for request in expired {
-                    let mut event =
-                        AuditEvent::new(Action::AccessRequestExpire, state.clock().now());
-                    event.tenant = Some(request.tenant);
-                    event.subject = Some(request.id.to_string());
-                    event.purpose = Some(request.purpose);
-                    event.detail = Some(format!("requester {}", request.requester));
-                    let _ = state.audit().record(event).await;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "expiring access requests failed"),
-        }
+        housekeeping.run_once().await;
     }
 }
 

@@ -16,14 +16,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::audit::Audit;
-use super::extract::{Caller, JsonBody, OptionalJsonBody, from_value, limit_param, query_params};
+use super::extract::{JsonBody, OptionalJsonBody, from_value, limit_param, query_params};
 use super::{ApiError, AppState, Route};
 use crate::domain::access::{TextError, check_text};
-use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::policy::MAX_TOKENS;
-use crate::domain::{PrincipalId, Purpose, RequestStatus, Role, Token};
-use crate::service::{AccessAskInput, AccessRequestView};
+use crate::domain::{PrincipalId, Purpose, RequestStatus, Token};
+use crate::service::{AccessAskInput, AccessRequestView, DecisionInput, RequestContext};
 
 /// The routes of this resource.
 pub fn routes() -> Vec<Route> {
@@ -35,16 +33,6 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::POST, "/v1/access-requests/{id}/deny", deny),
     ]
 }
-
-/// Who may see requests and grants: their own, or the tenant's for approvers, admins and
-/// auditors.
-pub const VIEWERS: &[Role] = &[
-    Role::Requester,
-    Role::Detokenizer,
-    Role::Approver,
-    Role::Admin,
-    Role::Auditor,
-];
 
 /// A TOTP code. Wiped on drop, never printed.
 struct Code(Zeroizing<String>);
@@ -260,74 +248,47 @@ struct ListBody {
 }
 
 /// The `{id}` of the path; anything that is not a UUID is an unknown request.
-fn path_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiError> {
-    path.ok()
-        .and_then(|Path(id)| Uuid::parse_str(&id).ok())
-        .ok_or(ApiError::RequestNotFound)
-}
-
-/// What an access request's record says about the request, once it exists.
-fn describe(event: &mut AuditEvent, view: &AccessRequestView) {
-    let r = &view.record.request;
-    event.subject = Some(r.id.to_string());
-    event.purpose = Some(r.purpose.clone());
-    event.grant_jti = view.record.grant;
-    event.detail = Some(view.status.as_str().to_owned());
+fn path_id(path: Result<Path<String>, PathRejection>) -> Option<Uuid> {
+    path.ok().and_then(|Path(id)| Uuid::parse_str(&id).ok())
 }
 
 async fn create(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
-    let mut event = audit.event(&state, Action::AccessRequestCreate, &caller);
-    let result = async {
-        let principal = caller.require_any(&[Role::Detokenizer, Role::Requester])?;
-        let ask: AccessAskInput = from_value::<CreateBody>(body?.0)?.try_into()?;
-        event.tokens = ask.tokens.iter().map(|t| t.as_str().to_owned()).collect();
-        event.purpose = Some(ask.purpose.as_str().to_owned());
-        event.reason = Some(ask.reason.clone());
-        let view = state
-            .access()
-            .create(principal, ask, audit.source())
-            .await?;
-        describe(&mut event, &view);
-        Ok(view)
-    }
-    .await;
-    let view = audit.settle(&state, event, result).await?;
+    let asked = body.and_then(|b| from_value::<CreateBody>(b.0)?.try_into());
+    let view = state.access().create(&ctx, asked).await?;
     Ok((StatusCode::CREATED, Json(RequestBody::from(view))).into_response())
 }
 
 async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RequestBody>, ApiError> {
-    let principal = caller.require_any(VIEWERS)?;
-    let id = path_id(path)?;
-    Ok(Json(state.access().get(principal, id).await?.into()))
+    let view = state.access().get::<ApiError>(&ctx, path_id(path)).await?;
+    Ok(Json(view.into()))
 }
 
 async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    ctx: RequestContext,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<ListBody>, ApiError> {
-    let principal = caller.require_any(VIEWERS)?;
-    let params = query_params(query, &["status", "limit"])?;
-    let status = params
-        .get("status")
-        .map(|s| {
-            s.parse::<RequestStatus>()
-                .map_err(|()| invalid("status", "one of pending, approved, denied, expired"))
-        })
-        .transpose()?;
-    let limit = limit_param(&params)?;
+    let asked = query_params(query, &["status", "limit"]).and_then(|params| {
+        let status = params
+            .get("status")
+            .map(|s| {
+                s.parse::<RequestStatus>()
+                    .map_err(|()| invalid("status", "one of pending, approved, denied, expired"))
+            })
+            .transpose()?;
+        Ok((status, limit_param(&params)?))
+    });
     let requests = state
         .access()
-        .list(principal, status, limit)
+        .list(&ctx, asked)
         .await?
         .into_iter()
         .map(RequestBody::from)
@@ -337,55 +298,34 @@ async fn list(
 
 async fn approve(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
     body: Result<OptionalJsonBody, ApiError>,
 ) -> Result<Json<RequestBody>, ApiError> {
-    let mut event = audit.event(&state, Action::AccessRequestApprove, &caller);
-    let result = async {
-        let principal = caller.require(Role::Approver)?;
-        let id = path_id(path)?;
-        event.subject = Some(id.to_string());
-        let body: ApproveBody = from_value(body?.0)?;
-        let comment = check_comment(body.comment)?;
-        event.reason.clone_from(&comment);
-        let view = state
-            .access()
-            .approve(principal, id, comment, body.totp.map(|c| c.0))
-            .await?;
-        describe(&mut event, &view);
-        Ok(view)
-    }
-    .await;
-    audit
-        .settle(&state, event, result)
-        .await
-        .map(|v| Json(v.into()))
+    let asked = body.and_then(|b| {
+        let body: ApproveBody = from_value(b.0)?;
+        Ok(DecisionInput {
+            comment: check_comment(body.comment)?,
+            totp: body.totp.map(|c| c.0),
+        })
+    });
+    let view = state.access().approve(&ctx, path_id(path), asked).await?;
+    Ok(Json(view.into()))
 }
 
 async fn deny(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
     body: Result<OptionalJsonBody, ApiError>,
 ) -> Result<Json<RequestBody>, ApiError> {
-    let mut event = audit.event(&state, Action::AccessRequestDeny, &caller);
-    let result = async {
-        let principal = caller.require(Role::Approver)?;
-        let id = path_id(path)?;
-        event.subject = Some(id.to_string());
-        let body: DenyBody = from_value(body?.0)?;
-        let comment = check_comment(body.comment)?;
-        event.reason.clone_from(&comment);
-        let view = state.access().deny(principal, id, comment).await?;
-        describe(&mut event, &view);
-        Ok(view)
-    }
-    .await;
-    audit
-        .settle(&state, event, result)
-        .await
-        .map(|v| Json(v.into()))
+    let asked = body.and_then(|b| {
+        let body: DenyBody = from_value(b.0)?;
+        Ok(DecisionInput {
+            comment: check_comment(body.comment)?,
+            totp: None,
+        })
+    });
+    let view = state.access().deny(&ctx, path_id(path), asked).await?;
+    Ok(Json(view.into()))
 }

@@ -1,103 +1,25 @@
-//! Auditing at the HTTP edge, and `GET /v1/audit` for auditors.
-//!
-//! [`Audit`] captures who is asking, from where and under which request id; a handler fills in
-//! what the event touched and [`Audit::settle`] records its outcome. A success is only answered
-//! once its record is durable: if the trail cannot be written the caller gets `503
-//! audit_unavailable` instead. A refusal is answered as it is whether or not its record lands
-//! (the failure is logged and counted). Nothing here records a PAN, a key, a code or a JWT.
+//! `GET /v1/audit`: auditors read their tenant's trail (`service::audit::AuditReader`
+//! checks the role and records the read).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{Query, State};
 use axum::http::Method;
-use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::extract::{Caller, limit_param, query_params};
-use super::source::Source;
-use super::{ApiError, AppState, Route, request_id};
-use crate::domain::audit::{Action, AuditEvent, Outcome, StoredRecord};
-use crate::domain::{Principal, PrincipalId, Role, Token};
-use crate::service::audit;
-use crate::store::AuditQuery;
+use super::extract::{limit_param, query_params};
+use super::{ApiError, AppState, Route};
+use crate::domain::audit::{Action, AuditQuery, Outcome, StoredRecord};
+use crate::domain::{PrincipalId, TenantId, Token};
+use crate::service::{AuditRead, RequestContext};
 
 /// The routes of this resource.
 pub fn routes() -> Vec<Route> {
     vec![Route::new(Method::GET, "/v1/audit", list)]
-}
-
-/// The request's context for its audit record.
-#[derive(Debug, Clone)]
-pub struct Audit {
-    request_id: String,
-    source: Option<IpAddr>,
-}
-
-impl FromRequestParts<AppState> for Audit {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Source(source) = Source::from_request_parts(parts, state).await?;
-        Ok(Audit {
-            request_id: request_id::current(),
-            source,
-        })
-    }
-}
-
-impl Audit {
-    /// Where the request comes from (see [`Source`]).
-    pub fn source(&self) -> Option<IpAddr> {
-        self.source
-    }
-
-    /// An event of `action` by `caller`, now.
-    pub fn event(&self, state: &AppState, action: Action, caller: &Caller) -> AuditEvent {
-        let mut event = AuditEvent::new(action, state.clock().now());
-        event.tenant = Some(caller.0.tenant);
-        event.actor = Some(caller.0.id);
-        event.request_id = Some(self.request_id.clone());
-        event.source = self.source.map(|ip| ip.to_string());
-        event
-    }
-
-    /// Records how `result` ended and passes it on; a success whose record could not be
-    /// written becomes `503 audit_unavailable`.
-    pub async fn settle<T>(
-        &self,
-        state: &AppState,
-        mut event: AuditEvent,
-        result: Result<T, ApiError>,
-    ) -> Result<T, ApiError> {
-        match &result {
-            Ok(_) => event.outcome = Outcome::Success,
-            Err(e) => {
-                let (status, code) = e.status_and_code();
-                event.outcome = if status.is_server_error() {
-                    Outcome::Error
-                } else {
-                    Outcome::Denied
-                };
-                event.code = Some(code.to_owned());
-                if let ApiError::PolicyDenied(denial) = e {
-                    event.detail = Some(denial.as_str().to_owned());
-                }
-            }
-        }
-        let recorded = state.audit().record(event).await;
-        match (result, recorded) {
-            (Ok(_), Err(_)) => Err(ApiError::AuditUnavailable),
-            (result, _) => result,
-        }
-    }
 }
 
 #[derive(Serialize)]
@@ -177,10 +99,7 @@ fn time_param(
 }
 
 /// The auditor's filters, parsed; every bad value is a 422 naming its parameter.
-fn parse_query(
-    principal: &Principal,
-    params: &HashMap<String, String>,
-) -> Result<AuditQuery, ApiError> {
+fn parse_query(tenant: TenantId, params: &HashMap<String, String>) -> Result<AuditQuery, ApiError> {
     let since = time_param(params, "since")?;
     let until = time_param(params, "until")?;
     if let (Some(s), Some(u)) = (since, until)
@@ -228,7 +147,7 @@ fn parse_query(
         })
         .transpose()?;
     Ok(AuditQuery {
-        tenant: principal.tenant,
+        tenant,
         since,
         until,
         actor,
@@ -246,30 +165,25 @@ const PARAMS: &[&str] = &[
 
 async fn list(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<EventsBody>, ApiError> {
-    let mut event = audit.event(&state, Action::AuditRead, &caller);
-    let result = async {
-        let principal = caller.require(Role::Auditor)?;
-        let params = query_params(query, PARAMS)?;
-        let query = parse_query(principal, &params)?;
-        // What was asked, never a value outside our own vocabulary: the filters' names, and
-        // the token (checked to be a token, not a card number) in `tokens`.
+    let asked = query_params(query, PARAMS).and_then(|params| {
+        let query = parse_query(ctx.principal.tenant, &params)?;
         let mut names: Vec<&str> = params.keys().map(String::as_str).collect();
         names.sort_unstable();
-        event.detail = Some(names.join(","));
-        event.tokens.extend(query.token.clone());
-        let found = audit::query(state.store().as_ref(), &query).await?;
-        let next_cursor = (found.len() == query.limit as usize)
-            .then(|| found.last().map(|r| r.id.to_string()))
-            .flatten();
-        Ok(EventsBody {
-            events: found.into_iter().map(EventBody::from).collect(),
-            next_cursor,
+        Ok(AuditRead {
+            query,
+            filters: names.join(","),
         })
-    }
-    .await;
-    audit.settle(&state, event, result).await.map(Json)
+    });
+    let limit = asked.as_ref().map_or(0, |a| a.query.limit as usize);
+    let found = state.audit_reader().read(&ctx, asked).await?;
+    let next_cursor = (found.len() == limit)
+        .then(|| found.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(EventsBody {
+        events: found.into_iter().map(EventBody::from).collect(),
+        next_cursor,
+    }))
 }

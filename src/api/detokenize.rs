@@ -1,9 +1,8 @@
 //! `POST /v1/detokenize`: card numbers back, under a grant.
 //!
-//! The grant is checked and one of its uses taken before any PAN is decrypted, and the PANs
-//! are released only after the audit record of this call has committed (fail closed). The
-//! answer is built straight from the zeroizing `Pan`s into the response bytes; nothing here
-//! logs a PAN or the grant.
+//! The use case (`service::detokenize`) checks the grant, takes one use, reveals and records;
+//! the PANs reach this handler only once the record is durable. The answer is built straight
+//! from the zeroizing `Pan`s into the response bytes; nothing here logs a PAN or the grant.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,13 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::audit::Audit;
-use super::extract::{Caller, JsonBody, from_value};
-use super::guard::{check_lookups, observe_miss};
+use super::extract::{JsonBody, from_value};
 use super::{ApiError, AppState, Route};
-use crate::domain::audit::Action;
+use crate::domain::Token;
 use crate::domain::policy::MAX_TOKENS;
-use crate::domain::{Role, Token};
+use crate::service::{RequestContext, Revealed};
 
 /// The header that carries the grant.
 pub const GRANT_HEADER: &str = "x-access-grant";
@@ -66,38 +63,18 @@ fn parse_tokens(body: DetokenizeBody) -> Result<Vec<Token>, ApiError> {
 
 async fn detokenize(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     headers: HeaderMap,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
-    let mut event = audit.event(&state, Action::Detokenize, &caller);
-    let result = async {
-        let principal = caller.require_any(&[Role::Detokenizer, Role::Requester])?;
-        check_lookups(&state, principal)?;
-        let tokens = parse_tokens(from_value(body?.0)?)?;
-        event.tokens = tokens.iter().map(|t| t.as_str().to_owned()).collect();
-        let grant = match headers.get(GRANT_HEADER).map(|v| v.to_str()) {
-            None => None,
-            Some(Ok(v)) => Some(v.trim()),
-            // Not visible ASCII: cannot be one of our grants.
-            Some(Err(_)) => Some(""),
-        };
-        let (presented, authorized) = state.grants().authorize(principal, grant, &tokens).await;
-        if let Some(p) = presented {
-            event.grant_jti = Some(p.jti);
-            event.purpose = Some(p.purpose);
-        }
-        let authorized = authorized?;
-        event.detail = Some(format!("use {}", authorized.use_number));
-        let pans = state.tokens().reveal(principal.tenant, &tokens).await?;
-        Ok((tokens, pans))
-    }
-    .await;
-    observe_miss(&state, &audit, &caller, &result).await;
-    // The card numbers leave only once the record of their release is durable; if it cannot
-    // be written they are dropped (and wiped) here and the caller gets 503.
-    let (tokens, pans) = audit.settle(&state, event, result).await?;
+    let asked = body.and_then(|b| parse_tokens(from_value(b.0)?));
+    let grant = match headers.get(GRANT_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => Some(v.trim()),
+        // Not visible ASCII: cannot be one of our grants.
+        Some(Err(_)) => Some(""),
+    };
+    let Revealed { tokens, pans } = state.detokenizer().detokenize(&ctx, grant, asked).await?;
     let mut data = Vec::with_capacity(tokens.len());
     for (token, pan) in tokens.iter().zip(&pans) {
         let value = std::str::from_utf8(pan.expose_digits()).map_err(|_| ApiError::Internal)?;

@@ -11,9 +11,11 @@ use serde::Serialize;
 
 use super::request_id;
 use crate::domain::{Denial, FormatError, MetadataError, PanError};
+use crate::service::audit::ReadError;
 use crate::service::mfa::MfaFailure;
-use crate::service::{AccessError, GrantError, KeyError, TokenError};
-use crate::store::StoreError;
+use crate::service::{
+    AccessError, AuditError, Forbidden, GrantError, KeyError, Refusal, Throttled, TokenError,
+};
 
 /// An API refusal.
 #[derive(Debug, thiserror::Error)]
@@ -363,7 +365,7 @@ impl From<TokenError> for ApiError {
             TokenError::Expired => ApiError::TokenExpired,
             TokenError::EnumerationSuspected(s) => ApiError::EnumerationSuspected(s),
             TokenError::Key(e) => internal("key operation failed", &e),
-            TokenError::Store(e) => e.into(),
+            TokenError::Store(e) => internal("store operation failed", &e),
         }
     }
 }
@@ -379,7 +381,7 @@ impl From<AccessError> for ApiError {
             AccessError::Closed => ApiError::AlreadyDecided,
             AccessError::Expired => ApiError::RequestExpired,
             AccessError::Key(e) => e.into(),
-            AccessError::Store(e) => e.into(),
+            AccessError::Store(e) => internal("store operation failed", &e),
         }
     }
 }
@@ -395,14 +397,50 @@ impl From<GrantError> for ApiError {
             GrantError::Scope => ApiError::GrantScope,
             GrantError::NotFound => ApiError::GrantNotFound,
             GrantError::Key(e) => e.into(),
-            GrantError::Store(e) => e.into(),
+            GrantError::Store(e) => internal("store operation failed", &e),
         }
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
         internal("store operation failed", &e)
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(_: AuditError) -> Self {
+        ApiError::AuditUnavailable
+    }
+}
+
+impl From<Forbidden> for ApiError {
+    fn from(_: Forbidden) -> Self {
+        ApiError::Forbidden
+    }
+}
+
+impl From<Throttled> for ApiError {
+    fn from(Throttled(seconds): Throttled) -> Self {
+        ApiError::RateLimited(seconds)
+    }
+}
+
+/// The trail records a refusal with the code its answer carries.
+impl Refusal for ApiError {
+    fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
+    fn is_fault(&self) -> bool {
+        self.status_and_code().0.is_server_error()
+    }
+
+    fn detail(&self) -> Option<&'static str> {
+        match self {
+            ApiError::PolicyDenied(denial) => Some(denial.as_str()),
+            _ => None,
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Extractors: the authenticated caller, and JSON bodies parsed strictly.
+//! Extractors: the request context (who is asking, from where), and JSON bodies parsed
+//! strictly.
 //!
 //! Strict means: `application/json` only, no duplicate keys at any depth, unknown fields
 //! refused, and no error that repeats what the caller sent (serde's messages can quote input,
@@ -14,33 +15,16 @@ use axum::http::{StatusCode, header};
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use super::error::internal;
 use super::source::Source;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, request_id};
 use crate::domain::card_data::names_sensitive_data;
-use crate::domain::{Principal, Role};
-use crate::service::principals;
+use crate::service::RequestContext;
 
-/// The authenticated principal making the request.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
-
-impl Caller {
-    /// The principal, if it holds `role`; otherwise 403.
-    pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
-        self.require_any(&[role])
-    }
-
-    /// The principal, if it holds one of `roles`; otherwise 403.
-    pub fn require_any(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
-        if roles.iter().any(|r| self.0.has(*r)) {
-            Ok(&self.0)
-        } else {
-            Err(ApiError::Forbidden)
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Caller {
+/// The one extractor of who is asking: authenticates the API key (a failure is observed by
+/// the authenticator and answered 401, or 429 for a flood), applies the principal's rate
+/// limit, and adds the request id and the source address.
+impl FromRequestParts<AppState> for RequestContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -53,15 +37,25 @@ impl FromRequestParts<AppState> for Caller {
             // Not visible ASCII: cannot be one of our keys.
             Some(Err(_)) => Some(""),
         };
-        match principals::authenticate(state.store(), state.clock(), authorization).await? {
+        let authenticated = state.authn().authenticate(authorization).await;
+        let authenticated = authenticated.map_err(|e| internal("authentication failed", &e))?;
+        let Source(source) = Source::from_request_parts(parts, state).await?;
+        match authenticated {
             Ok(principal) => match state.rate_limits().check(principal.id) {
-                Ok(()) => Ok(Caller(principal)),
+                Ok(()) => Ok(RequestContext {
+                    principal,
+                    request_id: request_id::current(),
+                    source,
+                }),
                 // Whole seconds, rounded up, at least one (RFC 9110 §10.2.3).
                 Err(wait) => Err(ApiError::RateLimited(wait.as_secs() + 1)),
             },
             Err(failure) => {
-                let Source(source) = Source::from_request_parts(parts, state).await?;
-                match state.observe_auth_failure(failure, source).await {
+                let observed = state
+                    .authn()
+                    .observe_failure(failure, source, request_id::current())
+                    .await;
+                match observed {
                     // A flood from this source: slowed down, whatever the key was.
                     Some(wait) => Err(ApiError::RateLimited(wait)),
                     None => Err(ApiError::Unauthenticated),

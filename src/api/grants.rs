@@ -14,13 +14,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::access_requests::VIEWERS;
-use super::audit::Audit;
-use super::extract::{Caller, OptionalJsonBody, from_value, limit_param, query_params};
+use super::extract::{OptionalJsonBody, from_value, limit_param, query_params};
 use super::{ApiError, AppState, Route};
 use crate::domain::access::GrantRecord;
-use crate::domain::audit::Action;
-use crate::domain::{PrincipalId, Role, Token};
+use crate::domain::{PrincipalId, Token};
+use crate::service::RequestContext;
 
 /// The routes of this resource.
 pub fn routes() -> Vec<Route> {
@@ -80,25 +78,25 @@ struct RevokeAllBody {
 
 async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    ctx: RequestContext,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<ListBody>, ApiError> {
-    let principal = caller.require_any(VIEWERS)?;
-    let params = query_params(query, &["active", "limit"])?;
-    let active = match params.get("active").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(ApiError::InvalidField {
-                field: "active".into(),
-                expected: "true or false",
-            });
-        }
-    };
-    let limit = limit_param(&params)?;
+    let asked = query_params(query, &["active", "limit"]).and_then(|params| {
+        let active = match params.get("active").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(ApiError::InvalidField {
+                    field: "active".into(),
+                    expected: "true or false",
+                });
+            }
+        };
+        Ok((active, limit_param(&params)?))
+    });
     let grants = state
         .grants()
-        .list(principal, active, limit)
+        .list(&ctx, asked)
         .await?
         .into_iter()
         .map(GrantBody::from)
@@ -108,53 +106,24 @@ async fn list(
 
 async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let mut event = audit.event(&state, Action::GrantRevoke, &caller);
-    let result = async {
-        let principal = caller.require_any(&[
-            Role::Requester,
-            Role::Detokenizer,
-            Role::Approver,
-            Role::Admin,
-        ])?;
-        let jti = path
-            .ok()
-            .and_then(|Path(id)| Uuid::parse_str(&id).ok())
-            .ok_or(ApiError::GrantNotFound)?;
-        event.grant_jti = Some(jti);
-        let grant = state.grants().revoke(principal, jti).await?;
-        event.purpose = Some(grant.purpose);
-        event.subject = Some(grant.grantee.to_string());
-        Ok(())
-    }
-    .await;
-    audit.settle(&state, event, result).await?;
+    let jti = path.ok().and_then(|Path(id)| Uuid::parse_str(&id).ok());
+    state.grants().revoke::<ApiError>(&ctx, jti).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn revoke_all(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     body: Result<OptionalJsonBody, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut event = audit.event(&state, Action::GrantRevokeAll, &caller);
-    let result = async {
-        let admin = caller.require(Role::Admin)?;
-        let body: RevokeAllBody = from_value(body?.0)?;
-        event.subject = body.principal.map(|p| p.to_string());
-        let revoked = state
-            .grants()
-            .revoke_all(admin, body.principal.map(PrincipalId))
-            .await?;
-        event.detail = Some(format!("revoked {revoked}"));
-        Ok(revoked)
-    }
-    .await;
-    let revoked = audit.settle(&state, event, result).await?;
+    let asked = body.and_then(|b| {
+        let body: RevokeAllBody = from_value(b.0)?;
+        Ok(body.principal.map(PrincipalId))
+    });
+    let revoked = state.grants().revoke_all(&ctx, asked).await?;
     Ok(Json(json!({ "revoked": revoked })))
 }
 

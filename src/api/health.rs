@@ -24,7 +24,7 @@ async fn healthz() -> Json<Value> {
 
 /// The database answers and the keys are loaded.
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    if let Err(e) = state.store().ping().await {
+    if let Err(e) = state.health().ready().await {
         tracing::warn!(error = %e, "readiness: database does not answer");
         return Err(ApiError::NotReady);
     }

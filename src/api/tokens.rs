@@ -10,16 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::audit::Audit;
 use super::error::Problem;
-use super::extract::{Caller, JsonBody, from_value, sensitive_top_level};
-use super::guard::{check_lookups, observe_miss, record_locks};
+use super::extract::{JsonBody, from_value, sensitive_top_level};
 use super::{ApiError, AppState, Route};
-use crate::domain::audit::Action;
 use crate::domain::card_data::{holds_sensitive_key, names_sensitive_data};
-use crate::domain::guard::BucketLocked;
-use crate::domain::{Metadata, MetadataError, Pan, Principal, Role, Token, TokenFormat};
-use crate::service::{TokenView, TokenizeItem};
+use crate::domain::{Metadata, MetadataError, Pan, Role, Token, TokenFormat};
+use crate::service::{RequestContext, TokenView, TokenizeItem};
 
 /// Most items in one batch call.
 pub const MAX_BATCH: usize = 1000;
@@ -129,28 +125,11 @@ struct BatchBody {
 
 async fn tokenize(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
-    let mut event = audit.event(&state, Action::Tokenize, &caller);
-    let mut locked: Vec<BucketLocked> = Vec::new();
-    let result = async {
-        let principal = caller.require(Role::Tokenizer)?;
-        let item = parse_item(body?.0)?;
-        let mut tokenized = state
-            .tokens()
-            .tokenize(principal, std::slice::from_ref(&item))
-            .await?;
-        locked = tokenized.locked;
-        let view = tokenized.results.pop().ok_or(ApiError::Internal)??;
-        event.tokens.push(view.token.as_str().to_owned());
-        event.detail = Some(if view.created { "created" } else { "existing" }.to_owned());
-        Ok(view)
-    }
-    .await;
-    record_locks(&state, &audit, &caller, &locked).await;
-    let view = audit.settle(&state, event, result).await?;
+    let asked = body.and_then(|b| parse_item(b.0));
+    let view = state.tokens().tokenize(&ctx, asked).await?;
     let status = if view.created {
         StatusCode::CREATED
     } else {
@@ -161,137 +140,75 @@ async fn tokenize(
 
 async fn tokenize_batch(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<BatchBody>, ApiError> {
-    let mut event = audit.event(&state, Action::TokenizeBatch, &caller);
-    let mut locked: Vec<BucketLocked> = Vec::new();
-    let result = async {
-        let principal = caller.require(Role::Tokenizer)?;
-        let batch: BatchRequest = from_value(body?.0)?;
-        tokenize_items(&state, principal, batch, &mut locked)
-            .await
-            .map(|results| {
-                let mut refused = 0;
-                for r in &results {
-                    match r {
-                        BatchResult::Token(t) => event.tokens.push(t.token.as_str().to_owned()),
-                        BatchResult::Error { .. } => refused += 1,
-                    }
-                }
-                event.detail = Some(format!("items={} refused={refused}", results.len()));
-                BatchBody { results }
-            })
-    }
-    .await;
-    record_locks(&state, &audit, &caller, &locked).await;
-    audit.settle(&state, event, result).await.map(Json)
+    let asked = parse_batch(&state, &ctx, body);
+    let results = state
+        .tokens()
+        .tokenize_batch(&ctx, asked)
+        .await?
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(view) => BatchResult::Token(TokenBody::new(view, true)),
+            Err(e) => BatchResult::Error {
+                error: e.to_problem(),
+            },
+        })
+        .collect();
+    Ok(Json(BatchBody { results }))
 }
 
-async fn tokenize_items(
+/// A batch's items, each parsed on its own. Rate limits count work: the request took one
+/// unit, each further item takes one more — spent only by a caller who may tokenize at all.
+fn parse_batch(
     state: &AppState,
-    principal: &Principal,
-    batch: BatchRequest,
-    locked: &mut Vec<BucketLocked>,
-) -> Result<Vec<BatchResult>, ApiError> {
+    ctx: &RequestContext,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Vec<Result<TokenizeItem, ApiError>>, ApiError> {
+    let batch: BatchRequest = from_value(body?.0)?;
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH {
         return Err(ApiError::InvalidField {
             field: "items".into(),
             expected: "an array of 1-1000 tokenize requests",
         });
     }
-    // Rate limits count work: the request took one, each further item takes one more.
-    let more = u32::try_from(batch.items.len().saturating_sub(1)).unwrap_or(u32::MAX);
-    state
-        .rate_limits()
-        .check_n(principal.id, more)
-        .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
-    // Parse every item; only the valid ones go to the service, answers keep input order.
-    let parsed: Vec<Result<TokenizeItem, ApiError>> =
-        batch.items.into_iter().map(parse_item).collect();
-    let mut valid: Vec<TokenizeItem> = Vec::with_capacity(parsed.len());
-    let mut slots = Vec::with_capacity(parsed.len());
-    for p in parsed {
-        match p {
-            Ok(item) => {
-                slots.push(Ok(valid.len()));
-                valid.push(item);
-            }
-            Err(e) => slots.push(Err(e)),
-        }
+    if ctx.principal.has(Role::Tokenizer) {
+        let more = u32::try_from(batch.items.len().saturating_sub(1)).unwrap_or(u32::MAX);
+        state
+            .rate_limits()
+            .check_n(ctx.principal.id, more)
+            .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
     }
-    let outcome = state.tokens().tokenize(principal, &valid).await?;
-    *locked = outcome.locked;
-    let mut tokenized: Vec<Option<Result<TokenView, ApiError>>> = outcome
-        .results
-        .into_iter()
-        .map(|r| Some(r.map_err(ApiError::from)))
-        .collect();
-    Ok(slots
-        .into_iter()
-        .map(|slot| {
-            let outcome = match slot {
-                Ok(i) => tokenized
-                    .get_mut(i)
-                    .and_then(Option::take)
-                    .unwrap_or(Err(ApiError::Internal)),
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(view) => BatchResult::Token(TokenBody::new(view, true)),
-                Err(e) => BatchResult::Error {
-                    error: e.to_problem(),
-                },
-            }
-        })
-        .collect())
+    Ok(batch.items.into_iter().map(parse_item).collect())
 }
 
 /// The `{token}` of the path. Anything not shaped like a token — a card number, or bytes that
 /// do not even decode — is answered as an unknown token.
-fn path_token(path: Result<Path<String>, PathRejection>) -> Result<Token, ApiError> {
-    path.ok()
-        .and_then(|Path(t)| Token::parse(&t))
-        .ok_or(ApiError::NotFound)
+fn path_token(path: Result<Path<String>, PathRejection>) -> Option<Token> {
+    path.ok().and_then(|Path(t)| Token::parse(&t))
 }
 
 async fn lookup(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TokenBody>, ApiError> {
-    let mut event = audit.event(&state, Action::Lookup, &caller);
-    let result = async {
-        let principal = caller.require(Role::Tokenizer)?;
-        check_lookups(&state, principal)?;
-        let token = path_token(path)?;
-        event.tokens.push(token.as_str().to_owned());
-        Ok(state.tokens().lookup(principal.tenant, &token).await?)
-    }
-    .await;
-    observe_miss(&state, &audit, &caller, &result).await;
-    let view = audit.settle(&state, event, result).await?;
+    let view = state
+        .tokens()
+        .lookup::<ApiError>(&ctx, path_token(path))
+        .await?;
     Ok(Json(TokenBody::new(view, false)))
 }
 
 async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
-    audit: Audit,
+    ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let mut event = audit.event(&state, Action::Delete, &caller);
-    let result = async {
-        let principal = caller.require(Role::Tokenizer)?;
-        check_lookups(&state, principal)?;
-        let token = path_token(path)?;
-        event.tokens.push(token.as_str().to_owned());
-        Ok(state.tokens().delete(principal.tenant, &token).await?)
-    }
-    .await;
-    observe_miss(&state, &audit, &caller, &result).await;
-    audit.settle(&state, event, result).await?;
+    state
+        .tokens()
+        .delete::<ApiError>(&ctx, path_token(path))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,6 +21,29 @@ pub use chain::{
     StoredRecord, Verified, link_hash,
 };
 
+/// Filters of an auditor's query; every one optional but the tenant.
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    /// The auditor's tenant.
+    pub tenant: TenantId,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+    /// By this principal.
+    pub actor: Option<PrincipalId>,
+    /// Of this action.
+    pub action: Option<Action>,
+    /// Involving this token.
+    pub token: Option<String>,
+    /// With this outcome.
+    pub outcome: Option<Outcome>,
+    /// Records older than this id (the cursor).
+    pub before_id: Option<i64>,
+    /// Most records.
+    pub limit: u32,
+}
+
 /// What happened. The names are stable: auditors filter on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {

@@ -11,7 +11,9 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::grants::sign_grant;
+use super::audit::{AuditTrail, Refusal};
+use super::context::{Forbidden, RequestContext};
+use super::grants::{VIEWERS, sign_grant};
 use super::keys::{KeyError, KeyService};
 use super::mfa::{self, MfaError, MfaFailure};
 use crate::clock::Clock;
@@ -19,7 +21,8 @@ use crate::domain::access::{
     AccessRequestRecord, Decision, ExpiredRequest, GrantDraft, NewAccessRequest,
 };
 use crate::domain::access::{Transition, transition};
-use crate::domain::{AccessAsk, Denial, PolicySet, Principal, Purpose, RequestStatus, Token};
+use crate::domain::audit::{Action, AuditEvent};
+use crate::domain::{AccessAsk, Denial, PolicySet, Principal, Purpose, RequestStatus, Role, Token};
 use crate::store::{DecideOutcome, RequestFilter, Store, StoreError};
 
 /// Most requests one list returns.
@@ -96,13 +99,36 @@ impl From<MfaError> for AccessError {
     }
 }
 
+/// What a front end's error must be made from for the access-request use cases.
+pub trait AccessRefusal: Refusal + From<AccessError> + From<Forbidden> {}
+impl<E: Refusal + From<AccessError> + From<Forbidden>> AccessRefusal for E {}
+
+/// An approver's decision as asked: the comment, checked, and the approver's TOTP code.
+#[derive(Debug, Default)]
+pub struct DecisionInput {
+    /// The comment, if any.
+    pub comment: Option<String>,
+    /// The approver's TOTP code (approvals under an MFA policy).
+    pub totp: Option<Zeroizing<String>>,
+}
+
 /// Access requests of every tenant.
 pub struct AccessService {
     store: Arc<dyn Store>,
     keys: Arc<KeyService>,
     policies: Arc<PolicySet>,
+    trail: AuditTrail,
     clock: Arc<dyn Clock>,
     request_ttl: TimeDelta,
+}
+
+/// What an access request's record says about the request, once it exists.
+fn describe(event: &mut AuditEvent, view: &AccessRequestView) {
+    let r = &view.record.request;
+    event.subject = Some(r.id.to_string());
+    event.purpose = Some(r.purpose.clone());
+    event.grant_jti = view.record.grant;
+    event.detail = Some(view.status.as_str().to_owned());
 }
 
 impl AccessService {
@@ -111,6 +137,7 @@ impl AccessService {
         store: Arc<dyn Store>,
         keys: Arc<KeyService>,
         policies: Arc<PolicySet>,
+        trail: AuditTrail,
         clock: Arc<dyn Clock>,
         request_ttl: TimeDelta,
     ) -> AccessService {
@@ -118,6 +145,7 @@ impl AccessService {
             store,
             keys,
             policies,
+            trail,
             clock,
             request_ttl,
         }
@@ -128,9 +156,82 @@ impl AccessService {
         &self.policies
     }
 
+    /// `POST /v1/access-requests`: a requester or payment service asks for a grant. `asked`
+    /// is the parsed request or the front end's refusal of it; either way the call is
+    /// recorded (`access_request.create`), with the reason as given.
+    pub async fn create<E: AccessRefusal>(
+        &self,
+        ctx: &RequestContext,
+        asked: Result<AccessAskInput, E>,
+    ) -> Result<AccessRequestView, E> {
+        let mut event = ctx.event(Action::AccessRequestCreate, self.clock.now());
+        let result = async {
+            let principal = ctx.require_any(&[Role::Detokenizer, Role::Requester])?;
+            let ask = asked?;
+            event.tokens = ask.tokens.iter().map(|t| t.as_str().to_owned()).collect();
+            event.purpose = Some(ask.purpose.as_str().to_owned());
+            event.reason = Some(ask.reason.clone());
+            let view = self.create_request(principal, ask, ctx.source).await?;
+            describe(&mut event, &view);
+            Ok(view)
+        }
+        .await;
+        self.trail.settle(event, result).await
+    }
+
+    /// `POST /v1/access-requests/{id}/approve`. `id` is `None` when the path held no request
+    /// id (answered as an unknown request).
+    pub async fn approve<E: AccessRefusal>(
+        &self,
+        ctx: &RequestContext,
+        id: Option<Uuid>,
+        asked: Result<DecisionInput, E>,
+    ) -> Result<AccessRequestView, E> {
+        self.decide_as(ctx, Action::AccessRequestApprove, id, asked)
+            .await
+    }
+
+    /// `POST /v1/access-requests/{id}/deny`: one denial closes a request.
+    pub async fn deny<E: AccessRefusal>(
+        &self,
+        ctx: &RequestContext,
+        id: Option<Uuid>,
+        asked: Result<DecisionInput, E>,
+    ) -> Result<AccessRequestView, E> {
+        self.decide_as(ctx, Action::AccessRequestDeny, id, asked)
+            .await
+    }
+
+    async fn decide_as<E: AccessRefusal>(
+        &self,
+        ctx: &RequestContext,
+        action: Action,
+        id: Option<Uuid>,
+        asked: Result<DecisionInput, E>,
+    ) -> Result<AccessRequestView, E> {
+        let mut event = ctx.event(action, self.clock.now());
+        let result = async {
+            let principal = ctx.require(Role::Approver)?;
+            let id = id.ok_or(AccessError::NotFound)?;
+            event.subject = Some(id.to_string());
+            let asked = asked?;
+            event.reason.clone_from(&asked.comment);
+            let view = if action == Action::AccessRequestApprove {
+                self.approve_request(principal, id, asked.comment, asked.totp)
+                    .await?
+            } else {
+                self.decide(principal, id, false, asked.comment).await?
+            };
+            describe(&mut event, &view);
+            Ok(view)
+        }
+        .await;
+        self.trail.settle(event, result).await
+    }
+
     /// Creates a request if a policy allows it; approves it at once when that policy needs no
     /// approval, and then the answer carries the grant.
-    pub async fn create(
+    async fn create_request(
         &self,
         requester: &Principal,
         ask: AccessAskInput,
@@ -201,7 +302,17 @@ impl AccessService {
 
     /// One request, if the caller may see it: its requester, or an approver, admin or auditor
     /// of the tenant. Anyone else gets the same answer as for a request that does not exist.
-    pub async fn get(
+    pub async fn get<E: AccessRefusal>(
+        &self,
+        ctx: &RequestContext,
+        id: Option<Uuid>,
+    ) -> Result<AccessRequestView, E> {
+        let caller = ctx.require_any(VIEWERS)?;
+        let id = id.ok_or(AccessError::NotFound)?;
+        Ok(self.get_request(caller, id).await?)
+    }
+
+    async fn get_request(
         &self,
         caller: &Principal,
         id: Uuid,
@@ -219,12 +330,13 @@ impl AccessService {
 
     /// Requests the caller may see, newest first: the tenant's for approvers, admins and
     /// auditors, their own for everyone else. Lists never carry a grant.
-    pub async fn list(
+    pub async fn list<E: AccessRefusal>(
         &self,
-        caller: &Principal,
-        status: Option<RequestStatus>,
-        limit: u32,
-    ) -> Result<Vec<AccessRequestView>, AccessError> {
+        ctx: &RequestContext,
+        asked: Result<(Option<RequestStatus>, u32), E>,
+    ) -> Result<Vec<AccessRequestView>, E> {
+        let caller = ctx.require_any(VIEWERS)?;
+        let (status, limit) = asked?;
         let now = self.clock.now();
         let records = self
             .store
@@ -237,7 +349,8 @@ impl AccessService {
                     limit: limit.clamp(1, MAX_LIST),
                 },
             )
-            .await?;
+            .await
+            .map_err(AccessError::from)?;
         Ok(records
             .into_iter()
             .map(|record| AccessRequestView {
@@ -250,7 +363,7 @@ impl AccessService {
 
     /// Approves a request; the approval that completes the count mints the grant. Under an
     /// MFA policy the approver gives a TOTP code.
-    pub async fn approve(
+    async fn approve_request(
         &self,
         approver: &Principal,
         id: Uuid,
@@ -290,19 +403,20 @@ impl AccessService {
         self.decide(approver, id, true, comment).await
     }
 
-    /// Denies a request: one denial closes it.
-    pub async fn deny(
-        &self,
-        approver: &Principal,
-        id: Uuid,
-        comment: Option<String>,
-    ) -> Result<AccessRequestView, AccessError> {
-        self.decide(approver, id, false, comment).await
-    }
-
-    /// Marks lapsed pending requests expired; returns them.
-    pub async fn expire_pending(&self) -> Result<Vec<ExpiredRequest>, StoreError> {
-        self.store.expire_access_requests(self.clock.now()).await
+    /// Marks lapsed pending requests expired, recording each (`access_request.expire`);
+    /// returns how many.
+    pub async fn expire_pending(&self) -> Result<usize, StoreError> {
+        let expired: Vec<ExpiredRequest> =
+            self.store.expire_access_requests(self.clock.now()).await?;
+        for request in &expired {
+            let mut event = AuditEvent::new(Action::AccessRequestExpire, self.clock.now());
+            event.tenant = Some(request.tenant);
+            event.subject = Some(request.id.to_string());
+            event.purpose = Some(request.purpose.clone());
+            event.detail = Some(format!("requester {}", request.requester));
+            let _ = self.trail.record(event).await;
+        }
+        Ok(expired.len())
     }
 
     async fn decide(

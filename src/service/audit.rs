@@ -18,13 +18,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::context::{Forbidden, RequestContext};
 use crate::clock::Clock;
 use crate::crypto::checkpoint::CheckpointKey;
+use crate::domain::Role;
+use crate::domain::audit::{Action, AuditQuery};
 use crate::domain::audit::{
-    AuditEvent, ChainBreak, ChainHead, ChainVerifier, Checkpoint, HASH_LEN, StoredRecord, Verified,
+    AuditEvent, ChainBreak, ChainHead, ChainVerifier, Checkpoint, HASH_LEN, Outcome, StoredRecord,
+    Verified,
 };
 use crate::metrics::Metrics;
-use crate::store::{AuditQuery, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Most records one transaction appends.
 const MAX_BATCH: usize = 512;
@@ -41,6 +45,20 @@ pub enum AuditError {
     /// The database refused or could not be reached; the record is not in the trail.
     #[error("the audit trail could not be written")]
     Unavailable,
+}
+
+/// How a use case that did not succeed is written in the trail: the stable code the caller is
+/// answered with, whether the fault was ours, and (for policy refusals) which rule refused.
+/// Front ends implement it for their error type, so the record and the answer share one code.
+pub trait Refusal: From<AuditError> {
+    /// The stable code (the problem answer's `code`).
+    fn code(&self) -> &'static str;
+    /// Whether the vault failed (recorded as `error`) rather than refused (`denied`).
+    fn is_fault(&self) -> bool;
+    /// A fixed name from our own vocabulary that says more, if any.
+    fn detail(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Where chain heads are vouched for outside the database.
@@ -102,6 +120,35 @@ impl AuditTrail {
             .await
             .map_err(|_| AuditError::Unavailable)?;
         answer.await.unwrap_or(Err(AuditError::Unavailable))
+    }
+
+    /// Records how a use case ended and passes its result on. A success is only passed on
+    /// once its record is durable, and becomes the trail's failure if it cannot be written
+    /// (fail closed); a refusal is answered as it is whether or not its record lands.
+    pub async fn settle<T, E: Refusal>(
+        &self,
+        mut event: AuditEvent,
+        result: Result<T, E>,
+    ) -> Result<T, E> {
+        match &result {
+            Ok(_) => event.outcome = Outcome::Success,
+            Err(e) => {
+                event.outcome = if e.is_fault() {
+                    Outcome::Error
+                } else {
+                    Outcome::Denied
+                };
+                event.code = Some(e.code().to_owned());
+                if let Some(detail) = e.detail() {
+                    event.detail = Some(detail.to_owned());
+                }
+            }
+        }
+        let recorded = self.record(event).await;
+        match (result, recorded) {
+            (Ok(_), Err(e)) => Err(E::from(e)),
+            (result, _) => result,
+        }
     }
 
     /// Writes a checkpoint of the chain head now (at shutdown, and for tests).
@@ -348,7 +395,63 @@ pub async fn verify(
     Ok(verifier.finish())
 }
 
-/// Records matching an auditor's query, newest first.
-pub async fn query(store: &dyn Store, query: &AuditQuery) -> Result<Vec<StoredRecord>, StoreError> {
-    store.query_audit(query).await
+/// The auditors' trail could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("the audit trail could not be read: {0}")]
+pub struct ReadError(#[from] StoreError);
+
+/// An auditor's read as asked: the filters, parsed, and their names (from our own
+/// vocabulary) for the record of the read.
+#[derive(Debug)]
+pub struct AuditRead {
+    /// The filters.
+    pub query: AuditQuery,
+    /// The filters' names, sorted, comma-separated.
+    pub filters: String,
+}
+
+/// `GET /v1/audit`: auditors read their tenant's trail, and every read is itself recorded.
+pub struct AuditReader {
+    store: Arc<dyn Store>,
+    trail: AuditTrail,
+    clock: Arc<dyn Clock>,
+}
+
+impl AuditReader {
+    /// Reads from `store`, records reads in `trail`.
+    pub fn new(store: Arc<dyn Store>, trail: AuditTrail, clock: Arc<dyn Clock>) -> AuditReader {
+        AuditReader {
+            store,
+            trail,
+            clock,
+        }
+    }
+
+    /// Records matching `asked` in the auditor's own tenant, newest first.
+    pub async fn read<E>(
+        &self,
+        ctx: &RequestContext,
+        asked: Result<AuditRead, E>,
+    ) -> Result<Vec<StoredRecord>, E>
+    where
+        E: Refusal + From<Forbidden> + From<ReadError>,
+    {
+        let mut event = ctx.event(Action::AuditRead, self.clock.now());
+        let result = async {
+            let principal = ctx.require(Role::Auditor)?;
+            let AuditRead { mut query, filters } = asked?;
+            query.tenant = principal.tenant;
+            // What was asked, never a value outside our own vocabulary: the filters' names,
+            // and the token (checked to be a token, not a card number) in `tokens`.
+            event.detail = Some(filters);
+            event.tokens.extend(query.token.clone());
+            Ok(self
+                .store
+                .query_audit(&query)
+                .await
+                .map_err(ReadError::from)?)
+        }
+        .await;
+        self.trail.settle(event, result).await
+    }
 }

@@ -13,12 +13,25 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::audit::{AuditTrail, Refusal};
+use super::context::{Forbidden, RequestContext};
 use super::keys::{KeyError, KeyService};
 use crate::clock::Clock;
 use crate::crypto::grant::{AUDIENCE, GrantClaims, GrantTokenError, ISSUER};
 use crate::domain::access::GrantRecord;
+use crate::domain::audit::Action;
 use crate::domain::{Principal, PrincipalId, Role, Token};
 use crate::store::{Store, StoreError, UseOutcome};
+
+/// Who may see requests and grants: their own, or the tenant's for approvers, admins and
+/// auditors.
+pub const VIEWERS: &[Role] = &[
+    Role::Requester,
+    Role::Detokenizer,
+    Role::Approver,
+    Role::Admin,
+    Role::Auditor,
+];
 
 /// Most grants one list returns.
 pub const MAX_LIST: u32 = 500;
@@ -102,10 +115,15 @@ pub fn sign_grant(keys: &KeyService, grant: &GrantRecord) -> Result<Zeroizing<St
     Ok(keys.signing_key_by_kid(&grant.kid)?.sign(&claims)?)
 }
 
+/// What a front end's error must be made from for the grant use cases.
+pub trait GrantRefusal: Refusal + From<GrantError> + From<Forbidden> {}
+impl<E: Refusal + From<GrantError> + From<Forbidden>> GrantRefusal for E {}
+
 /// Grants of every tenant.
 pub struct GrantService {
     store: Arc<dyn Store>,
     keys: Arc<KeyService>,
+    trail: AuditTrail,
     clock: Arc<dyn Clock>,
 }
 
@@ -114,9 +132,65 @@ impl GrantService {
     pub fn new(
         store: Arc<dyn Store>,
         keys: Arc<KeyService>,
+        trail: AuditTrail,
         clock: Arc<dyn Clock>,
     ) -> GrantService {
-        GrantService { store, keys, clock }
+        GrantService {
+            store,
+            keys,
+            trail,
+            clock,
+        }
+    }
+
+    /// `POST /v1/grants/{jti}/revoke`: its grantee releasing it, or an approver or admin of
+    /// the tenant. `jti` is `None` when the path held no grant id (an unknown grant).
+    pub async fn revoke<E: GrantRefusal>(
+        &self,
+        ctx: &RequestContext,
+        jti: Option<Uuid>,
+    ) -> Result<GrantRecord, E> {
+        let mut event = ctx.event(Action::GrantRevoke, self.clock.now());
+        let result = async {
+            let principal = ctx.require_any(&[
+                Role::Requester,
+                Role::Detokenizer,
+                Role::Approver,
+                Role::Admin,
+            ])?;
+            let jti = jti.ok_or(GrantError::NotFound)?;
+            event.grant_jti = Some(jti);
+            let grant = self.revoke_one(principal, jti).await?;
+            event.purpose = Some(grant.purpose.clone());
+            event.subject = Some(grant.grantee.to_string());
+            Ok(grant)
+        }
+        .await;
+        self.trail.settle(event, result).await
+    }
+
+    /// `POST /v1/grants/revoke-all`: an admin revokes every active grant of the tenant, or of
+    /// one principal in it (`asked`); answers how many.
+    pub async fn revoke_all<E: GrantRefusal>(
+        &self,
+        ctx: &RequestContext,
+        asked: Result<Option<PrincipalId>, E>,
+    ) -> Result<u64, E> {
+        let mut event = ctx.event(Action::GrantRevokeAll, self.clock.now());
+        let result = async {
+            let admin = ctx.require(Role::Admin)?;
+            let grantee = asked?;
+            event.subject = grantee.map(|p| p.to_string());
+            let revoked = self
+                .store
+                .revoke_all_grants(admin.tenant, grantee, admin.id, self.clock.now())
+                .await
+                .map_err(GrantError::from)?;
+            event.detail = Some(format!("revoked {revoked}"));
+            Ok(revoked)
+        }
+        .await;
+        self.trail.settle(event, result).await
     }
 
     /// Checks a presented grant for a detokenize call by `caller` on `tokens`, and takes one use.
@@ -183,12 +257,13 @@ impl GrantService {
 
     /// Grants the caller may see, newest first: the tenant's for approvers, admins and
     /// auditors, their own for everyone else; with `active`, only those still usable.
-    pub async fn list(
+    pub async fn list<E: GrantRefusal>(
         &self,
-        caller: &Principal,
-        active: bool,
-        limit: u32,
-    ) -> Result<Vec<GrantRecord>, GrantError> {
+        ctx: &RequestContext,
+        asked: Result<(bool, u32), E>,
+    ) -> Result<Vec<GrantRecord>, E> {
+        let caller = ctx.require_any(VIEWERS)?;
+        let (active, limit) = asked?;
         let now = self.clock.now();
         Ok(self
             .store
@@ -198,12 +273,13 @@ impl GrantService {
                 active.then_some(now),
                 limit.clamp(1, MAX_LIST),
             )
-            .await?)
+            .await
+            .map_err(GrantError::from)?)
     }
 
     /// Revokes one grant: its grantee releasing it, or an approver or admin of the tenant.
     /// Anyone else gets the answer for a grant that does not exist.
-    pub async fn revoke(&self, caller: &Principal, jti: Uuid) -> Result<GrantRecord, GrantError> {
+    async fn revoke_one(&self, caller: &Principal, jti: Uuid) -> Result<GrantRecord, GrantError> {
         let grant = self
             .store
             .grant(caller.tenant, jti)
@@ -218,23 +294,5 @@ impl GrantService {
             .revoke_grant(caller.tenant, jti, caller.id, self.clock.now())
             .await?
             .ok_or(GrantError::NotFound)
-    }
-
-    /// Revokes every active grant of the admin's tenant, or of one principal in it; returns
-    /// how many.
-    pub async fn revoke_all(
-        &self,
-        admin: &Principal,
-        grantee: Option<PrincipalId>,
-    ) -> Result<u64, GrantError> {
-        Ok(self
-            .store
-            .revoke_all_grants(admin.tenant, grantee, admin.id, self.clock.now())
-            .await?)
-    }
-
-    /// The time now, for views.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
     }
 }

@@ -12,9 +12,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use super::audit::AuditTrail;
+use super::context::RequestContext;
 use crate::clock::Clock;
-use crate::domain::guard::{self, MAX_IMPORT_WINDOW, MISS_LIMIT, MISS_THROTTLE, MISS_WINDOW};
+use crate::domain::audit::{Action, Outcome};
+use crate::domain::guard::{
+    self, BucketLocked, MAX_IMPORT_WINDOW, MISS_LIMIT, MISS_THROTTLE, MISS_WINDOW,
+};
 use crate::domain::{Allowance, BucketId, ImportWindow, Principal, PrincipalId, TenantId};
+use crate::metrics::Metrics;
 use crate::store::{BucketLockRecord, Store, StoreError};
 
 /// How stale this instance's copy of the open import windows may be.
@@ -33,6 +39,11 @@ pub enum GuardError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// The caller is throttled for guessing tokens: retry after this many seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many lookups of unknown tokens: slow down and retry later")]
+pub struct Throttled(pub u64);
 
 /// The guards of one instance.
 pub struct Guard {
@@ -150,5 +161,86 @@ impl Guard {
     /// Windows open now.
     pub async fn open_imports(&self) -> Result<Vec<ImportWindow>, StoreError> {
         self.store.open_import_windows(self.clock.now()).await
+    }
+}
+
+/// What the guards raise while serving: the audit record and metric of a bucket lock or of a
+/// new lookup-throttling episode. The records name the bucket by its keyed id and the counts;
+/// never a digit beyond the mask.
+#[derive(Clone)]
+pub struct Alarms {
+    guard: Arc<Guard>,
+    trail: AuditTrail,
+    metrics: Metrics,
+}
+
+impl Alarms {
+    /// Alarms of `guard`, recorded in `trail` and counted in `metrics`.
+    pub fn new(guard: Arc<Guard>, trail: AuditTrail, metrics: Metrics) -> Alarms {
+        Alarms {
+            guard,
+            trail,
+            metrics,
+        }
+    }
+
+    /// The guards these alarms watch.
+    pub fn guard(&self) -> &Arc<Guard> {
+        &self.guard
+    }
+
+    /// Refuses the caller's lookups, deletes and detokenize calls while it is throttled.
+    pub fn check_lookups(&self, principal: &Principal) -> Result<(), Throttled> {
+        self.guard
+            .lookups_throttled(principal)
+            .map_or(Ok(()), |s| Err(Throttled(s)))
+    }
+
+    /// Counts a lookup, delete or detokenize that found no token as a miss; the miss that
+    /// starts a throttling episode is audited (`token.lookup_suspicious`) and counted, once
+    /// across instances. A miss that cannot be recorded is logged; the caller's answer stays
+    /// as it is.
+    pub async fn observe_miss(&self, ctx: &RequestContext) {
+        match self.guard.record_miss(ctx.principal.id).await {
+            Ok(false) => {}
+            Ok(true) => {
+                self.metrics.observe_lookup_suspicious();
+                tracing::warn!(principal = %ctx.principal.id.0, "token lookups throttled: too many misses");
+                let mut event = ctx.event(Action::LookupSuspicious, self.guard.clock.now());
+                event.outcome = Outcome::Denied;
+                event.code = Some("rate_limited".to_owned());
+                event.detail = Some(format!(
+                    "misses>{MISS_LIMIT} in {}s; throttled {}s",
+                    MISS_WINDOW.num_seconds(),
+                    MISS_THROTTLE.num_seconds(),
+                ));
+                let _ = self.trail.record(event).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "recording a lookup miss failed"),
+        }
+    }
+
+    /// Audits and counts each bucket a tokenize call locked: the first refusal in the bucket.
+    pub async fn record_locks(&self, ctx: &RequestContext, locked: &[BucketLocked]) {
+        for lock in locked {
+            self.metrics.observe_enumeration_suspected();
+            tracing::warn!(bucket = %lock.bucket, counted = lock.counted, "card bucket locked: tokenize looks like enumeration");
+            let mut event = ctx.event(Action::EnumerationSuspected, self.guard.clock.now());
+            event.tenant = Some(lock.tenant);
+            event.outcome = Outcome::Denied;
+            event.code = Some("enumeration_suspected".to_owned());
+            event.subject = Some(lock.bucket.to_string());
+            event.detail = Some(format!(
+                "bucket={} new_pans={} budget={}{} locked_until={}",
+                lock.bucket,
+                lock.counted,
+                lock.budget,
+                lock.window
+                    .map(|w| format!(" import_window={w}"))
+                    .unwrap_or_default(),
+                lock.until.to_rfc3339(),
+            ));
+            let _ = self.trail.record(event).await;
+        }
     }
 }

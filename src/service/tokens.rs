@@ -5,19 +5,23 @@
 //! Plaintext PANs only pass through here on their way to be sealed; nothing here logs one.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::{Map, Value};
 
-use super::guard::Guard;
+use super::audit::{AuditTrail, Refusal};
+use super::context::{Forbidden, RequestContext};
+use super::guard::{Alarms, Guard, Throttled};
 use super::keys::{KeyError, KeyService};
 use super::token_writer::TokenWriter;
 use crate::clock::Clock;
 use crate::crypto::fingerprint::Fingerprint;
+use crate::domain::audit::Action;
 use crate::domain::guard::retry_after;
 use crate::domain::{
-    Allowance, BucketId, FormatError, Metadata, Pan, Principal, TenantId, Token, TokenFormat,
+    Allowance, BucketId, FormatError, Metadata, Pan, Principal, Role, TenantId, Token, TokenFormat,
 };
 use crate::random::Csprng;
 use crate::store::{BucketLocked, NewToken, RowOutcome, Store, StoreError, TokenRecord};
@@ -96,9 +100,15 @@ pub struct TokenService {
     writer: TokenWriter,
     keys: Arc<KeyService>,
     guard: Arc<Guard>,
+    alarms: Alarms,
+    trail: AuditTrail,
     rng: Arc<dyn Csprng>,
     clock: Arc<dyn Clock>,
 }
+
+/// What a front end's error must be made from for the token use cases.
+pub trait TokenRefusal: Refusal + From<TokenError> + From<Forbidden> + From<Throttled> {}
+impl<E: Refusal + From<TokenError> + From<Forbidden> + From<Throttled>> TokenRefusal for E {}
 
 /// What a tokenize call did: one result per item, and the buckets it locked (each to be
 /// audited once).
@@ -121,7 +131,8 @@ impl TokenService {
     pub fn new(
         store: Arc<dyn Store>,
         keys: Arc<KeyService>,
-        guard: Arc<Guard>,
+        alarms: Alarms,
+        trail: AuditTrail,
         rng: Arc<dyn Csprng>,
         clock: Arc<dyn Clock>,
     ) -> TokenService {
@@ -129,17 +140,169 @@ impl TokenService {
             writer: TokenWriter::spawn(Arc::clone(&store), Arc::clone(&clock)),
             store,
             keys,
-            guard,
+            guard: Arc::clone(alarms.guard()),
+            alarms,
+            trail,
             rng,
             clock,
         }
+    }
+
+    /// `POST /v1/tokens`: tokenizes one card number for a tokenizer. `asked` is the parsed
+    /// request, or the front end's refusal of it (recorded all the same). Answered once the
+    /// `token.tokenize` record is durable; a bucket this call locked leaves its own record.
+    pub async fn tokenize<E: TokenRefusal>(
+        &self,
+        ctx: &RequestContext,
+        asked: Result<TokenizeItem, E>,
+    ) -> Result<TokenView, E> {
+        let mut event = ctx.event(Action::Tokenize, self.clock.now());
+        let mut locked = Vec::new();
+        let result = async {
+            let principal = ctx.require(Role::Tokenizer)?;
+            let item = asked?;
+            let mut tokenized = self
+                .tokenize_items(principal, std::slice::from_ref(&item))
+                .await?;
+            locked = std::mem::take(&mut tokenized.locked);
+            let view = tokenized
+                .results
+                .pop()
+                .unwrap_or(Err(TokenError::SpaceExhausted))?;
+            event.tokens.push(view.token.as_str().to_owned());
+            event.detail = Some(if view.created { "created" } else { "existing" }.to_owned());
+            Ok(view)
+        }
+        .await;
+        self.alarms.record_locks(ctx, &locked).await;
+        self.trail.settle(event, result).await
+    }
+
+    /// `POST /v1/tokens/batch`: tokenizes many, answering per item in input order. `asked`
+    /// holds each item as parsed or refused by the front end; items fail independently. One
+    /// `token.tokenize_batch` record names every token issued and counts the refusals.
+    pub async fn tokenize_batch<E: TokenRefusal>(
+        &self,
+        ctx: &RequestContext,
+        asked: Result<Vec<Result<TokenizeItem, E>>, E>,
+    ) -> Result<Vec<Result<TokenView, E>>, E> {
+        let mut event = ctx.event(Action::TokenizeBatch, self.clock.now());
+        let mut locked = Vec::new();
+        let result = async {
+            let principal = ctx.require(Role::Tokenizer)?;
+            let asked = asked?;
+            // Only the valid items go to the store; answers keep input order.
+            let mut valid: Vec<TokenizeItem> = Vec::with_capacity(asked.len());
+            let mut slots = Vec::with_capacity(asked.len());
+            for item in asked {
+                match item {
+                    Ok(item) => {
+                        slots.push(Ok(valid.len()));
+                        valid.push(item);
+                    }
+                    Err(e) => slots.push(Err(e)),
+                }
+            }
+            let tokenized = self.tokenize_items(principal, &valid).await?;
+            locked = tokenized.locked;
+            let mut tokenized: Vec<Option<Result<TokenView, TokenError>>> =
+                tokenized.results.into_iter().map(Some).collect();
+            let results: Vec<Result<TokenView, E>> = slots
+                .into_iter()
+                .map(|slot| match slot {
+                    Ok(i) => tokenized
+                        .get_mut(i)
+                        .and_then(Option::take)
+                        .unwrap_or(Err(TokenError::SpaceExhausted))
+                        .map_err(E::from),
+                    Err(e) => Err(e),
+                })
+                .collect();
+            let mut refused = 0;
+            for r in &results {
+                match r {
+                    Ok(view) => event.tokens.push(view.token.as_str().to_owned()),
+                    Err(_) => refused += 1,
+                }
+            }
+            event.detail = Some(format!("items={} refused={refused}", results.len()));
+            Ok(results)
+        }
+        .await;
+        self.alarms.record_locks(ctx, &locked).await;
+        self.trail.settle(event, result).await
+    }
+
+    /// `GET /v1/tokens/{token}`: a live token of the caller's tenant, masked. `token` is
+    /// `None` when what was asked for is not shaped like a token: answered, and counted as a
+    /// miss, like an unknown one.
+    pub async fn lookup<E: TokenRefusal>(
+        &self,
+        ctx: &RequestContext,
+        token: Option<Token>,
+    ) -> Result<TokenView, E> {
+        self.on_one_token(ctx, Action::Lookup, token, |tenant, token| async move {
+            self.lookup_view(tenant, &token).await
+        })
+        .await
+    }
+
+    /// `DELETE /v1/tokens/{token}`: destroys a token's card data; the value stays reserved
+    /// for ever.
+    pub async fn delete<E: TokenRefusal>(
+        &self,
+        ctx: &RequestContext,
+        token: Option<Token>,
+    ) -> Result<(), E> {
+        self.on_one_token(ctx, Action::Delete, token, |tenant, token| async move {
+            self.delete_one(tenant, &token).await
+        })
+        .await
+    }
+
+    /// A tokenizer's call on one token: throttled callers are refused before any row is read,
+    /// a miss is counted, and the call is recorded.
+    async fn on_one_token<T, E, F, Fut>(
+        &self,
+        ctx: &RequestContext,
+        action: Action,
+        token: Option<Token>,
+        run: F,
+    ) -> Result<T, E>
+    where
+        E: TokenRefusal,
+        F: FnOnce(TenantId, Token) -> Fut,
+        Fut: Future<Output = Result<T, TokenError>>,
+    {
+        let mut event = ctx.event(action, self.clock.now());
+        let mut missed = false;
+        let result = async {
+            let principal = ctx.require(Role::Tokenizer)?;
+            self.alarms.check_lookups(principal)?;
+            let outcome = match token {
+                Some(token) => {
+                    event.tokens.push(token.as_str().to_owned());
+                    run(principal.tenant, token).await
+                }
+                None => Err(TokenError::NotFound),
+            };
+            missed = matches!(outcome, Err(TokenError::NotFound));
+            Ok(outcome?)
+        }
+        .await;
+        if missed {
+            self.alarms.observe_miss(ctx).await;
+        }
+        self.trail.settle(event, result).await
     }
 
     /// Tokenizes each item for `principal`, answering in input order. Items fail
     /// independently; a store or key failure fails them all. Every item passes the enumeration
     /// guard in the same statement that stores it: an item whose bucket is locked — before or
     /// by this call — is refused whether or not its PAN already has a token.
-    pub async fn tokenize(
+    ///
+    /// The engine of both tokenize use cases: no role check and no record of its own.
+    pub async fn tokenize_items(
         &self,
         principal: &Principal,
         items: &[TokenizeItem],
@@ -299,7 +462,7 @@ impl TokenService {
     }
 
     /// A live token of the tenant.
-    pub async fn lookup(&self, tenant: TenantId, token: &Token) -> Result<TokenView, TokenError> {
+    async fn lookup_view(&self, tenant: TenantId, token: &Token) -> Result<TokenView, TokenError> {
         let record = self
             .store
             .get_token(tenant, token)
@@ -328,8 +491,7 @@ impl TokenService {
         Ok(pans)
     }
 
-    /// Destroys a token's card data; the value stays reserved for ever.
-    pub async fn delete(&self, tenant: TenantId, token: &Token) -> Result<(), TokenError> {
+    async fn delete_one(&self, tenant: TenantId, token: &Token) -> Result<(), TokenError> {
         let now = micros(self.clock.now());
         if self.store.delete_token(tenant, token, now).await? {
             return Ok(());

@@ -4,35 +4,11 @@
 //! can give the service's role only INSERT and SELECT on it. Errors carry no row data.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::domain::audit::{Action, ChainedEvent, Outcome, StoredRecord};
-use crate::domain::{PrincipalId, TenantId};
-
-/// Filters of an auditor's query; every one optional but the tenant.
-#[derive(Debug, Clone)]
-pub struct AuditQuery {
-    /// The auditor's tenant.
-    pub tenant: TenantId,
-    /// At or after.
-    pub since: Option<DateTime<Utc>>,
-    /// Before.
-    pub until: Option<DateTime<Utc>>,
-    /// By this principal.
-    pub actor: Option<PrincipalId>,
-    /// Of this action.
-    pub action: Option<Action>,
-    /// Involving this token.
-    pub token: Option<String>,
-    /// With this outcome.
-    pub outcome: Option<Outcome>,
-    /// Records older than this id (the cursor).
-    pub before_id: Option<i64>,
-    /// Most records.
-    pub limit: u32,
-}
+pub use crate::domain::audit::AuditQuery;
+use crate::domain::audit::{ChainedEvent, StoredRecord};
 
 /// The audit trail's records.
 #[async_trait]

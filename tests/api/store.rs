@@ -206,16 +206,25 @@ conformance!(
 );
 
 fn tokens(f: &Fixture, keys: &Arc<KeyService>) -> TokenService {
+    token_service(f, keys, 20)
+}
+
+/// A token service over the fixture's store, with a bucket budget of `budget`.
+fn token_service(f: &Fixture, keys: &Arc<KeyService>, budget: u32) -> TokenService {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let trail = AuditTrail::spawn(Arc::clone(&f.store), None, clock.clone(), Metrics::new());
+    let guard = Arc::new(strongroom::service::Guard::new(
+        Arc::clone(&f.store),
+        clock.clone(),
+        budget,
+    ));
     TokenService::new(
         Arc::clone(&f.store),
         Arc::clone(keys),
-        Arc::new(strongroom::service::Guard::new(
-            Arc::clone(&f.store),
-            Arc::new(SystemClock),
-            20,
-        )),
+        strongroom::service::Alarms::new(guard, trail.clone(), Metrics::new()),
+        trail,
         Arc::new(SystemRandom::new()),
-        Arc::new(SystemClock),
+        clock,
     )
 }
 
@@ -235,7 +244,10 @@ async fn tokenize_in(
         roles: vec![strongroom::domain::Role::Tokenizer],
         lookups_throttled_until: None,
     };
-    service.tokenize(&principal, items).await.map(|t| t.results)
+    service
+        .tokenize_items(&principal, items)
+        .await
+        .map(|t| t.results)
 }
 
 fn item(pan: &str) -> TokenizeItem {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 use strongroom::clock::{Clock, SystemClock};
 use strongroom::domain::{Principal, PrincipalId, Role, TenantId};
-use strongroom::service::{Guard, TokenError, TokenService};
+use strongroom::service::{TokenError, TokenService};
 use uuid::Uuid;
 
 use super::{Backend, Fixture, fixture, item, keys};
@@ -14,17 +14,7 @@ use crate::helpers::*;
 use strongroom::service::KeySettings;
 
 fn service(f: &Fixture, keys: &Arc<strongroom::service::KeyService>, budget: u32) -> TokenService {
-    TokenService::new(
-        Arc::clone(&f.store),
-        Arc::clone(keys),
-        Arc::new(Guard::new(
-            Arc::clone(&f.store),
-            Arc::new(SystemClock),
-            budget,
-        )),
-        Arc::new(strongroom::random::SystemRandom::new()),
-        Arc::new(SystemClock),
-    )
+    super::token_service(f, keys, budget)
 }
 
 fn tokenizer(id: PrincipalId, tenant: TenantId) -> Principal {
@@ -55,11 +45,11 @@ pub(super) async fn a_bucket_past_its_budget_refuses_known_and_new_pans_alike_an
     let tokens = service(&f, &keys, 3);
     let me = tokenizer(PrincipalId(Uuid::new_v4()), f.tenant);
     let known = pan_in_bucket("411111", "1111", 0);
-    let first = tokens.tokenize(&me, &[item(&known)]).await.unwrap();
+    let first = tokens.tokenize_items(&me, &[item(&known)]).await.unwrap();
     assert!(first.results[0].as_ref().unwrap().created);
     // Budget 3: two more new PANs fit; the known one is answered again and again.
     let more = tokens
-        .tokenize(
+        .tokenize_items(
             &me,
             &[
                 item(&pan_in_bucket("411111", "1111", 1)),
@@ -74,7 +64,7 @@ pub(super) async fn a_bucket_past_its_budget_refuses_known_and_new_pans_alike_an
     // The fourth new PAN overruns it: refused, the bucket locked, and the known PAN riding in
     // the same call is refused the same way.
     let over = tokens
-        .tokenize(
+        .tokenize_items(
             &me,
             &[item(&pan_in_bucket("411111", "1111", 3)), item(&known)],
         )
@@ -90,14 +80,14 @@ pub(super) async fn a_bucket_past_its_budget_refuses_known_and_new_pans_alike_an
     );
     // Locked: known alone, new alone, each refused; nothing new locks it again.
     for pan in [known.clone(), pan_in_bucket("411111", "1111", 4)] {
-        let r = tokens.tokenize(&me, &[item(&pan)]).await.unwrap();
+        let r = tokens.tokenize_items(&me, &[item(&pan)]).await.unwrap();
         assert!(refused(&r.results[0]));
         assert!(r.locked.is_empty());
     }
     assert_eq!(bucket_rows(&f).await, 3);
     // Other buckets are untouched.
     let elsewhere = tokens
-        .tokenize(&me, &[item(&pan_in_bucket("411111", "2222", 0))])
+        .tokenize_items(&me, &[item(&pan_in_bucket("411111", "2222", 0))])
         .await
         .unwrap();
     assert!(elsewhere.results[0].is_ok());
@@ -122,10 +112,10 @@ pub(super) async fn a_bucket_past_its_budget_refuses_known_and_new_pans_alike_an
             .unwrap()
             .is_none()
     );
-    let again = tokens.tokenize(&me, &[item(&known)]).await.unwrap();
+    let again = tokens.tokenize_items(&me, &[item(&known)]).await.unwrap();
     assert!(!again.results[0].as_ref().unwrap().created);
     let fresh = tokens
-        .tokenize(&me, &[item(&pan_in_bucket("411111", "1111", 5))])
+        .tokenize_items(&me, &[item(&pan_in_bucket("411111", "1111", 5))])
         .await
         .unwrap();
     assert!(fresh.results[0].as_ref().unwrap().created);
@@ -170,7 +160,7 @@ pub(super) async fn an_import_window_has_its_own_budget_and_widens_no_one_elses(
     let batch: Vec<_> = (0..10)
         .map(|n| item(&pan_in_bucket("411111", "1111", n)))
         .collect();
-    let imported = tokens.tokenize(&importer, &batch).await.unwrap();
+    let imported = tokens.tokenize_items(&importer, &batch).await.unwrap();
     assert!(
         imported.results.iter().all(Result::is_ok),
         "{:?}",
@@ -178,7 +168,7 @@ pub(super) async fn an_import_window_has_its_own_budget_and_widens_no_one_elses(
     );
     // Everyone else still has the ordinary budget of 2 in that bucket.
     let r = tokens
-        .tokenize(
+        .tokenize_items(
             &other,
             &[
                 item(&pan_in_bucket("411111", "1111", 100)),
@@ -189,7 +179,7 @@ pub(super) async fn an_import_window_has_its_own_budget_and_widens_no_one_elses(
         .unwrap();
     assert!(r.results.iter().all(Result::is_ok));
     let r = tokens
-        .tokenize(&other, &[item(&pan_in_bucket("411111", "1111", 102))])
+        .tokenize_items(&other, &[item(&pan_in_bucket("411111", "1111", 102))])
         .await
         .unwrap();
     assert!(refused(&r.results[0]));

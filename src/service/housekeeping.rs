@@ -1,0 +1,56 @@
+//! Housekeeping, now and then: destroy the card data of expired tokens, expire lapsed access
+//! requests (each recorded), forget lookup misses that no longer count, and write the
+//! aggregated records of authentication floods that have ended.
+//!
+//! Every step is independent: one that fails is logged and the others still run; the next
+//! pass tries again.
+
+use std::sync::Arc;
+
+use super::access::AccessService;
+use super::authn::Authenticator;
+use super::guard::Guard;
+use super::tokens::TokenService;
+
+/// The housekeeping of one instance.
+pub struct Housekeeping {
+    tokens: Arc<TokenService>,
+    access: Arc<AccessService>,
+    guard: Arc<Guard>,
+    authn: Arc<Authenticator>,
+}
+
+impl Housekeeping {
+    /// Housekeeping over these services.
+    pub fn new(
+        tokens: Arc<TokenService>,
+        access: Arc<AccessService>,
+        guard: Arc<Guard>,
+        authn: Arc<Authenticator>,
+    ) -> Housekeeping {
+        Housekeeping {
+            tokens,
+            access,
+            guard,
+            authn,
+        }
+    }
+
+    /// One pass.
+    pub async fn run_once(&self) {
+        self.authn.sweep_floods().await;
+        if let Err(e) = self.guard.purge_misses().await {
+            tracing::warn!(error = %e, "purging old lookup misses failed");
+        }
+        match self.tokens.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "destroyed expired tokens"),
+            Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
+        }
+        match self.access.expire_pending().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "expired pending access requests"),
+            Err(e) => tracing::warn!(error = %e, "expiring access requests failed"),
+        }
+    }
+}

@@ -10,7 +10,6 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
-pub mod dev;
 pub mod domain;
 pub mod metrics;
 pub mod random;

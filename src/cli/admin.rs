@@ -1,7 +1,6 @@
 //! What every administrative command shares: the database and checkpoint arguments, the
-//! master key from the environment, the command's own audit chain, and the principal creation
-//! that is recorded before its key is shown. Used by `cli`, `cli::guard` and `dev`, and
-//! importing none of them.
+//! master key from the environment, and the command's own audit chain. Used by the commands,
+//! `cli::guard` and `cli::dev`, and importing none of them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,13 +8,12 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::SystemClock;
 use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind};
-use crate::domain::audit::{Action, AuditEvent};
 use crate::metrics::Metrics;
 use crate::random::SystemRandom;
 use crate::service::keys::{KeyService, load_checkpoint_key};
-use crate::service::principals::{self, NewPrincipalRequest};
+use crate::service::principals::PrincipalAdmin;
 use crate::service::{Anchor, AuditTrail};
 use crate::store::{self, SchemaStatus, Store};
 
@@ -106,37 +104,17 @@ pub async fn command_audit_trail(
     ))
 }
 
-/// Records `event` or fails the command, then checkpoints the chain.
-pub async fn record_or_fail(audit: &AuditTrail, event: AuditEvent) -> Result<(), CliError> {
-    audit
-        .record(event)
-        .await
-        .map_err(|e| CliError(format!("{e}: the change was made but is not audited")))?;
-    audit.checkpoint().await;
-    Ok(())
-}
-
-/// Creates a principal and records it in the audit trail before anything about it is shown:
-/// a key whose creation is not in the trail is never released.
-pub async fn create_principal_audited(
-    store: &dyn Store,
-    keys: Option<&KeyService>,
-    audit: &AuditTrail,
-    request: NewPrincipalRequest,
-) -> Result<principals::CreatedPrincipal, CliError> {
-    let totp = request.totp;
-    let created =
-        principals::create(store, &SystemRandom::new(), &SystemClock, keys, request).await?;
-    let p = &created.record.principal;
-    let mut event = AuditEvent::new(Action::PrincipalCreate, SystemClock.now());
-    event.tenant = Some(p.tenant);
-    event.subject = Some(p.id.to_string());
-    let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
-    event.detail = Some(format!(
-        "roles={}{}",
-        roles.join(","),
-        if totp { " totp" } else { "" }
-    ));
-    record_or_fail(audit, event).await?;
-    Ok(created)
+/// The principal administration of a command, recorded in its own chain.
+pub fn principal_admin(
+    store: &Arc<dyn Store>,
+    keys: Option<Arc<KeyService>>,
+    audit: AuditTrail,
+) -> PrincipalAdmin {
+    PrincipalAdmin::new(
+        Arc::clone(store),
+        keys,
+        audit,
+        Arc::new(SystemRandom::new()),
+        Arc::new(SystemClock),
+    )
 }

@@ -13,13 +13,13 @@ use uuid::Uuid;
 
 use super::admin::{
     CheckpointArgs, CliError, DatabaseArgs, command_audit_trail, connect_current,
-    optional_master_key, record_or_fail,
+    optional_master_key,
 };
-use crate::clock::{Clock, SystemClock};
-use crate::domain::audit::{Action, AuditEvent};
+use crate::clock::SystemClock;
 use crate::domain::guard::DEFAULT_BUCKET_BUDGET;
 use crate::domain::{BucketId, PrincipalId, TenantId};
-use crate::service::{AuditTrail, Guard};
+use crate::service::Guard;
+use crate::service::guard::GuardAdmin;
 
 /// What `strongroom guard` does.
 #[derive(Debug, Subcommand)]
@@ -77,16 +77,16 @@ pub enum GuardCommand {
     },
 }
 
-/// The guard and this command's audit chain, for a command that changes something.
+/// The guard's review under this command's audit chain, for a command that changes something.
 async fn audited_guard(
     database: &DatabaseArgs,
     checkpoints: CheckpointArgs,
-) -> Result<(Guard, AuditTrail), CliError> {
+) -> Result<GuardAdmin, CliError> {
     let store = connect_current(database).await?;
     let master = optional_master_key()?;
     let audit =
         command_audit_trail(&store, master.as_ref(), checkpoints.audit_checkpoint_file).await?;
-    Ok((
+    Ok(GuardAdmin::new(
         Guard::new(store, Arc::new(SystemClock), DEFAULT_BUCKET_BUDGET),
         audit,
     ))
@@ -134,18 +134,8 @@ pub async fn run(command: GuardCommand) -> Result<(), CliError> {
                 .ok_or_else(|| CliError("--bucket must be 32 hex digits".into()))?;
             crate::domain::access::check_text(&reason)
                 .map_err(|e| CliError(format!("--reason: {e}")))?;
-            let (guard, audit) = audited_guard(&database, checkpoints).await?;
-            let released = guard.release(bucket).await?;
-            let mut event = AuditEvent::new(Action::BucketRelease, SystemClock.now());
-            event.tenant = released;
-            event.subject = Some(bucket.to_string());
-            event.reason = Some(reason);
-            if released.is_none() {
-                event.outcome = crate::domain::audit::Outcome::Denied;
-                event.code = Some("not_found".to_owned());
-            }
-            record_or_fail(&audit, event).await?;
-            match released {
+            let admin = audited_guard(&database, checkpoints).await?;
+            match admin.release(bucket, reason).await? {
                 Some(tenant) => {
                     println!("released bucket {bucket} of tenant {}", tenant.0);
                     Ok(())
@@ -160,24 +150,14 @@ pub async fn run(command: GuardCommand) -> Result<(), CliError> {
             hours,
             checkpoints,
         } => {
-            let (guard, audit) = audited_guard(&database, checkpoints).await?;
-            let window = guard
+            let admin = audited_guard(&database, checkpoints).await?;
+            let window = admin
                 .open_import(
                     PrincipalId(principal),
                     bucket_budget,
                     TimeDelta::hours(i64::from(hours)),
                 )
                 .await?;
-            let mut event = AuditEvent::new(Action::ImportWindowOpen, SystemClock.now());
-            event.tenant = Some(TenantId(window.tenant));
-            event.subject = Some(window.id.to_string());
-            event.detail = Some(format!(
-                "principal={} bucket_budget={} closes_at={}",
-                window.principal,
-                window.bucket_budget,
-                window.closes_at.to_rfc3339()
-            ));
-            record_or_fail(&audit, event).await?;
             println!(
                 "opened import window {} for principal {}: {} new card numbers per bucket until {}",
                 window.id,
@@ -192,17 +172,8 @@ pub async fn run(command: GuardCommand) -> Result<(), CliError> {
             id,
             checkpoints,
         } => {
-            let (guard, audit) = audited_guard(&database, checkpoints).await?;
-            let closed = guard.close_import(id).await?;
-            let mut event = AuditEvent::new(Action::ImportWindowClose, SystemClock.now());
-            event.tenant = closed.as_ref().map(|w| TenantId(w.tenant));
-            event.subject = Some(id.to_string());
-            if closed.is_none() {
-                event.outcome = crate::domain::audit::Outcome::Denied;
-                event.code = Some("not_found".to_owned());
-            }
-            record_or_fail(&audit, event).await?;
-            match closed {
+            let admin = audited_guard(&database, checkpoints).await?;
+            match admin.close_import(id).await? {
                 Some(_) => {
                     println!("closed import window {id}");
                     Ok(())

@@ -151,6 +151,14 @@ impl AuditTrail {
         }
     }
 
+    /// Records an administrative change and checkpoints the chain at once: a command reports
+    /// its change done only when this succeeds.
+    pub async fn record_change(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.record(event).await?;
+        self.checkpoint().await;
+        Ok(())
+    }
+
     /// Writes a checkpoint of the chain head now (at shutdown, and for tests).
     pub async fn checkpoint(&self) {
         let (done, answer) = oneshot::channel();

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::audit::AuditTrail;
 use super::context::RequestContext;
 use crate::clock::Clock;
-use crate::domain::audit::{Action, Outcome};
+use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::guard::{
     self, BucketLocked, MAX_IMPORT_WINDOW, MISS_LIMIT, MISS_THROTTLE, MISS_WINDOW,
 };
@@ -38,6 +38,9 @@ pub enum GuardError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The change was made but its record could not be written.
+    #[error("{0}: the change was made but is not audited")]
+    Unaudited(#[from] super::audit::AuditError),
 }
 
 /// The caller is throttled for guessing tokens: retry after this many seconds.
@@ -242,5 +245,78 @@ impl Alarms {
             ));
             let _ = self.trail.record(event).await;
         }
+    }
+}
+
+/// An admin's review of the guards (the `guard` commands): every change is recorded in the
+/// command's own chain before it is reported done. Buckets are named by their keyed id.
+pub struct GuardAdmin {
+    guard: Guard,
+    trail: AuditTrail,
+}
+
+impl GuardAdmin {
+    /// Review of `guard`, recorded in `trail`.
+    pub fn new(guard: Guard, trail: AuditTrail) -> GuardAdmin {
+        GuardAdmin { guard, trail }
+    }
+
+    /// Lifts a bucket's lock after review (`guard.bucket_release`, with the reason); answers
+    /// the bucket's tenant, or `None` when it was not locked (recorded as refused).
+    pub async fn release(
+        &self,
+        bucket: BucketId,
+        reason: String,
+    ) -> Result<Option<TenantId>, GuardError> {
+        let released = self.guard.release(bucket).await?;
+        let mut event = AuditEvent::new(Action::BucketRelease, self.guard.clock.now());
+        event.tenant = released;
+        event.subject = Some(bucket.to_string());
+        event.reason = Some(reason);
+        if released.is_none() {
+            event.outcome = Outcome::Denied;
+            event.code = Some("not_found".to_owned());
+        }
+        self.trail.record_change(event).await?;
+        Ok(released)
+    }
+
+    /// Opens an import window (`guard.import_window_open`).
+    pub async fn open_import(
+        &self,
+        principal: PrincipalId,
+        bucket_budget: u32,
+        length: chrono::TimeDelta,
+    ) -> Result<ImportWindow, GuardError> {
+        let window = self
+            .guard
+            .open_import(principal, bucket_budget, length)
+            .await?;
+        let mut event = AuditEvent::new(Action::ImportWindowOpen, self.guard.clock.now());
+        event.tenant = Some(TenantId(window.tenant));
+        event.subject = Some(window.id.to_string());
+        event.detail = Some(format!(
+            "principal={} bucket_budget={} closes_at={}",
+            window.principal,
+            window.bucket_budget,
+            window.closes_at.to_rfc3339()
+        ));
+        self.trail.record_change(event).await?;
+        Ok(window)
+    }
+
+    /// Closes an import window early (`guard.import_window_close`); `None` when it was not
+    /// open (recorded as refused).
+    pub async fn close_import(&self, id: Uuid) -> Result<Option<ImportWindow>, GuardError> {
+        let closed = self.guard.close_import(id).await?;
+        let mut event = AuditEvent::new(Action::ImportWindowClose, self.guard.clock.now());
+        event.tenant = closed.as_ref().map(|w| TenantId(w.tenant));
+        event.subject = Some(id.to_string());
+        if closed.is_none() {
+            event.outcome = Outcome::Denied;
+            event.code = Some("not_found".to_owned());
+        }
+        self.trail.record_change(event).await?;
+        Ok(closed)
     }
 }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::audit::{AuditError, AuditTrail};
 use crate::clock::Clock;
 use crate::crypto::api_key::{self, ApiKey};
 use crate::crypto::totp::TotpSecret;
+use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::principal::validate_roles;
 use crate::domain::{Principal, PrincipalId, Role, RoleError};
 use crate::random::Csprng;
@@ -70,6 +72,9 @@ pub enum PrincipalError {
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
+    /// The change was made but its record could not be written: the key is not released.
+    #[error("{0}: the change was made but is not audited")]
+    Unaudited(#[from] AuditError),
 }
 
 impl From<StoreError> for PrincipalError {
@@ -178,13 +183,76 @@ pub async fn create(
     Ok(CreatedPrincipal { record, key, totp })
 }
 
-/// Disables a principal's key at once; returns whether it was enabled.
-pub async fn disable(
-    store: &dyn Store,
-    clock: &dyn Clock,
-    id: PrincipalId,
-) -> Result<bool, StoreError> {
-    store.disable_principal(id, clock.now()).await
+/// Administering principals, for the `principal` commands and `dev`: every change is recorded
+/// in the command's own chain before it is reported, and a created key is handed back only
+/// once the record of its creation is durable.
+pub struct PrincipalAdmin {
+    store: Arc<dyn Store>,
+    keys: Option<Arc<KeyService>>,
+    trail: AuditTrail,
+    rng: Arc<dyn Csprng>,
+    clock: Arc<dyn Clock>,
+}
+
+impl PrincipalAdmin {
+    /// Administration over `store`, recorded in `trail`; enrolling TOTP needs `keys`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Option<Arc<KeyService>>,
+        trail: AuditTrail,
+        rng: Arc<dyn Csprng>,
+        clock: Arc<dyn Clock>,
+    ) -> PrincipalAdmin {
+        PrincipalAdmin {
+            store,
+            keys,
+            trail,
+            rng,
+            clock,
+        }
+    }
+
+    /// Creates a principal (`principal.create`, with its roles; never its key).
+    pub async fn create(
+        &self,
+        request: NewPrincipalRequest,
+    ) -> Result<CreatedPrincipal, PrincipalError> {
+        let totp = request.totp;
+        let created = create(
+            self.store.as_ref(),
+            self.rng.as_ref(),
+            self.clock.as_ref(),
+            self.keys.as_deref(),
+            request,
+        )
+        .await?;
+        let p = &created.record.principal;
+        let mut event = AuditEvent::new(Action::PrincipalCreate, self.clock.now());
+        event.tenant = Some(p.tenant);
+        event.subject = Some(p.id.to_string());
+        let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+        event.detail = Some(format!(
+            "roles={}{}",
+            roles.join(","),
+            if totp { " totp" } else { "" }
+        ));
+        self.trail.record_change(event).await?;
+        Ok(created)
+    }
+
+    /// Disables a principal's key at once (`principal.disable`); answers whether it was
+    /// enabled. Asking for one that is not is recorded as refused.
+    pub async fn disable(&self, id: PrincipalId) -> Result<bool, PrincipalError> {
+        let disabled = self.store.disable_principal(id, self.clock.now()).await?;
+        let mut event = AuditEvent::new(Action::PrincipalDisable, self.clock.now());
+        event.subject = Some(id.to_string());
+        if !disabled {
+            event.outcome = Outcome::Denied;
+            event.code = Some("not_found".to_owned());
+        }
+        self.trail.record_change(event).await?;
+        Ok(disabled)
+    }
 }
 
 /// Resolves an `Authorization` header value to a principal.

@@ -44,9 +44,13 @@ async fn every_kind_of_bad_key_gets_the_same_401() {
     .await
     .unwrap();
     let disabled_key = created.key;
-    principals::disable(&store, &SystemClock, created.record.principal.id)
-        .await
-        .unwrap();
+    strongroom::store::PrincipalStore::disable_principal(
+        &store,
+        created.record.principal.id,
+        SystemClock.now(),
+    )
+    .await
+    .unwrap();
     let expiring_key = principals::create(
         &store,
         &rng,

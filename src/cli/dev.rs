@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::admin::{CliError, command_audit_trail, create_principal_audited};
+use super::admin::{CliError, command_audit_trail, principal_admin};
 use crate::clock::SystemClock;
 use crate::config::ServeConfig;
 use crate::crypto::keys::{DEV_KEY_PREFIX, MasterKey, MasterKeyError, MasterKeyKind};
@@ -165,21 +165,18 @@ async fn seed(
         audit.clone(),
     )
     .await?;
+    let admin = principal_admin(&store, Some(std::sync::Arc::new(keys)), audit);
     let mut principals = Vec::with_capacity(DEMO.len());
     for (name, role, totp) in DEMO {
-        let created = create_principal_audited(
-            store.as_ref(),
-            Some(&keys),
-            &audit,
-            NewPrincipalRequest {
+        let created = admin
+            .create(NewPrincipalRequest {
                 tenant: TENANT.to_owned(),
                 name: (*name).to_owned(),
                 roles: vec![*role],
                 expires_at: None,
                 totp: *totp,
-            },
-        )
-        .await?;
+            })
+            .await?;
         principals.push(DevPrincipal {
             name: (*name).to_owned(),
             roles: vec![*role],

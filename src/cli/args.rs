@@ -1,0 +1,178 @@
+//! The command line's arguments: every command, flag and variable, with its `--help` text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+use uuid::Uuid;
+
+use super::admin::{CheckpointArgs, DatabaseArgs};
+use super::guard::GuardCommand;
+use crate::domain::Role;
+
+/// Strongroom: a card-data tokenization vault with just-in-time access.
+#[derive(Debug, Parser)]
+#[command(name = "strongroom", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Print a new random master key (base64) for STRONGROOM_MASTER_KEY.
+    Keygen,
+    /// Apply the database migrations. Refuses a development or weak STRONGROOM_MASTER_KEY if
+    /// one is set (it is not needed).
+    Migrate(DatabaseArgs),
+    /// Manage principals (API callers).
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Serve the API (reads STRONGROOM_MASTER_KEY; refuses a development or weak one).
+    Serve(ServeArgs),
+    /// Work with the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Review the enumeration guard: locked card buckets and import windows.
+    #[command(subcommand)]
+    Guard(GuardCommand),
+    /// Run a local vault in one command: the embedded store, a generated master key, demo
+    /// principals and policies, plain HTTP on loopback. Not for real card data.
+    Dev {
+        /// Address to listen on (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the database, master key, credentials and checkpoints live.
+        #[arg(long, default_value = ".strongroom-dev")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AuditCommand {
+    /// Verify every hash chain, and every checkpoint in the checkpoint file, naming the first
+    /// broken record. Checking checkpoints needs STRONGROOM_MASTER_KEY.
+    Verify {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum PrincipalCommand {
+    /// Create a principal (and its tenant if new) and print its API key once.
+    Create {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The tenant (merchant) name.
+        #[arg(long)]
+        tenant: String,
+        /// The principal's name, unique in the tenant.
+        #[arg(long)]
+        name: String,
+        /// A role; repeat for several. admin cannot be combined with a card-data role.
+        #[arg(long = "role", required = true, value_parser = parse_role)]
+        roles: Vec<Role>,
+        /// When the key stops working (RFC 3339).
+        #[arg(long)]
+        expires_at: Option<DateTime<Utc>>,
+        /// Enrol a TOTP second factor (for people); the secret is shown once and stored
+        /// encrypted, which needs STRONGROOM_MASTER_KEY.
+        #[arg(long)]
+        totp: bool,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+    },
+    /// Disable a principal's key at once.
+    Disable {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The principal's id.
+        #[arg(long)]
+        id: Uuid,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    #[command(flatten)]
+    pub(super) database: DatabaseArgs,
+    /// Address to listen on. Plain HTTP only on loopback unless forced.
+    #[arg(long, env = "STRONGROOM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(super) listen: SocketAddr,
+    /// TLS certificate chain (PEM).
+    #[arg(long, env = "STRONGROOM_TLS_CERT", requires = "tls_key")]
+    pub(super) tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "STRONGROOM_TLS_KEY", requires = "tls_cert")]
+    pub(super) tls_key: Option<PathBuf>,
+    /// Access policy file (TOML).
+    #[arg(long, env = "STRONGROOM_POLICY_FILE")]
+    pub(super) policy_file: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
+    #[arg(long, env = "STRONGROOM_FORCE_PLAIN_HTTP")]
+    pub(super) force_plain_http: bool,
+    /// Most database connections.
+    #[arg(long, env = "STRONGROOM_DB_POOL_SIZE", default_value_t = 10)]
+    pub(super) db_pool_size: u32,
+    /// Longest a request may run, in seconds.
+    #[arg(long, env = "STRONGROOM_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
+    pub(super) request_timeout_secs: u64,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "STRONGROOM_MAX_BODY_BYTES", default_value_t = 4 << 20)]
+    pub(super) max_body_bytes: usize,
+    /// Sustained requests per second per principal, per instance (0: no limit).
+    #[arg(long, env = "STRONGROOM_RATE_LIMIT_PER_SECOND", default_value_t = 1000)]
+    pub(super) rate_limit_per_second: u32,
+    /// Requests a principal may burst above its rate.
+    #[arg(long, env = "STRONGROOM_RATE_LIMIT_BURST", default_value_t = 2000)]
+    pub(super) rate_limit_burst: u32,
+    /// A proxy (CIDR) whose X-Forwarded-For names the client; repeat, or comma-separate in the
+    /// variable.
+    #[arg(
+        long = "trusted-proxy",
+        env = "STRONGROOM_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub(super) trusted_proxies: Vec<IpNet>,
+    /// How long an access request may stay pending, in seconds (1 to 30 days' worth).
+    #[arg(
+        long,
+        env = "STRONGROOM_ACCESS_REQUEST_TTL_SECS",
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..=2_592_000)
+    )]
+    pub(super) access_request_ttl_secs: u64,
+    #[command(flatten)]
+    pub(super) checkpoints: CheckpointArgs,
+    /// Longest between two audit checkpoints while records are written, in milliseconds.
+    #[arg(
+        long,
+        env = "STRONGROOM_AUDIT_CHECKPOINT_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub(super) audit_checkpoint_interval_ms: u64,
+    /// New card numbers per card bucket (tenant, first six, last four, length) per rolling
+    /// 24 hours before every tokenize in the bucket is refused as enumeration: an attacker's
+    /// chance of finding one card from its token is budget / 100,000 per day.
+    #[arg(
+        long,
+        env = "STRONGROOM_TOKENIZE_BUCKET_BUDGET",
+        default_value_t = crate::domain::guard::DEFAULT_BUCKET_BUDGET,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub(super) tokenize_bucket_budget: u32,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse::<Role>().map_err(|e| e.to_string())
+}

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use crate::api::ApiSettings;
 use crate::crypto::keys::MasterKey;
 use crate::service::KeySettings;
+use crate::store::DatabaseUrl;
 
 /// A certificate chain and its private key, both PEM files.
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ pub struct ServeConfig {
     /// The access policy file (used by just-in-time access).
     pub policy_file: Option<PathBuf>,
     /// The PostgreSQL URL. May hold a password: never printed.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// The master key.
     pub master_key: MasterKey,
     /// Most database connections.
@@ -59,13 +60,13 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// Defaults for everything but the database and the key.
-    pub fn new(database_url: String, master_key: MasterKey) -> ServeConfig {
+    pub fn new(database_url: impl Into<DatabaseUrl>, master_key: MasterKey) -> ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls: None,
             force_plain_http: false,
             policy_file: None,
-            database_url,
+            database_url: database_url.into(),
             master_key,
             db_pool_size: 10,
             api: ApiSettings {
@@ -93,7 +94,7 @@ impl fmt::Debug for ServeConfig {
             .field("tls", &self.tls)
             .field("force_plain_http", &self.force_plain_http)
             .field("policy_file", &self.policy_file)
-            .field("database_url", &"<redacted>")
+            .field("database_url", &self.database_url)
             .field("master_key", &self.master_key)
             .field("db_pool_size", &self.db_pool_size)
             .field("api", &self.api)

@@ -14,7 +14,7 @@ pub mod policy;
 pub mod principal;
 pub mod token;
 
-pub use access::{RequestStatus, TextError};
+pub use access::{Reason, RequestStatus, TextError};
 pub use guard::{Allowance, BucketId, ImportWindow};
 pub use metadata::{Metadata, MetadataError};
 pub use pan::{MaskedPan, Pan, PanError};

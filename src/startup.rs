@@ -144,7 +144,7 @@ impl Application {
         )
         .await?;
         let audit = AuditTrail::spawn(
-            Arc::clone(&store),
+            store.clone(),
             Some(Anchor::new(
                 checkpoint_key,
                 config.audit_checkpoint_file,
@@ -155,7 +155,7 @@ impl Application {
         );
         let keys = Arc::new(
             KeyService::load(
-                Arc::clone(&store),
+                store.clone(),
                 config.master_key,
                 Arc::clone(&rng),
                 Arc::clone(&clock),
@@ -165,13 +165,13 @@ impl Application {
             .await?,
         );
         let guard = Arc::new(Guard::new(
-            Arc::clone(&store),
+            store.clone(),
             Arc::clone(&clock),
             config.tokenize_bucket_budget,
         ));
         let alarms = Alarms::new(Arc::clone(&guard), audit.clone(), metrics.clone());
         let tokens = Arc::new(TokenService::new(
-            Arc::clone(&store),
+            store.clone(),
             Arc::clone(&keys),
             alarms.clone(),
             audit.clone(),
@@ -179,7 +179,8 @@ impl Application {
             Arc::clone(&clock),
         ));
         let access = Arc::new(AccessService::new(
-            Arc::clone(&store),
+            store.clone(),
+            store.clone(),
             Arc::clone(&keys),
             Arc::new(policies),
             audit.clone(),
@@ -190,13 +191,13 @@ impl Application {
                 .min(TimeDelta::days(30)),
         ));
         let grants = Arc::new(GrantService::new(
-            Arc::clone(&store),
+            store.clone(),
             Arc::clone(&keys),
             audit.clone(),
             Arc::clone(&clock),
         ));
         let authn = Arc::new(Authenticator::new(
-            Arc::clone(&store),
+            store.clone(),
             Arc::clone(&clock),
             audit.clone(),
             metrics.clone(),
@@ -220,11 +221,7 @@ impl Application {
                 tokens,
                 access,
                 grants,
-                audit_reader: AuditReader::new(
-                    Arc::clone(&store),
-                    audit.clone(),
-                    Arc::clone(&clock),
-                ),
+                audit_reader: AuditReader::new(store.clone(), audit.clone(), Arc::clone(&clock)),
                 audit,
                 authn,
                 health: Health::new(store),

@@ -19,13 +19,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
 use crate::crypto::api_key::KeyHash;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::crypto::keys::SealedPan;
 use crate::domain::{
-    Allowance, BucketId, Principal, PrincipalId, Role, TenantId, Token, TokenFormat,
+    Allowance, BucketId, MaskedPan, Metadata, Principal, PrincipalId, Role, TenantId, Token,
+    TokenFormat,
 };
 
 pub use crate::domain::guard::BucketLocked;
@@ -66,9 +67,9 @@ pub struct NewToken {
     /// The PAN, sealed for this row.
     pub sealed: SealedPan,
     /// The masked PAN.
-    pub masked: String,
+    pub masked: MaskedPan,
     /// Caller metadata.
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<Metadata>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it stops being usable.
@@ -91,9 +92,9 @@ pub struct TokenRecord {
     /// The sealed PAN, unless destroyed.
     pub sealed: Option<SealedPan>,
     /// The masked PAN, unless destroyed.
-    pub masked: Option<String>,
+    pub masked: Option<MaskedPan>,
     /// Caller metadata.
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<Metadata>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it stops being usable.
@@ -374,11 +375,44 @@ fn schema_status(
 
 /// Opens the store a URL names: `postgres://…` (production; any number of instances) or
 /// `sqlite://…` (the embedded store: one node).
-pub async fn open(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(url: &DatabaseUrl, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    let url = url.expose();
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
     } else {
         Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+    }
+}
+
+/// Where the database is: a URL that may hold a password. Wiped on drop, never printed (its
+/// `Debug` is redacted).
+#[derive(Clone)]
+pub struct DatabaseUrl(Zeroizing<String>);
+
+impl DatabaseUrl {
+    /// The URL, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(Zeroizing::new(url))
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Ok(DatabaseUrl(Zeroizing::new(url.to_owned())))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(<redacted>)")
     }
 }
 
@@ -391,4 +425,22 @@ pub trait Store:
 impl<T: TokenStore + PrincipalStore + KeyStore + AccessStore + AuditStore + GuardStore + Database>
     Store for T
 {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_url_never_prints() {
+        let url: DatabaseUrl = "postgres://vault:s3cret-pw@db.internal/strongroom"
+            .parse()
+            .unwrap();
+        assert!(url.expose().contains("s3cret-pw"));
+        let shown = format!("{url:?} {:?}", Some(url.clone()));
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("db.internal"),
+            "{shown}"
+        );
+    }
 }

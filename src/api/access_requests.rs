@@ -18,9 +18,10 @@ use zeroize::Zeroizing;
 
 use super::extract::{JsonBody, OptionalJsonBody, from_value, limit_param, query_params};
 use super::{ApiError, AppState, Route};
-use crate::domain::access::{TextError, check_text};
+use crate::crypto::totp::TotpCode;
+use crate::domain::access::TextError;
 use crate::domain::policy::MAX_TOKENS;
-use crate::domain::{PrincipalId, Purpose, RequestStatus, Token};
+use crate::domain::{PrincipalId, Purpose, Reason, RequestStatus, Token};
 use crate::service::{AccessAskInput, AccessRequestView, DecisionInput, RequestContext};
 
 /// The routes of this resource.
@@ -128,7 +129,7 @@ impl TryFrom<CreateBody> for AccessAskInput {
                 "a purpose: 1-64 lowercase letters, digits or underscores",
             )
         })?;
-        check_text(&body.reason).map_err(|e| {
+        let reason = Reason::parse(&body.reason).map_err(|e| {
             text_refused(
                 e,
                 "reason",
@@ -149,18 +150,18 @@ impl TryFrom<CreateBody> for AccessAskInput {
             tokens,
             any_token,
             purpose,
-            reason: body.reason,
+            reason,
             duration_seconds: body.duration_seconds,
             max_uses: body.max_uses,
-            totp: body.totp.map(|c| c.0),
+            totp: body.totp.map(|c| TotpCode::new(c.0)),
         })
     }
 }
 
-fn check_comment(comment: Option<String>) -> Result<Option<String>, ApiError> {
+fn check_comment(comment: Option<String>) -> Result<Option<Reason>, ApiError> {
     match comment {
         Some(c) if c.is_empty() => Ok(None),
-        Some(c) => check_text(&c).map(|()| Some(c)).map_err(|e| {
+        Some(c) => Reason::parse(&c).map(Some).map_err(|e| {
             text_refused(
                 e,
                 "comment",
@@ -177,7 +178,7 @@ fn check_comment(comment: Option<String>) -> Result<Option<String>, ApiError> {
 struct DecisionBody {
     approver: PrincipalId,
     decision: &'static str,
-    comment: Option<String>,
+    comment: Option<Reason>,
     at: DateTime<Utc>,
 }
 
@@ -189,8 +190,8 @@ pub struct RequestBody {
     requester: PrincipalId,
     tokens: Vec<Token>,
     any_token: bool,
-    purpose: String,
-    reason: String,
+    purpose: Purpose,
+    reason: Reason,
     duration_seconds: u32,
     max_uses: u32,
     approvals: usize,
@@ -306,7 +307,7 @@ async fn approve(
         let body: ApproveBody = from_value(b.0)?;
         Ok(DecisionInput {
             comment: check_comment(body.comment)?,
-            totp: body.totp.map(|c| c.0),
+            totp: body.totp.map(|c| TotpCode::new(c.0)),
         })
     });
     let view = state.access().approve(&ctx, path_id(path), asked).await?;

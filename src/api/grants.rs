@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::extract::{OptionalJsonBody, from_value, limit_param, query_params};
 use super::{ApiError, AppState, Route};
 use crate::domain::access::GrantRecord;
-use crate::domain::{PrincipalId, Token};
+use crate::domain::{PrincipalId, Purpose, Token};
 use crate::service::RequestContext;
 
 /// The routes of this resource.
@@ -36,7 +36,7 @@ struct GrantBody {
     jti: Uuid,
     grantee: PrincipalId,
     request_id: Uuid,
-    purpose: String,
+    purpose: Purpose,
     tokens: Vec<Token>,
     any_token: bool,
     issued_at: DateTime<Utc>,

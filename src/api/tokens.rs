@@ -7,14 +7,14 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use super::error::Problem;
 use super::extract::{JsonBody, from_value, sensitive_top_level};
 use super::{ApiError, AppState, Route};
 use crate::domain::card_data::{holds_sensitive_key, names_sensitive_data};
-use crate::domain::{Metadata, MetadataError, Pan, Role, Token, TokenFormat};
+use crate::domain::{MaskedPan, Metadata, MetadataError, Pan, Role, Token, TokenFormat};
 use crate::service::{RequestContext, TokenView, TokenizeItem};
 
 /// Most items in one batch call.
@@ -89,10 +89,10 @@ fn parse_item(value: Value) -> Result<TokenizeItem, ApiError> {
 pub struct TokenBody {
     token: Token,
     format: TokenFormat,
-    masked: String,
+    masked: MaskedPan,
     #[serde(skip_serializing_if = "Option::is_none")]
     created: Option<bool>,
-    metadata: Option<Map<String, Value>>,
+    metadata: Option<Metadata>,
     created_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
 }

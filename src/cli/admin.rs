@@ -15,13 +15,13 @@ use crate::random::SystemRandom;
 use crate::service::keys::{KeyService, load_checkpoint_key};
 use crate::service::principals::PrincipalAdmin;
 use crate::service::{Anchor, AuditTrail};
-use crate::store::{self, SchemaStatus, Store};
+use crate::store::{self, DatabaseUrl, SchemaStatus, Store};
 
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
 }
 
 #[derive(Debug, Args)]
@@ -97,7 +97,7 @@ pub async fn command_audit_trail(
         None => None,
     };
     Ok(AuditTrail::spawn(
-        Arc::clone(store),
+        store.clone(),
         anchor,
         Arc::new(SystemClock),
         Metrics::new(),
@@ -111,7 +111,7 @@ pub fn principal_admin(
     audit: AuditTrail,
 ) -> PrincipalAdmin {
     PrincipalAdmin::new(
-        Arc::clone(store),
+        store.clone(),
         keys,
         audit,
         Arc::new(SystemRandom::new()),

@@ -70,7 +70,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let keys = match master {
                 Some(master) if totp => Some(
                     KeyService::load(
-                        Arc::clone(&shared),
+                        shared.clone(),
                         master,
                         Arc::new(SystemRandom::new()),
                         Arc::new(SystemClock),

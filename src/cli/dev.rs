@@ -157,7 +157,7 @@ async fn seed(
     let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(store);
     let audit = command_audit_trail(&store, Some(&master), Some(checkpoints.to_owned())).await?;
     let keys = KeyService::load(
-        std::sync::Arc::clone(&store),
+        store.clone(),
         master,
         std::sync::Arc::new(SystemRandom::new()),
         std::sync::Arc::new(SystemClock),

@@ -136,18 +136,44 @@ impl SigningKey {
 
     /// Signs grant claims. Ed25519 is deterministic: the same claims give the same JWT, which
     /// is why the JWT need not be stored.
-    pub fn sign(&self, claims: &GrantClaims) -> Result<Zeroizing<String>, SigningKeyError> {
+    pub fn sign(&self, claims: &GrantClaims) -> Result<GrantJwt, SigningKeyError> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(GRANT_TYP.to_owned());
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map(Zeroizing::new)
+            .map(|jwt| GrantJwt(Zeroizing::new(jwt)))
             .map_err(|_| SigningKeyError::Sign)
     }
 
     /// The public half, for verifying and publishing.
     pub fn verifying_key(&self) -> VerifyingKey {
         VerifyingKey::ed25519(self.kid.clone(), &self.public)
+    }
+}
+
+/// A signed grant: a bearer credential that reveals card data to its holder. Wiped on drop,
+/// never printed (its `Debug` is redacted); only its grantee's answer carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GrantJwt(Zeroizing<String>);
+
+impl GrantJwt {
+    /// The JWT text, for the grantee's answer.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for GrantJwt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GrantJwt(<redacted>)")
+    }
+}
+
+impl std::ops::Deref for GrantJwt {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
     }
 }
 
@@ -317,6 +343,18 @@ mod tests {
     }
 
     const NOW: i64 = 1_900_000_000;
+
+    #[test]
+    fn a_signed_grant_never_prints() {
+        let key = SigningKey::generate().unwrap();
+        let jwt = key.sign(&claims(NOW)).unwrap();
+        let shown = format!("{jwt:?} {:?}", Some(jwt.clone()));
+        assert!(
+            !shown.contains(jwt.as_str()) && !shown.contains("eyJ"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"));
+    }
 
     #[test]
     fn a_signed_grant_verifies_inside_its_window_only() {

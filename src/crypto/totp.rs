@@ -16,6 +16,29 @@ pub const STEP_SECONDS: u64 = 30;
 /// Bytes of a secret: 160 bits, RFC 4226 §4's recommendation for HMAC-SHA-1.
 pub const SECRET_BYTES: usize = 20;
 
+/// A TOTP code as a person typed it: a one-time credential while it is fresh. Wiped on drop,
+/// never printed (its `Debug` is redacted).
+#[derive(Clone)]
+pub struct TotpCode(Zeroizing<String>);
+
+impl TotpCode {
+    /// The code as given.
+    pub fn new(code: Zeroizing<String>) -> TotpCode {
+        TotpCode(code)
+    }
+
+    /// The code text, for checking.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TotpCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TotpCode(<redacted>)")
+    }
+}
+
 /// A principal's TOTP secret.
 pub struct TotpSecret(Totp);
 
@@ -96,6 +119,14 @@ impl fmt::Debug for TotpSecret {
 mod tests {
     use super::*;
     use crate::random::SystemRandom;
+
+    #[test]
+    fn a_typed_code_never_prints() {
+        let code = TotpCode::new(Zeroizing::new("492039".to_owned()));
+        assert_eq!(code.expose(), "492039");
+        let shown = format!("{code:?} {:?}", Some(code.clone()));
+        assert!(!shown.contains("492039"), "{shown}");
+    }
 
     /// RFC 6238 Appendix B, SHA-1 (the eight-digit codes, of which we use the last six).
     #[test]

@@ -150,6 +150,29 @@ pub enum TextError {
     CardNumber,
 }
 
+/// Free text a person gave — a request's reason, a decision's comment — as checked by
+/// [`check_text`]. Typed from the API to the store, so unchecked text cannot reach either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Reason(String);
+
+impl Reason {
+    /// The text, if it passes [`check_text`].
+    pub fn parse(text: &str) -> Result<Reason, TextError> {
+        check_text(text).map(|()| Reason(text.to_owned()))
+    }
+
+    /// Text read back from the store, where only checked text was ever written.
+    pub fn from_stored(text: String) -> Reason {
+        Reason(text)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A reason or comment, checked: 1–1000 characters, no control characters but line breaks and
 /// tabs, and no card number.
 pub fn check_text(text: &str) -> Result<(), TextError> {

@@ -33,7 +33,8 @@ pub enum MetadataError {
 }
 
 /// Validated metadata: a small JSON object without card data or sensitive authentication data.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(transparent)]
 pub struct Metadata(Map<String, Value>);
 
 impl Metadata {

@@ -30,7 +30,8 @@ pub const MAX_APPROVALS: u32 = 10;
 pub const MAX_USES: u32 = 1_000_000;
 
 /// A purpose such as `chargeback`: lowercase letters, digits and underscores, 1–64 long.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct Purpose(String);
 
 impl Purpose {

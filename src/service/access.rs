@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use super::audit::{AuditTrail, Refusal};
 use super::context::{Forbidden, RequestContext};
@@ -17,13 +16,17 @@ use super::grants::{VIEWERS, sign_grant};
 use super::keys::{KeyError, KeyService};
 use super::mfa::{self, MfaError, MfaFailure};
 use crate::clock::Clock;
+use crate::crypto::grant::GrantJwt;
+use crate::crypto::totp::TotpCode;
 use crate::domain::access::{
     AccessRequestRecord, Decision, ExpiredRequest, GrantDraft, NewAccessRequest,
 };
 use crate::domain::access::{Transition, transition};
 use crate::domain::audit::{Action, AuditEvent};
-use crate::domain::{AccessAsk, Denial, PolicySet, Principal, Purpose, RequestStatus, Role, Token};
-use crate::store::{DecideOutcome, RequestFilter, Store, StoreError};
+use crate::domain::{
+    AccessAsk, Denial, PolicySet, Principal, Purpose, Reason, RequestStatus, Role, Token,
+};
+use crate::store::{AccessStore, DecideOutcome, PrincipalStore, RequestFilter, StoreError};
 
 /// Most requests one list returns.
 pub const MAX_LIST: u32 = 500;
@@ -38,13 +41,13 @@ pub struct AccessAskInput {
     /// The purpose.
     pub purpose: Purpose,
     /// Why, checked.
-    pub reason: String,
+    pub reason: Reason,
     /// How long the grant should last.
     pub duration_seconds: u32,
     /// Uses wanted, if not the policy's limit.
     pub max_uses: Option<u32>,
     /// The requester's TOTP code.
-    pub totp: Option<Zeroizing<String>>,
+    pub totp: Option<TotpCode>,
 }
 
 /// A request as its viewer may see it.
@@ -55,7 +58,7 @@ pub struct AccessRequestView {
     /// Its status now.
     pub status: RequestStatus,
     /// The grant JWT: only for the grantee, only while the grant can be used.
-    pub grant: Option<Zeroizing<String>>,
+    pub grant: Option<GrantJwt>,
 }
 
 /// Why an access request operation was refused.
@@ -107,14 +110,15 @@ impl<E: Refusal + From<AccessError> + From<Forbidden>> AccessRefusal for E {}
 #[derive(Debug, Default)]
 pub struct DecisionInput {
     /// The comment, if any.
-    pub comment: Option<String>,
+    pub comment: Option<Reason>,
     /// The approver's TOTP code (approvals under an MFA policy).
-    pub totp: Option<Zeroizing<String>>,
+    pub totp: Option<TotpCode>,
 }
 
 /// Access requests of every tenant.
 pub struct AccessService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccessStore>,
+    factors: Arc<dyn PrincipalStore>,
     keys: Arc<KeyService>,
     policies: Arc<PolicySet>,
     trail: AuditTrail,
@@ -126,15 +130,17 @@ pub struct AccessService {
 fn describe(event: &mut AuditEvent, view: &AccessRequestView) {
     let r = &view.record.request;
     event.subject = Some(r.id.to_string());
-    event.purpose = Some(r.purpose.clone());
+    event.purpose = Some(r.purpose.as_str().to_owned());
     event.grant_jti = view.record.grant;
     event.detail = Some(view.status.as_str().to_owned());
 }
 
 impl AccessService {
-    /// A service deciding by `policies`; pending requests expire after `request_ttl`.
+    /// A service deciding by `policies`, with second factors checked in `factors`; pending
+    /// requests expire after `request_ttl`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AccessStore>,
+        factors: Arc<dyn PrincipalStore>,
         keys: Arc<KeyService>,
         policies: Arc<PolicySet>,
         trail: AuditTrail,
@@ -143,6 +149,7 @@ impl AccessService {
     ) -> AccessService {
         AccessService {
             store,
+            factors,
             keys,
             policies,
             trail,
@@ -170,7 +177,7 @@ impl AccessService {
             let ask = asked?;
             event.tokens = ask.tokens.iter().map(|t| t.as_str().to_owned()).collect();
             event.purpose = Some(ask.purpose.as_str().to_owned());
-            event.reason = Some(ask.reason.clone());
+            event.reason = Some(ask.reason.as_str().to_owned());
             let view = self.create_request(principal, ask, ctx.source).await?;
             describe(&mut event, &view);
             Ok(view)
@@ -215,7 +222,7 @@ impl AccessService {
             let id = id.ok_or(AccessError::NotFound)?;
             event.subject = Some(id.to_string());
             let asked = asked?;
-            event.reason.clone_from(&asked.comment);
+            event.reason = asked.comment.as_ref().map(|c| c.as_str().to_owned());
             let view = if action == Action::AccessRequestApprove {
                 self.approve_request(principal, id, asked.comment, asked.totp)
                     .await?
@@ -252,9 +259,9 @@ impl AccessService {
             })
             .map_err(AccessError::PolicyDenied)?;
         if allowed.requester_mfa {
-            let code = ask.totp.as_ref().map(|c| c.as_str());
+            let code = ask.totp.as_ref().map(TotpCode::expose);
             mfa::verify(
-                self.store.as_ref(),
+                self.factors.as_ref(),
                 &self.keys,
                 self.clock.as_ref(),
                 requester.id,
@@ -270,7 +277,7 @@ impl AccessService {
             policy: allowed.policy,
             tokens: ask.tokens,
             any_token: ask.any_token,
-            purpose: ask.purpose.as_str().to_owned(),
+            purpose: ask.purpose,
             reason: ask.reason,
             duration_seconds: ask.duration_seconds,
             max_uses: allowed.max_uses,
@@ -367,8 +374,8 @@ impl AccessService {
         &self,
         approver: &Principal,
         id: Uuid,
-        comment: Option<String>,
-        totp: Option<Zeroizing<String>>,
+        comment: Option<Reason>,
+        totp: Option<TotpCode>,
     ) -> Result<AccessRequestView, AccessError> {
         let record = self
             .store
@@ -391,11 +398,11 @@ impl AccessService {
         }
         if record.request.approver_mfa {
             mfa::verify(
-                self.store.as_ref(),
+                self.factors.as_ref(),
                 &self.keys,
                 self.clock.as_ref(),
                 approver.id,
-                totp.as_ref().map(|c| c.as_str()),
+                totp.as_ref().map(TotpCode::expose),
             )
             .await?
             .map_err(AccessError::Mfa)?;
@@ -412,7 +419,7 @@ impl AccessService {
             let mut event = AuditEvent::new(Action::AccessRequestExpire, self.clock.now());
             event.tenant = Some(request.tenant);
             event.subject = Some(request.id.to_string());
-            event.purpose = Some(request.purpose.clone());
+            event.purpose = Some(request.purpose.as_str().to_owned());
             event.detail = Some(format!("requester {}", request.requester));
             let _ = self.trail.record(event).await;
         }
@@ -424,7 +431,7 @@ impl AccessService {
         approver: &Principal,
         id: Uuid,
         approve: bool,
-        comment: Option<String>,
+        comment: Option<Reason>,
     ) -> Result<AccessRequestView, AccessError> {
         let now = whole_seconds(self.clock.now());
         let decision = Decision {

@@ -28,7 +28,7 @@ use crate::domain::audit::{
     Verified,
 };
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{AuditStore, StoreError};
 
 /// Most records one transaction appends.
 const MAX_BATCH: usize = 512;
@@ -93,7 +93,7 @@ pub struct AuditTrail {
 impl AuditTrail {
     /// Starts the appender of a new chain over `store`.
     pub fn spawn(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AuditStore>,
         anchor: Option<Anchor>,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
@@ -169,7 +169,7 @@ impl AuditTrail {
 }
 
 struct Appender {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     anchor: Option<Anchor>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
@@ -383,7 +383,7 @@ pub fn read_checkpoints(
 /// Walks every chain in the store against `checkpoints`: the count of what verified, or the
 /// first break.
 pub async fn verify(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     checkpoints: Vec<Checkpoint>,
 ) -> Result<Result<Verified, ChainBreak>, StoreError> {
     let mut verifier = ChainVerifier::new(checkpoints);
@@ -420,14 +420,18 @@ pub struct AuditRead {
 
 /// `GET /v1/audit`: auditors read their tenant's trail, and every read is itself recorded.
 pub struct AuditReader {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     trail: AuditTrail,
     clock: Arc<dyn Clock>,
 }
 
 impl AuditReader {
     /// Reads from `store`, records reads in `trail`.
-    pub fn new(store: Arc<dyn Store>, trail: AuditTrail, clock: Arc<dyn Clock>) -> AuditReader {
+    pub fn new(
+        store: Arc<dyn AuditStore>,
+        trail: AuditTrail,
+        clock: Arc<dyn Clock>,
+    ) -> AuditReader {
         AuditReader {
             store,
             trail,

@@ -17,14 +17,14 @@ use crate::clock::Clock;
 use crate::domain::Principal;
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{PrincipalStore, StoreError};
 
 /// The code an authentication failure is answered and recorded with.
 pub const UNAUTHENTICATED: &str = "unauthenticated";
 
 /// Authentication for one instance.
 pub struct Authenticator {
-    store: Arc<dyn Store>,
+    store: Arc<dyn PrincipalStore>,
     clock: Arc<dyn Clock>,
     trail: AuditTrail,
     metrics: Metrics,
@@ -34,7 +34,7 @@ pub struct Authenticator {
 impl Authenticator {
     /// Authenticates against `store`, records failures in `trail` and `metrics`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn PrincipalStore>,
         clock: Arc<dyn Clock>,
         trail: AuditTrail,
         metrics: Metrics,

@@ -11,17 +11,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use super::audit::{AuditTrail, Refusal};
 use super::context::{Forbidden, RequestContext};
 use super::keys::{KeyError, KeyService};
 use crate::clock::Clock;
-use crate::crypto::grant::{AUDIENCE, GrantClaims, GrantTokenError, ISSUER};
+use crate::crypto::grant::{AUDIENCE, GrantClaims, GrantJwt, GrantTokenError, ISSUER};
 use crate::domain::access::GrantRecord;
 use crate::domain::audit::Action;
 use crate::domain::{Principal, PrincipalId, Role, Token};
-use crate::store::{Store, StoreError, UseOutcome};
+use crate::store::{AccessStore, StoreError, UseOutcome};
 
 /// Who may see requests and grants: their own, or the tenant's for approvers, admins and
 /// auditors.
@@ -96,7 +95,7 @@ pub struct Presented {
 }
 
 /// Signs a grant's JWT (again: Ed25519 gives the same JWT for the same claims).
-pub fn sign_grant(keys: &KeyService, grant: &GrantRecord) -> Result<Zeroizing<String>, KeyError> {
+pub fn sign_grant(keys: &KeyService, grant: &GrantRecord) -> Result<GrantJwt, KeyError> {
     let claims = GrantClaims {
         iss: ISSUER.to_owned(),
         aud: AUDIENCE.to_owned(),
@@ -108,7 +107,7 @@ pub fn sign_grant(keys: &KeyService, grant: &GrantRecord) -> Result<Zeroizing<St
         exp: grant.expires_at.timestamp(),
         tokens: grant.tokens.iter().map(|t| t.as_str().to_owned()).collect(),
         any_token: grant.any_token,
-        purpose: grant.purpose.clone(),
+        purpose: grant.purpose.as_str().to_owned(),
         max_uses: grant.max_uses,
         request_id: grant.request_id,
     };
@@ -121,7 +120,7 @@ impl<E: Refusal + From<GrantError> + From<Forbidden>> GrantRefusal for E {}
 
 /// Grants of every tenant.
 pub struct GrantService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccessStore>,
     keys: Arc<KeyService>,
     trail: AuditTrail,
     clock: Arc<dyn Clock>,
@@ -130,7 +129,7 @@ pub struct GrantService {
 impl GrantService {
     /// A service over `store` and `keys`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AccessStore>,
         keys: Arc<KeyService>,
         trail: AuditTrail,
         clock: Arc<dyn Clock>,
@@ -161,7 +160,7 @@ impl GrantService {
             let jti = jti.ok_or(GrantError::NotFound)?;
             event.grant_jti = Some(jti);
             let grant = self.revoke_one(principal, jti).await?;
-            event.purpose = Some(grant.purpose.clone());
+            event.purpose = Some(grant.purpose.as_str().to_owned());
             event.subject = Some(grant.grantee.to_string());
             Ok(grant)
         }

@@ -21,7 +21,7 @@ use crate::domain::guard::{
 };
 use crate::domain::{Allowance, BucketId, ImportWindow, Principal, PrincipalId, TenantId};
 use crate::metrics::Metrics;
-use crate::store::{BucketLockRecord, Store, StoreError};
+use crate::store::{BucketLockRecord, GuardStore, StoreError};
 
 /// How stale this instance's copy of the open import windows may be.
 pub const WINDOW_REFRESH: Duration = Duration::from_secs(5);
@@ -50,7 +50,7 @@ pub struct Throttled(pub u64);
 
 /// The guards of one instance.
 pub struct Guard {
-    store: Arc<dyn Store>,
+    store: Arc<dyn GuardStore>,
     clock: Arc<dyn Clock>,
     bucket_budget: u32,
     windows: Mutex<Option<(Instant, Vec<ImportWindow>)>>,
@@ -58,7 +58,7 @@ pub struct Guard {
 
 impl Guard {
     /// Guards over `store`, with `bucket_budget` new PANs per bucket per rolling window.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, bucket_budget: u32) -> Guard {
+    pub fn new(store: Arc<dyn GuardStore>, clock: Arc<dyn Clock>, bucket_budget: u32) -> Guard {
         Guard {
             store,
             clock,

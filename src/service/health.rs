@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Database, StoreError};
 
 /// Readiness checks of one instance.
 pub struct Health {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Database>,
 }
 
 impl Health {
     /// Checks over `store`.
-    pub fn new(store: Arc<dyn Store>) -> Health {
+    pub fn new(store: Arc<dyn Database>) -> Health {
         Health { store }
     }
 

@@ -25,7 +25,7 @@ use crate::domain::TenantId;
 use crate::domain::audit::{Action, AuditEvent};
 use crate::random::Csprng;
 use crate::service::AuditTrail;
-use crate::store::{Store, StoreError};
+use crate::store::{KeyStore, StoreError};
 
 /// Name of the fingerprint root in `vault_secrets`.
 const FINGERPRINT_ROOT: &str = "fingerprint-root";
@@ -90,7 +90,7 @@ struct Reservation {
 
 /// Keys of this instance.
 pub struct KeyService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
     master: MasterKey,
     keyring: RwLock<Keyring>,
     fingerprint_root: FingerprintRoot,
@@ -109,7 +109,7 @@ impl KeyService {
     /// Loads every key, creating the first DEK and the fingerprint root if the vault is new.
     /// Safe when several instances start at once on one database.
     pub async fn load(
-        store: Arc<dyn Store>,
+        store: Arc<dyn KeyStore>,
         master: MasterKey,
         rng: Arc<dyn Csprng>,
         clock: Arc<dyn Clock>,

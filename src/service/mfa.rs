@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::keys::{KeyError, KeyService};
 use crate::clock::Clock;
 use crate::domain::PrincipalId;
-use crate::store::{Store, StoreError};
+use crate::store::{PrincipalStore, StoreError};
 
 /// Wrong codes in a row that lock the factor.
 pub const MAX_FAILURES: u32 = 5;
@@ -60,7 +60,7 @@ pub enum MfaError {
 
 /// Checks `code` for `principal` at the clock's time.
 pub async fn verify(
-    store: &dyn Store,
+    store: &dyn PrincipalStore,
     keys: &KeyService,
     clock: &dyn Clock,
     principal: PrincipalId,

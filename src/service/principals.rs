@@ -17,7 +17,7 @@ use crate::domain::principal::validate_roles;
 use crate::domain::{Principal, PrincipalId, Role, RoleError};
 use crate::random::Csprng;
 use crate::service::keys::{KeyError, KeyService};
-use crate::store::{NewPrincipal, PrincipalRecord, Store, StoreError};
+use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError};
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -145,7 +145,7 @@ fn check_name(what: &'static str, name: &str) -> Result<(), PrincipalError> {
 /// Creates a principal (and its tenant if new); returns it with its API key and TOTP secret,
 /// to be shown once. Enrolling TOTP needs `keys` to seal the secret.
 pub async fn create(
-    store: &dyn Store,
+    store: &dyn PrincipalStore,
     rng: &dyn Csprng,
     clock: &dyn Clock,
     keys: Option<&KeyService>,
@@ -187,7 +187,7 @@ pub async fn create(
 /// in the command's own chain before it is reported, and a created key is handed back only
 /// once the record of its creation is durable.
 pub struct PrincipalAdmin {
-    store: Arc<dyn Store>,
+    store: Arc<dyn PrincipalStore>,
     keys: Option<Arc<KeyService>>,
     trail: AuditTrail,
     rng: Arc<dyn Csprng>,
@@ -197,7 +197,7 @@ pub struct PrincipalAdmin {
 impl PrincipalAdmin {
     /// Administration over `store`, recorded in `trail`; enrolling TOTP needs `keys`.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn PrincipalStore>,
         keys: Option<Arc<KeyService>>,
         trail: AuditTrail,
         rng: Arc<dyn Csprng>,
@@ -257,7 +257,7 @@ impl PrincipalAdmin {
 
 /// Resolves an `Authorization` header value to a principal.
 pub async fn authenticate(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn PrincipalStore>,
     clock: &dyn Clock,
     authorization: Option<&str>,
 ) -> Result<Result<Principal, FailedAuth>, StoreError> {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::domain::{TenantId, Token};
-use crate::store::{NewToken, RowOutcome, Store, StoreError, TokenInsert};
+use crate::store::{NewToken, RowOutcome, StoreError, TokenInsert, TokenStore};
 
 /// Most rows one statement carries (a batch call alone may bring 1,000).
 const MAX_ROWS: usize = 2000;
@@ -35,7 +35,7 @@ pub struct TokenWriter {
 
 impl TokenWriter {
     /// Starts the writer over `store`.
-    pub fn spawn(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> TokenWriter {
+    pub fn spawn(store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>) -> TokenWriter {
         let (queue, inbox) = mpsc::channel(QUEUE);
         tokio::spawn(run(store, clock, inbox));
         TokenWriter { queue }
@@ -56,7 +56,7 @@ impl TokenWriter {
     }
 }
 
-async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut inbox: mpsc::Receiver<Job>) {
+async fn run(store: Arc<dyn TokenStore>, clock: Arc<dyn Clock>, mut inbox: mpsc::Receiver<Job>) {
     while let Some(first) = inbox.recv().await {
         let mut rows = first.rows.len();
         let mut jobs = vec![first];
@@ -83,7 +83,7 @@ async fn all_gone<T>(waiters: &mut [&mut oneshot::Sender<T>]) {
 /// Inserts `rows`, unless every caller gives up first: then the statement is dropped and rolls
 /// back, so a call answered `503 timeout` has stored nothing, as it would on its own.
 async fn insert_for<T>(
-    store: &dyn Store,
+    store: &dyn TokenStore,
     clock: &dyn Clock,
     rows: &[NewToken],
     waiters: &mut [&mut oneshot::Sender<T>],
@@ -94,7 +94,7 @@ async fn insert_for<T>(
     }
 }
 
-async fn write(store: &dyn Store, clock: &dyn Clock, jobs: Vec<Job>) {
+async fn write(store: &dyn TokenStore, clock: &dyn Clock, jobs: Vec<Job>) {
     if let [_] = jobs.as_slice() {
         for mut job in jobs {
             if let Some(answer) = insert_for(store, clock, &job.rows, &mut [&mut job.done]).await {

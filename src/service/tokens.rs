@@ -9,7 +9,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use serde_json::{Map, Value};
 
 use super::audit::{AuditTrail, Refusal};
 use super::context::{Forbidden, RequestContext};
@@ -21,10 +20,11 @@ use crate::crypto::fingerprint::Fingerprint;
 use crate::domain::audit::Action;
 use crate::domain::guard::retry_after;
 use crate::domain::{
-    Allowance, BucketId, FormatError, Metadata, Pan, Principal, Role, TenantId, Token, TokenFormat,
+    Allowance, BucketId, FormatError, MaskedPan, Metadata, Pan, Principal, Role, TenantId, Token,
+    TokenFormat,
 };
 use crate::random::Csprng;
-use crate::store::{BucketLocked, NewToken, RowOutcome, Store, StoreError, TokenRecord};
+use crate::store::{BucketLocked, NewToken, RowOutcome, StoreError, TokenRecord, TokenStore};
 
 /// Rounds of insert-and-check before a PAN's token space counts as exhausted. A round fails
 /// only when every fresh token collides, which needs a nearly full space.
@@ -53,9 +53,9 @@ pub struct TokenView {
     /// Its format.
     pub format: TokenFormat,
     /// The masked PAN.
-    pub masked: String,
+    pub masked: MaskedPan,
     /// Caller metadata.
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<Metadata>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it stops being usable.
@@ -96,7 +96,7 @@ pub enum TokenError {
 
 /// Tokens of every tenant.
 pub struct TokenService {
-    store: Arc<dyn Store>,
+    store: Arc<dyn TokenStore>,
     writer: TokenWriter,
     keys: Arc<KeyService>,
     guard: Arc<Guard>,
@@ -129,7 +129,7 @@ struct Pending {
 impl TokenService {
     /// A service over `store` and `keys`, with its own token writer (group commit).
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn TokenStore>,
         keys: Arc<KeyService>,
         alarms: Alarms,
         trail: AuditTrail,
@@ -444,8 +444,8 @@ impl TokenService {
                 format: item.format,
                 fingerprint: p.fingerprint.clone(),
                 sealed,
-                masked: item.pan.masked().as_str().to_owned(),
-                metadata: item.metadata.as_ref().map(|m| m.as_map().clone()),
+                masked: item.pan.masked(),
+                metadata: item.metadata.clone(),
                 created_at: now,
                 expires_at: item.expires_at.map(micros),
                 bucket: p.bucket,
@@ -555,8 +555,8 @@ fn existing_view(record: TokenRecord, now: DateTime<Utc>) -> Result<TokenView, T
 fn view(
     token: Token,
     format: TokenFormat,
-    masked: String,
-    metadata: Option<Map<String, Value>>,
+    masked: MaskedPan,
+    metadata: Option<Metadata>,
     created_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
     created: bool,

@@ -17,7 +17,8 @@ use crate::crypto::keys::SealedPan;
 use crate::domain::access::{AccessRequestRecord, Decision, GrantRecord, NewAccessRequest};
 use crate::domain::audit::{AuditEvent, ChainedEvent, HASH_LEN, LinkHash, StoredRecord};
 use crate::domain::{
-    BucketId, ImportWindow, Principal, PrincipalId, Role, TenantId, Token, TokenFormat,
+    BucketId, ImportWindow, MaskedPan, Metadata, Principal, PrincipalId, Purpose, Reason, Role,
+    TenantId, Token, TokenFormat,
 };
 
 /// A list of short strings: `text[]` in PostgreSQL, a JSON array in SQLite.
@@ -60,6 +61,11 @@ impl<'r> Decode<'r, Sqlite> for TextList {
     }
 }
 
+/// Metadata as both engines store it: JSON text.
+pub(super) fn metadata_text(metadata: Option<&Metadata>) -> Option<String> {
+    metadata.and_then(|m| serde_json::to_string(m.as_map()).ok())
+}
+
 pub(super) const TOKEN_COLUMNS: &str = "tenant_id, token, format, sealed_pan, dek_version, masked_pan, metadata, created_at, expires_at, deleted_at";
 
 #[derive(sqlx::FromRow)]
@@ -99,7 +105,7 @@ impl TryFrom<TokenRow> for TokenRecord {
             _ => None,
         };
         let metadata = match row.metadata {
-            Some(Value::Object(map)) => Some(map),
+            Some(Value::Object(map)) => Some(Metadata::from_stored(map)),
             Some(_) => return Err(StoreError::Corrupt("token metadata")),
             None => None,
         };
@@ -108,7 +114,7 @@ impl TryFrom<TokenRow> for TokenRecord {
             token: Token::from_stored(row.token),
             format,
             sealed,
-            masked: row.masked_pan,
+            masked: row.masked_pan.map(MaskedPan::from_stored),
             metadata,
             created_at: row.created_at,
             expires_at: row.expires_at,
@@ -250,8 +256,8 @@ impl RequestRow {
                 policy: self.policy,
                 tokens: self.tokens.0.into_iter().map(Token::from_stored).collect(),
                 any_token: self.any_token,
-                purpose: self.purpose,
-                reason: self.reason,
+                purpose: stored_purpose(&self.purpose)?,
+                reason: Reason::from_stored(self.reason),
                 duration_seconds: to_u32(self.duration_seconds, "request duration")?,
                 max_uses: to_u32(self.max_uses, "request max_uses")?,
                 approvals_required: to_u32(self.approvals_required, "request approvals")?,
@@ -273,7 +279,7 @@ impl TryFrom<GrantRow> for GrantRecord {
             tenant: TenantId(row.tenant_id),
             grantee: PrincipalId(row.grantee_id),
             request_id: row.request_id,
-            purpose: row.purpose,
+            purpose: stored_purpose(&row.purpose)?,
             tokens: row.tokens.0.into_iter().map(Token::from_stored).collect(),
             any_token: row.any_token,
             max_uses: to_u32(row.max_uses, "grant max_uses")?,
@@ -284,6 +290,11 @@ impl TryFrom<GrantRow> for GrantRecord {
             revoked_at: row.revoked_at,
         })
     }
+}
+
+/// A purpose read back: only parsed purposes were written.
+pub(super) fn stored_purpose(purpose: &str) -> Result<Purpose, StoreError> {
+    Purpose::parse(purpose).ok_or(StoreError::Corrupt("purpose"))
 }
 
 pub(super) fn tokens_text(tokens: &[Token]) -> Vec<String> {

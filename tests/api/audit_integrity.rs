@@ -69,7 +69,7 @@ async fn serve_runs_as_a_role_that_may_only_insert_and_read_audit_records() {
         owner.master_key.clone(),
         owner.keys.clone(),
         Options {
-            configure: Box::new(move |c| c.database_url = url),
+            configure: Box::new(move |c| c.database_url = url.into()),
             ..Options::default()
         },
     )

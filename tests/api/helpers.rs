@@ -326,9 +326,9 @@ pub async fn seed_principals(url: &str, master_key: &str, clock: Arc<dyn Clock>)
     let pg = PgStore::connect(url, 2).await.unwrap();
     let store: Arc<dyn Store> = Arc::new(pg.clone());
     let rng = Arc::new(SystemRandom::new());
-    let audit = AuditTrail::spawn(Arc::clone(&store), None, Arc::clone(&clock), Metrics::new());
+    let audit = AuditTrail::spawn(store.clone(), None, Arc::clone(&clock), Metrics::new());
     let keys = KeyService::load(
-        Arc::clone(&store),
+        store.clone(),
         MasterKey::from_base64(master_key).unwrap(),
         rng.clone(),
         Arc::clone(&clock),

@@ -158,9 +158,9 @@ async fn fixture(backend: Backend) -> Fixture {
 async fn keys(f: &Fixture, settings: KeySettings) -> Result<KeyService, KeyError> {
     let rng: Arc<dyn Csprng> = Arc::new(SystemRandom::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let audit = AuditTrail::spawn(Arc::clone(&f.store), None, clock.clone(), Metrics::new());
+    let audit = AuditTrail::spawn(f.store.clone(), None, clock.clone(), Metrics::new());
     KeyService::load(
-        Arc::clone(&f.store),
+        f.store.clone(),
         MasterKey::from_base64(&f.master).unwrap(),
         rng,
         clock,
@@ -212,14 +212,14 @@ fn tokens(f: &Fixture, keys: &Arc<KeyService>) -> TokenService {
 /// A token service over the fixture's store, with a bucket budget of `budget`.
 fn token_service(f: &Fixture, keys: &Arc<KeyService>, budget: u32) -> TokenService {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let trail = AuditTrail::spawn(Arc::clone(&f.store), None, clock.clone(), Metrics::new());
+    let trail = AuditTrail::spawn(f.store.clone(), None, clock.clone(), Metrics::new());
     let guard = Arc::new(strongroom::service::Guard::new(
-        Arc::clone(&f.store),
+        f.store.clone(),
         clock.clone(),
         budget,
     ));
     TokenService::new(
-        Arc::clone(&f.store),
+        f.store.clone(),
         Arc::clone(keys),
         strongroom::service::Alarms::new(guard, trail.clone(), Metrics::new()),
         trail,
@@ -528,8 +528,8 @@ fn access_request(
         policy: "test".into(),
         tokens: Vec::new(),
         any_token: true,
-        purpose: "dispute".into(),
-        reason: "case 1".into(),
+        purpose: strongroom::domain::Purpose::parse("dispute").unwrap(),
+        reason: strongroom::domain::Reason::parse("case 1").unwrap(),
         duration_seconds: 600,
         max_uses,
         approvals_required: approvals,
@@ -689,7 +689,7 @@ async fn concurrent_approvals_mint_exactly_one_grant(backend: Backend) {
 async fn the_audit_trail_is_append_only_and_verifies(backend: Backend) {
     let f = fixture(backend).await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let trail = AuditTrail::spawn(Arc::clone(&f.store), None, clock, Metrics::new());
+    let trail = AuditTrail::spawn(f.store.clone(), None, clock, Metrics::new());
     let writes: Vec<_> = (0..40)
         .map(|i| {
             let trail = trail.clone();

@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::RequestStatus;
-use crate::domain::{PrincipalId, TenantId, Token};
+use super::{Reason, RequestStatus};
+use crate::domain::{PrincipalId, Purpose, TenantId, Token};
 
 /// An access request to insert.
 #[derive(Debug, Clone)]
@@ -26,9 +26,9 @@ pub struct NewAccessRequest {
     /// Whether every token of the tenant is asked for.
     pub any_token: bool,
     /// The purpose.
-    pub purpose: String,
+    pub purpose: Purpose,
     /// Why.
-    pub reason: String,
+    pub reason: Reason,
     /// How long the grant lasts once approved.
     pub duration_seconds: u32,
     /// Detokenize calls the grant allows.
@@ -55,7 +55,7 @@ pub struct ExpiredRequest {
     /// Who asked.
     pub requester: PrincipalId,
     /// For what purpose.
-    pub purpose: String,
+    pub purpose: Purpose,
 }
 
 /// One approver's decision.
@@ -66,7 +66,7 @@ pub struct Decision {
     /// Approve (true) or deny.
     pub approve: bool,
     /// Their comment.
-    pub comment: Option<String>,
+    pub comment: Option<Reason>,
     /// When.
     pub at: DateTime<Utc>,
 }
@@ -139,7 +139,7 @@ pub struct GrantRecord {
     /// The request that minted it.
     pub request_id: Uuid,
     /// The purpose.
-    pub purpose: String,
+    pub purpose: Purpose,
     /// The tokens it covers (empty with `any_token`).
     pub tokens: Vec<Token>,
     /// Whether it covers every token.

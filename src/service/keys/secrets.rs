@@ -12,7 +12,7 @@ use crate::crypto::keys::MasterKey;
 use crate::crypto::totp::TotpSecret;
 use crate::domain::{PrincipalId, TenantId};
 use crate::random::{self, Csprng};
-use crate::store::Store;
+use crate::store::KeyStore;
 
 impl KeyService {
     /// Seals a principal's TOTP secret for storage, bound to the principal.
@@ -54,7 +54,7 @@ impl KeyService {
 
 /// The key that MACs audit checkpoints, created with the vault.
 pub async fn load_checkpoint_key(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     master: &MasterKey,
     rng: &dyn Csprng,
     clock: &dyn Clock,
@@ -67,7 +67,7 @@ pub async fn load_checkpoint_key(
 /// The checkpoint key, only if the vault already has one: checking a trail must never create a
 /// key (a wrong master key — a development one, say — would otherwise wrap the vault's key).
 pub async fn existing_checkpoint_key(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     master: &MasterKey,
 ) -> Result<CheckpointKey, KeyError> {
     let wrapped = store
@@ -83,7 +83,7 @@ pub async fn existing_checkpoint_key(
 /// Reads a wrapped 256-bit secret from the store, creating it first if the vault is new.
 /// Safe when several instances start at once: the first insert wins and all read it back.
 pub(super) async fn load_or_create_secret(
-    store: &dyn Store,
+    store: &dyn KeyStore,
     master: &MasterKey,
     rng: &dyn Csprng,
     clock: &dyn Clock,

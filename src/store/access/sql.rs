@@ -51,7 +51,7 @@ macro_rules! access_store {
                 .bind(request.tenant.0)
                 .bind(request.requester.0)
                 .bind(request.id)
-                .bind(&request.purpose)
+                .bind(request.purpose.as_str())
                 .bind(tokens_text(&request.tokens))
                 .bind(request.any_token)
                 .bind(to_i32(request.max_uses))
@@ -112,8 +112,8 @@ macro_rules! access_store {
                     .bind(&request.policy)
                     .bind(tokens_text(&request.tokens))
                     .bind(request.any_token)
-                    .bind(&request.purpose)
-                    .bind(&request.reason)
+                    .bind(request.purpose.as_str())
+                    .bind(request.reason.as_str())
                     .bind(to_i32(request.duration_seconds))
                     .bind(to_i32(request.max_uses))
                     .bind(to_i32(request.approvals_required))
@@ -238,7 +238,7 @@ macro_rules! access_store {
                     .bind(id)
                     .bind(decision.approver.0)
                     .bind(decision.approve)
-                    .bind(decision.comment.as_deref())
+                    .bind(decision.comment.as_ref().map(crate::domain::Reason::as_str))
                     .bind(decision.at)
                     .execute(&mut *tx)
                     .await?
@@ -293,15 +293,15 @@ macro_rules! access_store {
                     .bind(now)
                     .fetch_all(&self.pool)
                     .await?;
-                    Ok(expired
+                    expired
                         .into_iter()
-                        .map(|(id, tenant, requester, purpose)| ExpiredRequest {
+                        .map(|(id, tenant, requester, purpose)| Ok(ExpiredRequest {
                             id,
                             tenant: TenantId(tenant),
                             requester: PrincipalId(requester),
-                            purpose,
-                        })
-                        .collect())
+                            purpose: crate::store::rows::stored_purpose(&purpose)?,
+                        }))
+                        .collect()
                 }
 
                 async fn grant(&self, tenant: TenantId, jti: Uuid) -> Result<Option<GrantRecord>, StoreError> {

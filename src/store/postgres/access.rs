@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use crate::domain::PrincipalId;
+use crate::domain::Reason;
 use crate::domain::access::Decision;
 use crate::store::StoreError;
 use crate::store::rows::DecisionRow;
@@ -34,7 +35,7 @@ impl PgStore {
                 .push(Decision {
                     approver: PrincipalId(row.approver_id),
                     approve: row.approve,
-                    comment: row.comment,
+                    comment: row.comment.map(Reason::from_stored),
                     at: row.created_at,
                 });
         }

@@ -4,14 +4,13 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::PgStore;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::domain::{BucketId, TenantId, Token, TokenFormat};
 use crate::store::guard::{Closed, Counted, count_groups, decide_locks, outcomes};
-use crate::store::rows::{IndexedTokenRow, TOKEN_COLUMNS, TokenRow};
+use crate::store::rows::{IndexedTokenRow, TOKEN_COLUMNS, TokenRow, metadata_text};
 use crate::store::{NewToken, StoreError, TokenInsert, TokenRecord, TokenStore};
 
 /// The columns that hold card data or point at it, set to null when a token is destroyed.
@@ -54,12 +53,6 @@ impl PgStore {
         .await?;
         Ok(result.rows_affected() == 1)
     }
-}
-
-fn metadata_text(metadata: &Option<Map<String, Value>>) -> Option<String> {
-    metadata
-        .as_ref()
-        .and_then(|m| serde_json::to_string(m).ok())
 }
 
 /// One row of the insert's answer, (tenant, token, bucket, locked_until): a stored row, or a
@@ -121,10 +114,14 @@ async fn insert_rows(
             .map(|r| i32::try_from(r.sealed.version).unwrap_or(i32::MAX))
             .collect::<Vec<_>>(),
     )
-    .bind(rows.iter().map(|r| r.masked.clone()).collect::<Vec<_>>())
     .bind(
         rows.iter()
-            .map(|r| metadata_text(&r.metadata))
+            .map(|r| r.masked.as_str().to_owned())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| metadata_text(r.metadata.as_ref()))
             .collect::<Vec<_>>(),
     )
     .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::{SqliteStore, json_list};
+use crate::domain::Reason;
 use crate::domain::access::Decision;
 use crate::domain::{PrincipalId, Token};
 use crate::store::StoreError;
@@ -39,7 +40,7 @@ impl SqliteStore {
                     .push(Decision {
                         approver: PrincipalId(row.approver_id),
                         approve: row.approve,
-                        comment: row.comment,
+                        comment: row.comment.map(Reason::from_stored),
                         at: row.created_at,
                     });
             }

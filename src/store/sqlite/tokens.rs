@@ -4,24 +4,17 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
 
 use super::SqliteStore;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::domain::{BucketId, TenantId, Token, TokenFormat};
 use crate::store::guard::{Counted, count_groups, decide_locks, outcomes};
-use crate::store::rows::{TOKEN_COLUMNS, TokenRow};
+use crate::store::rows::{TOKEN_COLUMNS, TokenRow, metadata_text};
 use crate::store::{NewToken, StoreError, TokenInsert, TokenRecord, TokenStore};
 
 /// The columns that hold card data or point at it, set to null when a token is destroyed.
 const DESTROY_CARD_DATA: &str =
     "sealed_pan = null, dek_version = null, masked_pan = null, fingerprint = null";
-
-fn metadata_text(metadata: &Option<Map<String, Value>>) -> Option<String> {
-    metadata
-        .as_ref()
-        .and_then(|m| serde_json::to_string(m).ok())
-}
 
 impl SqliteStore {
     async fn destroy(
@@ -103,8 +96,8 @@ impl TokenStore for SqliteStore {
             .bind(r.fingerprint.0.to_vec())
             .bind(&r.sealed.bytes)
             .bind(i64::from(r.sealed.version))
-            .bind(&r.masked)
-            .bind(metadata_text(&r.metadata))
+            .bind(r.masked.as_str())
+            .bind(metadata_text(r.metadata.as_ref()))
             .bind(r.created_at)
             .bind(r.expires_at)
             .bind(r.bucket.0.to_vec())

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::request_id;
+use crate::domain::access::DecisionRefusal;
 use crate::domain::{Denial, FormatError, MetadataError, PanError};
 use crate::service::audit::ReadError;
 use crate::service::mfa::MfaFailure;
@@ -376,12 +377,20 @@ impl From<AccessError> for ApiError {
             AccessError::PolicyDenied(denial) => ApiError::PolicyDenied(denial),
             AccessError::Mfa(failure) => ApiError::MfaRequired(failure),
             AccessError::NotFound => ApiError::RequestNotFound,
-            AccessError::SelfApproval => ApiError::SelfApproval,
-            AccessError::AlreadyApproved => ApiError::AlreadyApproved,
-            AccessError::Closed => ApiError::AlreadyDecided,
-            AccessError::Expired => ApiError::RequestExpired,
+            AccessError::Refused(refusal) => refusal.into(),
             AccessError::Key(e) => e.into(),
             AccessError::Store(e) => internal("store operation failed", &e),
+        }
+    }
+}
+
+impl From<DecisionRefusal> for ApiError {
+    fn from(refusal: DecisionRefusal) -> Self {
+        match refusal {
+            DecisionRefusal::SelfApproval => ApiError::SelfApproval,
+            DecisionRefusal::AlreadyDecided => ApiError::AlreadyApproved,
+            DecisionRefusal::Closed(_) => ApiError::AlreadyDecided,
+            DecisionRefusal::Expired => ApiError::RequestExpired,
         }
     }
 }

@@ -103,6 +103,34 @@ pub enum Transition {
     Approve,
 }
 
+/// Why an approver's decision was refused: one vocabulary from the rule, through the store and
+/// the service, to the API's codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionRefusal {
+    /// The approver asked for it: nobody decides their own request.
+    SelfApproval,
+    /// This approver decided it already.
+    AlreadyDecided,
+    /// Approved or denied already.
+    Closed(RequestStatus),
+    /// It lapsed before this decision.
+    Expired,
+}
+
+impl Transition {
+    /// The refusal this step is, if it is one (nothing of the decision is recorded; an
+    /// expiry is, when the request is still stored as pending).
+    pub fn refusal(self) -> Option<DecisionRefusal> {
+        match self {
+            Transition::SelfApproval => Some(DecisionRefusal::SelfApproval),
+            Transition::Closed(status) => Some(DecisionRefusal::Closed(status)),
+            Transition::Expire => Some(DecisionRefusal::Expired),
+            Transition::AlreadyDecided => Some(DecisionRefusal::AlreadyDecided),
+            Transition::Deny | Transition::RecordApproval | Transition::Approve => None,
+        }
+    }
+}
+
 /// Decides what `approver`'s decision (`approve` or not, at `at`) does to a request.
 pub fn transition(
     state: &DecisionState,
@@ -214,6 +242,32 @@ mod tests {
             },
             now,
         )
+    }
+
+    #[test]
+    fn exactly_the_refusing_steps_are_refusals_and_nothing_is_recorded_for_them() {
+        let (mut state, now) = pending(0, 2);
+        let approver = Uuid::from_u128(2);
+        assert_eq!(transition(&state, approver, true, now).refusal(), None);
+        assert_eq!(transition(&state, approver, false, now).refusal(), None);
+        assert_eq!(
+            transition(&state, state.requester, true, now).refusal(),
+            Some(DecisionRefusal::SelfApproval)
+        );
+        state.decided_by_approver = true;
+        assert_eq!(
+            transition(&state, approver, true, now).refusal(),
+            Some(DecisionRefusal::AlreadyDecided)
+        );
+        assert_eq!(
+            transition(&state, approver, true, state.expires_at).refusal(),
+            Some(DecisionRefusal::Expired)
+        );
+        state.status = RequestStatus::Denied;
+        assert_eq!(
+            transition(&state, approver, true, now).refusal(),
+            Some(DecisionRefusal::Closed(RequestStatus::Denied))
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::crypto::totp::TotpCode;
 use crate::domain::access::{
     AccessRequestRecord, Decision, ExpiredRequest, GrantDraft, NewAccessRequest,
 };
-use crate::domain::access::{Transition, transition};
+use crate::domain::access::{DecisionRefusal, transition};
 use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::{
     AccessAsk, Denial, PolicySet, Principal, Purpose, Reason, RequestStatus, Role, Token,
@@ -73,18 +73,9 @@ pub enum AccessError {
     /// No such request visible to the caller.
     #[error("no such access request")]
     NotFound,
-    /// The requester tried to decide their own request.
-    #[error("requesters cannot decide their own requests")]
-    SelfApproval,
-    /// This approver already decided.
-    #[error("this approver already decided this request")]
-    AlreadyApproved,
-    /// Already approved or denied.
-    #[error("the request is already decided")]
-    Closed,
-    /// Expired before a decision.
-    #[error("the request has expired")]
-    Expired,
+    /// The approval rule refused the decision.
+    #[error("the decision was refused: {0:?}")]
+    Refused(DecisionRefusal),
     /// Keys failed.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -384,17 +375,14 @@ impl AccessService {
             .ok_or(AccessError::NotFound)?;
         // Cheap refusals before spending the approver's code, by the same rule the store
         // applies under its lock.
-        match transition(
+        let step = transition(
             &record.decision_state(approver.id),
             approver.id.0,
             true,
             self.clock.now(),
-        ) {
-            Transition::SelfApproval => return Err(AccessError::SelfApproval),
-            Transition::Expire => return Err(AccessError::Expired),
-            Transition::Closed(_) => return Err(AccessError::Closed),
-            Transition::AlreadyDecided => return Err(AccessError::AlreadyApproved),
-            Transition::Deny | Transition::RecordApproval | Transition::Approve => {}
+        );
+        if let Some(refusal) = step.refusal() {
+            return Err(AccessError::Refused(refusal));
         }
         if record.request.approver_mfa {
             mfa::verify(
@@ -446,10 +434,7 @@ impl AccessService {
             .await?;
         match outcome {
             DecideOutcome::NotFound => Err(AccessError::NotFound),
-            DecideOutcome::SelfApproval => Err(AccessError::SelfApproval),
-            DecideOutcome::AlreadyDecided => Err(AccessError::AlreadyApproved),
-            DecideOutcome::Closed(_) => Err(AccessError::Closed),
-            DecideOutcome::Expired => Err(AccessError::Expired),
+            DecideOutcome::Refused(refusal) => Err(AccessError::Refused(refusal)),
             // The approver sees the request, never the grant.
             DecideOutcome::Recorded(record) => Ok(AccessRequestView {
                 status: record.status_at(now),

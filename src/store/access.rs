@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::domain::access::{
-    AccessRequestRecord, Decision, ExpiredRequest, GrantDraft, GrantRecord, NewAccessRequest,
+    AccessRequestRecord, Decision, DecisionRefusal, ExpiredRequest, GrantDraft, GrantRecord,
+    NewAccessRequest,
 };
 use crate::domain::{PrincipalId, RequestStatus, TenantId};
 
@@ -23,14 +24,8 @@ use crate::domain::{PrincipalId, RequestStatus, TenantId};
 pub enum DecideOutcome {
     /// No such request in the tenant.
     NotFound,
-    /// The approver is the requester.
-    SelfApproval,
-    /// This approver already decided it.
-    AlreadyDecided,
-    /// It is no longer pending (approved or denied).
-    Closed(RequestStatus),
-    /// It expired before this decision.
-    Expired,
+    /// Refused by the approval rule; nothing of the decision is recorded.
+    Refused(DecisionRefusal),
     /// Recorded; the request as it now stands (with its grant if this approval minted one).
     Recorded(Box<AccessRequestRecord>),
 }

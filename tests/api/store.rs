@@ -11,7 +11,7 @@ use sqlx::{FromRow, PgPool, SqlitePool};
 use strongroom::clock::{Clock, SystemClock};
 use strongroom::crypto::api_key::ApiKey;
 use strongroom::crypto::keys::MasterKey;
-use strongroom::domain::access::{Decision, GrantDraft, NewAccessRequest};
+use strongroom::domain::access::{Decision, DecisionRefusal, GrantDraft, NewAccessRequest};
 use strongroom::domain::audit::{Action, AuditEvent};
 use strongroom::domain::{Metadata, Pan, PrincipalId, Role, TenantId};
 use strongroom::metrics::Metrics;
@@ -671,7 +671,7 @@ async fn concurrent_approvals_mint_exactly_one_grant(backend: Backend) {
             .decide_access_request(f.tenant, second.id, &decide(requester), &draft)
             .await
             .unwrap(),
-        DecideOutcome::SelfApproval
+        DecideOutcome::Refused(DecisionRefusal::SelfApproval)
     ));
     for expected_recorded in [true, false] {
         let outcome = f

@@ -211,24 +211,18 @@ macro_rules! access_store {
                         decision.approve,
                         decision.at,
                     );
-                    match step {
-                        Transition::SelfApproval => return Ok(DecideOutcome::SelfApproval),
-                        Transition::Closed(closed) => return Ok(DecideOutcome::Closed(closed)),
-                        Transition::AlreadyDecided => return Ok(DecideOutcome::AlreadyDecided),
-                        Transition::Expire => {
-                            if record.status == RequestStatus::Pending {
-                                ::sqlx::query($dialect.sql(
-                                    "update access_requests set status = 'expired', \
-                                     decided_at = expires_at where id = $1",
-                                ))
-                                .bind(id)
-                                .execute(&mut *tx)
-                                .await?;
-                                tx.commit().await?;
-                            }
-                            return Ok(DecideOutcome::Expired);
+                    if let Some(refusal) = step.refusal() {
+                        if step == Transition::Expire && record.status == RequestStatus::Pending {
+                            ::sqlx::query($dialect.sql(
+                                "update access_requests set status = 'expired', \
+                                 decided_at = expires_at where id = $1",
+                            ))
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                            tx.commit().await?;
                         }
-                        Transition::Deny | Transition::RecordApproval | Transition::Approve => {}
+                        return Ok(DecideOutcome::Refused(refusal));
                     }
                     let recorded = ::sqlx::query($dialect.sql(
                         "insert into access_decisions \
@@ -246,7 +240,9 @@ macro_rules! access_store {
                         == 1;
                     if !recorded {
                         // Cannot happen under the lock; the primary key holds it regardless.
-                        return Ok(DecideOutcome::AlreadyDecided);
+                        return Ok(DecideOutcome::Refused(
+                            $crate::domain::access::DecisionRefusal::AlreadyDecided,
+                        ));
                     }
                     match step {
                         Transition::Deny => {

@@ -31,7 +31,8 @@ impl Drop for CheckpointFile {
     }
 }
 
-/// A server that checkpoints its chain after every batch into `file`.
+/// A server on PostgreSQL (its tests tamper with rows in SQL) whose every batch is
+/// checkpointed to `file`.
 pub async fn spawn_checkpointed(file: &CheckpointFile) -> TestApp {
     let path = file.0.clone();
     spawn_app_with(Options {
@@ -39,6 +40,7 @@ pub async fn spawn_checkpointed(file: &CheckpointFile) -> TestApp {
             c.audit_checkpoint_file = Some(path);
             c.audit_checkpoint_interval = Duration::ZERO;
         }),
+        engine: Engine::Postgres,
         ..Options::default()
     })
     .await
@@ -118,7 +120,7 @@ pub async fn some_traffic(app: &TestApp, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn every_event_is_recorded_with_who_what_outcome_and_context() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let pan = random_pan("4", 16);
     let r = app
         .tokenize(&app.keys.tokenizer, &json!({"value": pan}))
@@ -385,7 +387,7 @@ async fn a_lapsed_access_request_is_recorded_as_expired() {
 
 #[tokio::test]
 async fn no_pan_key_code_secret_or_grant_appears_in_the_trail() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let pans: Vec<String> = (0..3).map(|_| random_pan("4", 16)).collect();
     let mut tokens = Vec::new();
     for pan in &pans {

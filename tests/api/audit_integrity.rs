@@ -21,7 +21,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn the_trail_refuses_update_delete_and_truncate() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     some_traffic(&app, 1).await;
     let pool = app.db.pool().await;
     for sql in [
@@ -52,7 +52,7 @@ fn as_user(url: &str, user: &str, password: &str) -> String {
 #[tokio::test]
 async fn serve_runs_as_a_role_that_may_only_insert_and_read_audit_records() {
     // The README's recipe, followed to the letter.
-    let owner = spawn_app().await;
+    let owner = spawn_pg_app().await;
     let role = format!("strongroom_app_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&owner.db.url).await.unwrap();
     for sql in [
@@ -420,6 +420,7 @@ async fn shutdown_checkpoints_the_last_records() {
     let file = CheckpointFile::new();
     let path = file.0.clone();
     let app = spawn_app_with(Options {
+        engine: Engine::Postgres,
         configure: Box::new(move |c| {
             c.audit_checkpoint_file = Some(path);
             c.audit_checkpoint_interval = Duration::from_secs(3600);
@@ -451,6 +452,7 @@ async fn an_idle_head_is_checkpointed_within_the_interval() {
     let file = CheckpointFile::new();
     let path = file.0.clone();
     let app = spawn_app_with(Options {
+        engine: Engine::Postgres,
         configure: Box::new(move |c| {
             c.audit_checkpoint_file = Some(path);
             c.audit_checkpoint_interval = Duration::from_millis(1200);

@@ -25,7 +25,7 @@ async fn tokenize_with(app: &TestApp, authorization: Option<&str>) -> reqwest::R
 
 #[tokio::test]
 async fn every_kind_of_bad_key_gets_the_same_401() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let store = PgStore::connect(&app.db.url, 1).await.unwrap();
     let rng = SystemRandom::new();
     let created = principals::create(

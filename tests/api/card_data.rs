@@ -63,7 +63,7 @@ async fn token_count(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn a_card_number_in_metadata_written_any_way_is_refused_and_nothing_is_stored() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let value = random_pan("4", 16);
     let pan = random_pan("5", 16);
     let forms: Vec<(&str, Value)> = vec![
@@ -117,7 +117,7 @@ async fn a_card_number_in_metadata_written_any_way_is_refused_and_nothing_is_sto
 
 #[tokio::test]
 async fn keys_naming_sensitive_authentication_data_are_refused_in_metadata_and_at_top_level() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let pan = random_pan("4", 16);
     for key in ["cvcNumber", "trackData2", "pinCode", "card_cvv", "CID"] {
         for body in [
@@ -191,7 +191,7 @@ async fn pending_request(app: &TestApp) -> String {
 #[tokio::test]
 async fn a_dotted_card_number_in_a_reason_or_comment_is_refused_naming_the_field_and_stored_nowhere()
  {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let pan = random_pan("4", 16);
     let text = format!("customer read out {} exp 12/25", grouped(&pan, "."));
     let token = app.token_for(&random_pan("4", 16)).await;
@@ -258,7 +258,7 @@ async fn lookup_with_id(app: &TestApp, id: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn a_request_id_holding_a_card_number_or_too_long_is_replaced_and_a_128_character_one_kept() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let pan = random_pan("4", 16);
     for id in [
         grouped(&pan, "."),

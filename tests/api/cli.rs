@@ -368,7 +368,7 @@ fn serve_refuses_plain_http_on_a_non_loopback_address() {
 
 #[tokio::test]
 async fn serve_refuses_another_master_key_than_the_one_that_wrapped_the_keys() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let (ok, _, err) = run(strongroom()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("DATABASE_URL", &app.db.url)

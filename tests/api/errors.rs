@@ -100,6 +100,7 @@ async fn a_body_over_the_limit_is_413() {
 #[tokio::test]
 async fn a_request_that_runs_too_long_is_503_timeout_and_stores_nothing() {
     let app = spawn_app_with(Options {
+        engine: Engine::Postgres,
         configure: Box::new(|c| c.api.request_timeout = std::time::Duration::from_millis(300)),
         ..Options::default()
     })

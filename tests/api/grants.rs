@@ -166,7 +166,7 @@ async fn every_grant_refusal_has_its_code() {
 
 #[tokio::test]
 async fn a_single_use_grant_used_24_times_at_once_succeeds_exactly_once() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let token = app.token_for(&random_pan("4", 16)).await;
     let grant = app.checkout_grant(1).await["grant"]
         .as_str()
@@ -213,7 +213,7 @@ where
 
 #[tokio::test]
 async fn grants_are_listed_without_their_jwt_and_revoked_at_once_everywhere() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let token = app.token_for(&random_pan("4", 16)).await;
     let first = app.checkout_grant(10).await;
     let second = app.checkout_grant(10).await;
@@ -452,7 +452,7 @@ async fn forged_grants_are_refused() {
 
 #[tokio::test]
 async fn grants_signed_with_the_real_key_but_wrong_in_any_other_way_are_refused() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let token = app.token_for(&random_pan("4", 16)).await;
     let detok = app.keys.detokenizer.clone();
     let grant = app.checkout_grant(100).await["grant"]

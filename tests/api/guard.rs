@@ -47,7 +47,7 @@ async fn scalar(app: &TestApp, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn a_second_tokenizer_key_cannot_recover_a_pan_from_its_six_four_token() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let victim_pan = pan_in_bucket("453201", "0366", 250);
     let victim = app
         .tokenize(&app.keys.tokenizer, &json!({"value": victim_pan}))
@@ -197,7 +197,7 @@ async fn a_second_tokenizer_key_cannot_recover_a_pan_from_its_six_four_token() {
 
 #[tokio::test]
 async fn two_instances_racing_on_one_bucket_store_no_more_than_the_budget() {
-    let a = spawn_app().await;
+    let a = spawn_pg_app().await;
     let b = a.another_instance().await;
     let calls: Vec<_> = (0..40)
         .map(|n| {
@@ -305,7 +305,7 @@ async fn ordinary_traffic_is_never_refused() {
 
 #[tokio::test]
 async fn an_import_window_lets_one_principal_migrate_a_popular_bucket_and_no_one_else() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let (importer, importer_id) = app
         .create_principal("acme", "migration", vec![Role::Tokenizer])
         .await;
@@ -367,6 +367,7 @@ async fn an_import_window_lets_one_principal_migrate_a_popular_bucket_and_no_one
 #[tokio::test]
 async fn a_batch_spends_one_unit_of_the_rate_per_item() {
     let app = spawn_app_with(Options {
+        engine: Engine::Postgres,
         configure: Box::new(|c| {
             c.api.rate_limit_per_second = 1;
             c.api.rate_limit_burst = 50;
@@ -402,7 +403,7 @@ async fn a_batch_spends_one_unit_of_the_rate_per_item() {
 
 #[tokio::test]
 async fn a_principal_guessing_tokens_is_throttled_on_every_instance_and_audited_once() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let real = app.token_for(&random_pan("4", 16)).await;
     for _ in 0..51 {
         let guess = random_pan("4", 16).replace('4', "9");
@@ -446,6 +447,7 @@ async fn a_principal_guessing_tokens_is_throttled_on_every_instance_and_audited_
 async fn failed_authentication_floods_are_throttled_per_source_and_aggregated_in_the_trail() {
     let clock = manual_clock();
     let app = spawn_app_with(Options {
+        engine: Engine::Postgres,
         clock: clock.clone(),
         ..Options::default()
     })
@@ -509,7 +511,7 @@ async fn failed_authentication_floods_are_throttled_per_source_and_aggregated_in
 
 #[tokio::test]
 async fn a_failure_with_a_disabled_key_is_recorded_under_its_principal_for_the_tenant_auditor() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let (key, id) = app
         .create_principal("acme", "retired", vec![Role::Tokenizer])
         .await;
@@ -539,7 +541,7 @@ async fn a_failure_with_a_disabled_key_is_recorded_under_its_principal_for_the_t
 
 #[tokio::test]
 async fn detokenize_calls_for_tokens_that_do_not_exist_count_as_misses_too() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let real = app.token_for(&random_pan("4", 16)).await;
     let grant = app.checkout_grant(100).await;
     let grant = grant["grant"].as_str().unwrap().to_owned();

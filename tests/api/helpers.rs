@@ -1,5 +1,9 @@
 //! `spawn_app()` and friends: a fresh database, the real `Application` on port 0, seeded
 //! principals per role, a typed method per endpoint, and captured logs.
+//!
+//! `spawn_app()` runs on the embedded store (SQLite, a file of its own), so most HTTP tests
+//! need no database server; `spawn_pg_app()` runs on a fresh PostgreSQL database, for the
+//! concurrency tests (several instances, races on one row) and those that read rows with SQL.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,13 +34,56 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// Which engine a test server stores in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A fresh PostgreSQL database.
+    Postgres,
+    /// A fresh SQLite file.
+    Sqlite,
+}
+
 /// A uniquely named database, dropped (forcibly) when this is dropped.
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    pub engine: Engine,
 }
 
 impl TestDb {
+    /// A fresh database of `engine`, migrated.
+    pub async fn of(engine: Engine) -> TestDb {
+        match engine {
+            Engine::Postgres => TestDb::create(true).await,
+            Engine::Sqlite => TestDb::create_sqlite().await,
+        }
+    }
+
+    /// A migrated SQLite file of its own in the temporary directory, removed on drop.
+    pub async fn create_sqlite() -> TestDb {
+        let name = std::env::temp_dir()
+            .join(format!("strongroom_test_{}.db", Uuid::new_v4().simple()))
+            .display()
+            .to_string();
+        let url = format!("sqlite://{name}");
+        let store = strongroom::store::SqliteStore::connect(&url, 1)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        TestDb {
+            name,
+            url,
+            engine: Engine::Sqlite,
+        }
+    }
+
+    /// The store at this database, as the server opens it.
+    pub async fn store(&self, connections: u32) -> Arc<dyn Store> {
+        strongroom::store::open(&self.url.parse().unwrap(), connections)
+            .await
+            .unwrap()
+    }
+
     /// Creates an empty database; `migrate` applies the schema.
     pub async fn create(migrate: bool) -> TestDb {
         let admin = admin_url();
@@ -53,17 +100,32 @@ impl TestDb {
             store.migrate().await.unwrap();
             store.pool().close().await;
         }
-        TestDb { name, url }
+        TestDb {
+            name,
+            url,
+            engine: Engine::Postgres,
+        }
     }
 
     /// A fresh pool on this database, for inspecting rows.
     pub async fn pool(&self) -> PgPool {
+        assert_eq!(
+            self.engine,
+            Engine::Postgres,
+            "this test reads rows with PostgreSQL's SQL: start it with spawn_pg_app()"
+        );
         PgPool::connect(&self.url).await.unwrap()
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if self.engine == Engine::Sqlite {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", self.name));
+            }
+            return;
+        }
         let name = self.name.clone();
         // Drop runs inside the test's runtime; do the async work on a thread of its own.
         let _ = std::thread::spawn(move || {
@@ -184,6 +246,8 @@ pub struct Options {
     /// The policy file's text; `None` runs without one.
     pub policies: Option<String>,
     pub configure: Box<dyn FnOnce(&mut ServeConfig) + Send>,
+    /// Where the server stores.
+    pub engine: Engine,
 }
 
 impl Default for Options {
@@ -193,6 +257,7 @@ impl Default for Options {
             rng: Arc::new(SystemRandom::new()),
             policies: Some(TEST_POLICIES.to_owned()),
             configure: Box::new(|_| {}),
+            engine: Engine::Sqlite,
         }
     }
 }
@@ -277,15 +342,24 @@ pub fn write_policy_file(text: &str) -> std::path::PathBuf {
     path
 }
 
-/// A server on a fresh database with default options.
+/// A server on a fresh embedded store with default options.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
 
-/// A server on a fresh database.
+/// A server on a fresh PostgreSQL database with default options.
+pub async fn spawn_pg_app() -> TestApp {
+    spawn_app_with(Options {
+        engine: Engine::Postgres,
+        ..Options::default()
+    })
+    .await
+}
+
+/// A server on a fresh database of `options.engine`.
 pub async fn spawn_app_with(options: Options) -> TestApp {
     logs();
-    let db = Arc::new(TestDb::create(true).await);
+    let db = Arc::new(TestDb::of(options.engine).await);
     let master_key = new_master_key();
     let keys = seed_principals(&db.url, &master_key, Arc::clone(&options.clock)).await;
     start(db, master_key, keys, options).await
@@ -323,8 +397,9 @@ pub async fn start(db: Arc<TestDb>, master_key: String, keys: Keys, options: Opt
 }
 
 pub async fn seed_principals(url: &str, master_key: &str, clock: Arc<dyn Clock>) -> Keys {
-    let pg = PgStore::connect(url, 2).await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(pg.clone());
+    let store: Arc<dyn Store> = strongroom::store::open(&url.parse().unwrap(), 2)
+        .await
+        .unwrap();
     let rng = Arc::new(SystemRandom::new());
     let audit = AuditTrail::spawn(store.clone(), None, Arc::clone(&clock), Metrics::new());
     let keys = KeyService::load(
@@ -361,7 +436,7 @@ pub async fn seed_principals(url: &str, master_key: &str, clock: Arc<dyn Clock>)
         totp: Arc::new(c.totp.unwrap()),
     };
     let detokenizer = create("acme", "payments", vec![Role::Detokenizer], false).await;
-    let keys = Keys {
+    Keys {
         tokenizer: key(&create("acme", "checkout", vec![Role::Tokenizer], false).await),
         other_tenant_tokenizer: key(
             &create("globex", "checkout", vec![Role::Tokenizer], false).await
@@ -383,9 +458,7 @@ pub async fn seed_principals(url: &str, master_key: &str, clock: Arc<dyn Clock>)
         requester_approver: person(
             create("acme", "dave", vec![Role::Requester, Role::Approver], true).await,
         ),
-    };
-    pg.pool().close().await;
-    keys
+    }
 }
 
 /// A clock for expiry tests, stopped at a round time.
@@ -416,9 +489,9 @@ impl TestApp {
         name: &str,
         roles: Vec<Role>,
     ) -> (String, Uuid) {
-        let pg = PgStore::connect(&self.db.url, 1).await.unwrap();
+        let store = self.db.store(1).await;
         let created = principals::create(
-            &pg,
+            store.as_ref(),
             &SystemRandom::new(),
             &SystemClock,
             None,
@@ -432,7 +505,6 @@ impl TestApp {
         )
         .await
         .unwrap();
-        pg.pool().close().await;
         (
             created.key.expose().to_owned(),
             created.record.principal.id.0,

@@ -12,7 +12,7 @@ fn hex(s: &str) -> String {
 
 #[tokio::test]
 async fn no_pan_appears_in_responses_logs_or_the_database() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let pans: Vec<String> = (0..6)
         .map(|i| random_pan(["4", "5", "37", "6011", "35", "2"][i], 16))
         .collect();
@@ -164,7 +164,7 @@ async fn no_pan_appears_in_responses_logs_or_the_database() {
 
 #[tokio::test]
 async fn after_detokenizing_no_pan_grant_code_or_secret_appears_in_logs_or_the_database() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let pan = random_pan("4", 16);
     let token = app.token_for(&pan).await;
     let alice = app.keys.requester.clone();

@@ -1,5 +1,7 @@
-//! Integration tests: the real server on a real socket against a real PostgreSQL, a fresh
-//! database per test. One binary, so the server and fixtures are compiled once.
+//! Integration tests: the real server on a real socket, a fresh database per test — a SQLite
+//! file of its own for most (`spawn_app`), a PostgreSQL database for the concurrency tests and
+//! those that read rows with SQL (`spawn_pg_app`), and both engines for the store conformance
+//! suite. One binary, so the server and fixtures are compiled once.
 //!
 //! Set `STRONGROOM_TEST_DATABASE_URL` to point elsewhere than
 //! `postgres://postgres@127.0.0.1:5432/postgres`. A missing database fails the tests loudly.

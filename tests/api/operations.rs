@@ -18,7 +18,7 @@ async fn health_and_readiness_answer_when_the_database_and_keys_are_there() {
 
 #[tokio::test]
 async fn readiness_fails_when_the_database_is_gone() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap();
     let name = app.db.name.clone();
     sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -133,7 +133,7 @@ async fn the_same_pan_in_the_same_format_returns_the_same_token_with_200() {
 
 #[tokio::test]
 async fn thirty_two_parallel_identical_calls_create_exactly_one_token() {
-    let app = Arc::new(spawn_app().await);
+    let app = Arc::new(spawn_pg_app().await);
     let pan = random_pan("4", 16);
     let calls = (0..32)
         .map(|_| {
@@ -168,7 +168,7 @@ async fn thirty_two_parallel_identical_calls_create_exactly_one_token() {
 
 #[tokio::test]
 async fn two_instances_on_one_database_agree_on_the_token() {
-    let a = Arc::new(spawn_app().await);
+    let a = Arc::new(spawn_pg_app().await);
     let b = Arc::new(a.another_instance().await);
     let pan = random_pan("37", 16);
     let calls = (0..16)
@@ -257,7 +257,7 @@ async fn values_that_are_not_card_numbers_are_refused_without_being_echoed() {
 
 #[tokio::test]
 async fn sensitive_authentication_data_is_refused_at_top_level_and_in_metadata() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let pan = random_pan("4", 16);
     for field in [
         "cvv",
@@ -393,6 +393,7 @@ async fn metadata_and_expiry_are_kept_and_shown_by_lookup() {
 async fn expired_tokens_answer_410_and_their_card_data_is_purged() {
     let clock = manual_clock();
     let app = spawn_app_with(Options {
+        engine: Engine::Postgres,
         clock: clock.clone(),
         ..Options::default()
     })
@@ -457,7 +458,7 @@ async fn expired_tokens_answer_410_and_their_card_data_is_purged() {
 
 #[tokio::test]
 async fn deleting_destroys_the_card_data_and_the_token_is_never_reissued() {
-    let app = spawn_app().await;
+    let app = spawn_pg_app().await;
     let pan = random_pan("4", 16);
     let token = app.token_for(&pan).await;
     let response = app.delete_token(&app.keys.tokenizer, &token).await;

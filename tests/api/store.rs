@@ -203,6 +203,7 @@ conformance!(
     requests_are_listed_by_status_and_lapsed_ones_expire,
     grants_are_listed_and_revoked_one_or_all,
     deleted_and_purged_tokens_lose_their_card_data_but_keep_their_value,
+    the_database_secrets_grants_and_expired_tokens_answer_alike,
 );
 
 fn tokens(f: &Fixture, keys: &Arc<KeyService>) -> TokenService {

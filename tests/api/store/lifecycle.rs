@@ -229,3 +229,109 @@ pub(super) async fn deleted_and_purged_tokens_lose_their_card_data_but_keep_thei
     let all: Vec<(i64,)> = f.rows("select count(*) from tokens").await;
     assert_eq!(all[0].0, 2, "the values stay reserved");
 }
+
+pub(super) async fn the_database_secrets_grants_and_expired_tokens_answer_alike(backend: Backend) {
+    let f = fixture(backend).await;
+    f.store.ping().await.unwrap();
+    assert_eq!(
+        f.store.schema_status().await.unwrap(),
+        strongroom::store::SchemaStatus::Current
+    );
+    // Secrets: stored once under their name, never replaced.
+    let now = SystemClock.now();
+    assert!(
+        f.store
+            .insert_secret("test", b"wrapped-1", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .insert_secret("test", b"wrapped-2", now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.store.secret("test").await.unwrap().as_deref(),
+        Some(&b"wrapped-1"[..])
+    );
+    assert_eq!(f.store.secret("other").await.unwrap(), None);
+    // A grant is read back within its tenant only.
+    let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
+    let alice = f.principal("alice", Role::Requester).await;
+    let draft = GrantDraft {
+        jti: Uuid::new_v4(),
+        kid: keys.signing_key().unwrap().kid().to_owned(),
+        issued_at: now,
+    };
+    let request = access_request(&f, alice, 0, 3);
+    f.store
+        .insert_access_request(&request, Some(&draft))
+        .await
+        .unwrap();
+    let grant = f.store.grant(f.tenant, draft.jti).await.unwrap().unwrap();
+    assert_eq!(
+        (grant.grantee, grant.request_id, grant.max_uses, grant.uses),
+        (alice, request.id, 3, 0)
+    );
+    assert_eq!(grant.purpose, request.purpose);
+    let elsewhere = strongroom::domain::TenantId(Uuid::new_v4());
+    assert!(f.store.grant(elsewhere, draft.jti).await.unwrap().is_none());
+    assert!(
+        f.store
+            .grant(f.tenant, Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // An expired token is destroyed on demand, once; a live one is left alone.
+    let service = tokens(&f, &keys);
+    let mut expiring = item(&random_pan("4", 16));
+    expiring.expires_at = Some(now + TimeDelta::milliseconds(200));
+    let issued: Vec<Token> =
+        tokenize_in(&service, f.tenant, &[item(&random_pan("5", 16)), expiring])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.unwrap().token)
+            .collect();
+    let later = now + TimeDelta::seconds(1);
+    assert!(
+        !f.store
+            .destroy_if_expired(f.tenant, &issued[0], later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .destroy_if_expired(f.tenant, &issued[1], now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.store
+            .destroy_if_expired(f.tenant, &issued[1], later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .destroy_if_expired(f.tenant, &issued[1], later)
+            .await
+            .unwrap()
+    );
+    let record = f
+        .store
+        .get_token(f.tenant, &issued[1])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.sealed.is_none() && record.masked.is_none());
+    let live = f
+        .store
+        .get_token(f.tenant, &issued[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(live.sealed.is_some() && live.masked.is_some());
+}

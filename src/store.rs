@@ -14,6 +14,7 @@ pub mod postgres;
 mod principals;
 mod rows;
 pub mod sqlite;
+mod tokens;
 
 use std::sync::Arc;
 

@@ -3,12 +3,15 @@
 //! The database refuses UPDATE, DELETE and TRUNCATE on the table (a trigger), and a deployment
 //! can give the service's role only INSERT and SELECT on it. Errors carry no row data.
 
+mod sql;
+
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::StoreError;
 pub use crate::domain::audit::AuditQuery;
 use crate::domain::audit::{ChainedEvent, StoredRecord};
+pub(super) use sql::audit_store;
 
 /// The audit trail's records.
 #[async_trait]

@@ -1,17 +1,14 @@
 //! PostgreSQL implementation of [`AuditStore`]: one `insert … select from unnest(…)` per batch,
 //! so a batch of any size is one prepared statement and one commit.
 
-use async_trait::async_trait;
-use uuid::Uuid;
-
 use super::PgStore;
-use crate::domain::audit::{ChainedEvent, StoredRecord};
-use crate::store::rows::{AUDIT_COLUMNS, AuditRow, rows, seq};
-use crate::store::{AuditQuery, AuditStore, StoreError};
+use crate::domain::audit::ChainedEvent;
+use crate::store::StoreError;
+use crate::store::rows::seq;
 
-#[async_trait]
-impl AuditStore for PgStore {
-    async fn append_audit(&self, records: &[ChainedEvent]) -> Result<(), StoreError> {
+impl PgStore {
+    /// Appends one batch (see [`crate::store::AuditStore::append_audit`]).
+    async fn append_batch(&self, records: &[ChainedEvent]) -> Result<(), StoreError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
@@ -87,50 +84,17 @@ impl AuditStore for PgStore {
         .await?;
         Ok(())
     }
-
-    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, StoreError> {
-        let sql = format!(
-            "select {AUDIT_COLUMNS} from audit_events where tenant_id = $1 \
-             and ($2::timestamptz is null or at >= $2) \
-             and ($3::timestamptz is null or at < $3) \
-             and ($4::uuid is null or actor_id = $4) \
-             and ($5::text is null or action = $5) \
-             and ($6::text is null or tokens @> array[$6::text]) \
-             and ($7::text is null or outcome = $7) \
-             and ($8::bigint is null or id < $8) \
-             order by id desc limit $9"
-        );
-        let found: Vec<AuditRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(query.tenant.0)
-            .bind(query.since)
-            .bind(query.until)
-            .bind(query.actor.map(|a| a.0))
-            .bind(query.action.map(|a| a.as_str()))
-            .bind(query.token.as_deref())
-            .bind(query.outcome.map(|o| o.as_str()))
-            .bind(query.before_id)
-            .bind(i64::from(query.limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows(found)
-    }
-
-    async fn audit_chain_page(
-        &self,
-        after: Option<(Uuid, u64)>,
-        limit: u32,
-    ) -> Result<Vec<StoredRecord>, StoreError> {
-        let (chain, after_seq) = after.unwrap_or((Uuid::nil(), 0));
-        let sql = format!(
-            "select {AUDIT_COLUMNS} from audit_events where (chain_id, seq) > ($1, $2) \
-             order by chain_id, seq limit $3"
-        );
-        let found: Vec<AuditRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(chain)
-            .bind(seq(after_seq))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows(found)
-    }
 }
+
+crate::store::audit::audit_store!(
+    PgStore,
+    crate::store::dialect::Dialect::Postgres,
+    "and ($2::timestamptz is null or at >= $2) \
+     and ($3::timestamptz is null or at < $3) \
+     and ($4::uuid is null or actor_id = $4) \
+     and ($5::text is null or action = $5) \
+     and ($6::text is null or tokens @> array[$6::text]) \
+     and ($7::text is null or outcome = $7) \
+     and ($8::bigint is null or id < $8) \
+     order by id desc limit $9"
+);

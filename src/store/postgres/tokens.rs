@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -10,50 +9,8 @@ use super::PgStore;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::domain::{BucketId, TenantId, Token, TokenFormat};
 use crate::store::guard::{Closed, Counted, count_groups, decide_locks, outcomes};
-use crate::store::rows::{IndexedTokenRow, TOKEN_COLUMNS, TokenRow, metadata_text};
-use crate::store::{NewToken, StoreError, TokenInsert, TokenRecord, TokenStore};
-
-/// The columns that hold card data or point at it, set to null when a token is destroyed.
-macro_rules! destroy_card_data {
-    () => {
-        "sealed_pan = null, dek_version = null, masked_pan = null, fingerprint = null"
-    };
-}
-
-/// Why a single token is destroyed.
-#[derive(Clone, Copy)]
-enum Destroy {
-    /// A caller deleted it.
-    Delete,
-    /// It expired (only if it has).
-    IfExpired,
-}
-
-impl PgStore {
-    async fn destroy(
-        &self,
-        tenant: TenantId,
-        token: &Token,
-        now: DateTime<Utc>,
-        why: Destroy,
-    ) -> Result<bool, StoreError> {
-        let deleting = matches!(why, Destroy::Delete);
-        let result = sqlx::query(concat!(
-            "update tokens set ",
-            destroy_card_data!(),
-            ", destroyed_at = $3, deleted_at = case when $4 then $3 else deleted_at end \
-             where tenant_id = $1 and token = $2 and destroyed_at is null \
-               and ($4 or expires_at <= $3)",
-        ))
-        .bind(tenant.0)
-        .bind(token.as_str())
-        .bind(now)
-        .bind(deleting)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
-    }
-}
+use crate::store::rows::{IndexedTokenRow, TOKEN_COLUMNS, metadata_text};
+use crate::store::{NewToken, StoreError, TokenInsert, TokenRecord};
 
 /// One row of the insert's answer, (tenant, token, bucket, locked_until): a stored row, or a
 /// locked bucket.
@@ -150,9 +107,9 @@ async fn insert_rows(
     Ok((stored, locked))
 }
 
-#[async_trait]
-impl TokenStore for PgStore {
-    async fn insert_tokens(
+impl PgStore {
+    /// The guarded insert (see [`crate::store::TokenStore::insert_tokens`]).
+    async fn insert_guarded(
         &self,
         rows: &[NewToken],
         now: DateTime<Utc>,
@@ -250,7 +207,8 @@ impl TokenStore for PgStore {
         })
     }
 
-    async fn find_by_fingerprints(
+    /// See [`crate::store::TokenStore::find_by_fingerprints`].
+    async fn find_fingerprints(
         &self,
         tenant: TenantId,
         keys: &[(TokenFormat, Fingerprint)],
@@ -286,21 +244,8 @@ impl TokenStore for PgStore {
         Ok(found)
     }
 
-    async fn get_token(
-        &self,
-        tenant: TenantId,
-        token: &Token,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        let sql = format!("select {TOKEN_COLUMNS} from tokens where tenant_id = $1 and token = $2");
-        let row: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(tenant.0)
-            .bind(token.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(TokenRecord::try_from).transpose()
-    }
-
-    async fn get_tokens(
+    /// See [`crate::store::TokenStore::get_tokens`].
+    async fn read_tokens(
         &self,
         tenant: TenantId,
         tokens: &[Token],
@@ -337,28 +282,11 @@ impl TokenStore for PgStore {
         Ok(found)
     }
 
-    async fn delete_token(
-        &self,
-        tenant: TenantId,
-        token: &Token,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.destroy(tenant, token, now, Destroy::Delete).await
-    }
-
-    async fn destroy_if_expired(
-        &self,
-        tenant: TenantId,
-        token: &Token,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.destroy(tenant, token, now, Destroy::IfExpired).await
-    }
-
-    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+    /// See [`crate::store::TokenStore::purge_expired`].
+    async fn purge_batch(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
         let result = sqlx::query(concat!(
             "update tokens set ",
-            destroy_card_data!(),
+            crate::store::tokens::sql::destroy_card_data!(),
             ", destroyed_at = $1 \
              where (tenant_id, token) in ( \
                  select tenant_id, token from tokens \
@@ -372,3 +300,5 @@ impl TokenStore for PgStore {
         Ok(result.rows_affected())
     }
 }
+
+crate::store::tokens::token_store!(PgStore, crate::store::dialect::Dialect::Postgres);

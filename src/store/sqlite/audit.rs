@@ -1,17 +1,14 @@
 //! SQLite implementation of [`AuditStore`]: a batch is one `BEGIN IMMEDIATE` transaction and
 //! one commit.
 
-use async_trait::async_trait;
-use uuid::Uuid;
-
 use super::{SqliteStore, json_list};
-use crate::domain::audit::{ChainedEvent, StoredRecord};
-use crate::store::rows::{AUDIT_COLUMNS, AuditRow, rows, seq};
-use crate::store::{AuditQuery, AuditStore, StoreError};
+use crate::domain::audit::ChainedEvent;
+use crate::store::StoreError;
+use crate::store::rows::seq;
 
-#[async_trait]
-impl AuditStore for SqliteStore {
-    async fn append_audit(&self, records: &[ChainedEvent]) -> Result<(), StoreError> {
+impl SqliteStore {
+    /// Appends one batch (see [`crate::store::AuditStore::append_audit`]).
+    async fn append_batch(&self, records: &[ChainedEvent]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for r in records {
             let e = &r.event;
@@ -45,50 +42,17 @@ impl AuditStore for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
-
-    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, StoreError> {
-        let sql = format!(
-            "select {AUDIT_COLUMNS} from audit_events where tenant_id = ?1 \
-             and (?2 is null or at >= ?2) \
-             and (?3 is null or at < ?3) \
-             and (?4 is null or actor_id = ?4) \
-             and (?5 is null or action = ?5) \
-             and (?6 is null or exists (select 1 from json_each(tokens) where value = ?6)) \
-             and (?7 is null or outcome = ?7) \
-             and (?8 is null or id < ?8) \
-             order by id desc limit ?9"
-        );
-        let found: Vec<AuditRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(query.tenant.0)
-            .bind(query.since)
-            .bind(query.until)
-            .bind(query.actor.map(|a| a.0))
-            .bind(query.action.map(|a| a.as_str()))
-            .bind(query.token.as_deref())
-            .bind(query.outcome.map(|o| o.as_str()))
-            .bind(query.before_id)
-            .bind(i64::from(query.limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows(found)
-    }
-
-    async fn audit_chain_page(
-        &self,
-        after: Option<(Uuid, u64)>,
-        limit: u32,
-    ) -> Result<Vec<StoredRecord>, StoreError> {
-        let (chain, after_seq) = after.unwrap_or((Uuid::nil(), 0));
-        let sql = format!(
-            "select {AUDIT_COLUMNS} from audit_events where (chain_id, seq) > (?1, ?2) \
-             order by chain_id, seq limit ?3"
-        );
-        let found: Vec<AuditRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(chain)
-            .bind(seq(after_seq))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows(found)
-    }
 }
+
+crate::store::audit::audit_store!(
+    SqliteStore,
+    crate::store::dialect::Dialect::Sqlite,
+    "and ($2 is null or at >= $2) \
+     and ($3 is null or at < $3) \
+     and ($4 is null or actor_id = $4) \
+     and ($5 is null or action = $5) \
+     and ($6 is null or exists (select 1 from json_each(tokens) where value = $6)) \
+     and ($7 is null or outcome = $7) \
+     and ($8 is null or id < $8) \
+     order by id desc limit $9"
+);

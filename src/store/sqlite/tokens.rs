@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
@@ -11,35 +10,6 @@ use crate::domain::{BucketId, TenantId, Token, TokenFormat};
 use crate::store::guard::{Counted, count_groups, decide_locks, outcomes};
 use crate::store::rows::{TOKEN_COLUMNS, TokenRow, metadata_text};
 use crate::store::{NewToken, StoreError, TokenInsert, TokenRecord, TokenStore};
-
-/// The columns that hold card data or point at it, set to null when a token is destroyed.
-const DESTROY_CARD_DATA: &str =
-    "sealed_pan = null, dek_version = null, masked_pan = null, fingerprint = null";
-
-impl SqliteStore {
-    async fn destroy(
-        &self,
-        tenant: TenantId,
-        token: &Token,
-        now: DateTime<Utc>,
-        deleting: bool,
-    ) -> Result<bool, StoreError> {
-        let sql = format!(
-            "update tokens set {DESTROY_CARD_DATA}, destroyed_at = ?3, \
-             deleted_at = case when ?4 then ?3 else deleted_at end \
-             where tenant_id = ?1 and token = ?2 and destroyed_at is null \
-               and (?4 or expires_at <= ?3)"
-        );
-        let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant.0)
-            .bind(token.as_str())
-            .bind(now)
-            .bind(deleting)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() == 1)
-    }
-}
 
 /// When a bucket's lock ends, if it is locked at `now`.
 async fn locked_until(
@@ -60,9 +30,9 @@ async fn locked_until(
     Ok(until.map(|(u,)| u))
 }
 
-#[async_trait]
-impl TokenStore for SqliteStore {
-    async fn insert_tokens(
+impl SqliteStore {
+    /// The guarded insert (see [`crate::store::TokenStore::insert_tokens`]).
+    async fn insert_guarded(
         &self,
         rows: &[NewToken],
         now: DateTime<Utc>,
@@ -165,7 +135,8 @@ impl TokenStore for SqliteStore {
         })
     }
 
-    async fn find_by_fingerprints(
+    /// See [`crate::store::TokenStore::find_by_fingerprints`].
+    async fn find_fingerprints(
         &self,
         tenant: TenantId,
         keys: &[(TokenFormat, Fingerprint)],
@@ -186,21 +157,8 @@ impl TokenStore for SqliteStore {
         Ok(found)
     }
 
-    async fn get_token(
-        &self,
-        tenant: TenantId,
-        token: &Token,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        let sql = format!("select {TOKEN_COLUMNS} from tokens where tenant_id = ?1 and token = ?2");
-        let row: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(tenant.0)
-            .bind(token.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(TokenRecord::try_from).transpose()
-    }
-
-    async fn get_tokens(
+    /// See [`crate::store::TokenStore::get_tokens`].
+    async fn read_tokens(
         &self,
         tenant: TenantId,
         tokens: &[Token],
@@ -212,35 +170,21 @@ impl TokenStore for SqliteStore {
         Ok(found)
     }
 
-    async fn delete_token(
-        &self,
-        tenant: TenantId,
-        token: &Token,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.destroy(tenant, token, now, true).await
-    }
-
-    async fn destroy_if_expired(
-        &self,
-        tenant: TenantId,
-        token: &Token,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.destroy(tenant, token, now, false).await
-    }
-
-    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
-        let sql = format!(
-            "update tokens set {DESTROY_CARD_DATA}, destroyed_at = ?1 \
+    /// See [`crate::store::TokenStore::purge_expired`].
+    async fn purge_batch(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query(concat!(
+            "update tokens set ",
+            crate::store::tokens::sql::destroy_card_data!(),
+            ", destroyed_at = ?1 \
              where rowid in (select rowid from tokens \
                              where destroyed_at is null and expires_at <= ?1 limit ?2)"
-        );
-        let result = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(limit)
-            .execute(&self.pool)
-            .await?;
+        ))
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
         Ok(result.rows_affected())
     }
 }
+
+crate::store::tokens::token_store!(SqliteStore, crate::store::dialect::Dialect::Sqlite);

@@ -287,7 +287,10 @@ pub(super) async fn the_database_secrets_grants_and_expired_tokens_answer_alike(
     // An expired token is destroyed on demand, once; a live one is left alone.
     let service = tokens(&f, &keys);
     let mut expiring = item(&random_pan("4", 16));
-    expiring.expires_at = Some(now + TimeDelta::milliseconds(200));
+    // Far enough ahead that a loaded machine still tokenizes it before it lapses; the store
+    // is then asked at times on either side of it.
+    let lapses = SystemClock.now() + TimeDelta::minutes(5);
+    expiring.expires_at = Some(lapses);
     let issued: Vec<Token> =
         tokenize_in(&service, f.tenant, &[item(&random_pan("5", 16)), expiring])
             .await
@@ -295,7 +298,7 @@ pub(super) async fn the_database_secrets_grants_and_expired_tokens_answer_alike(
             .into_iter()
             .map(|r| r.unwrap().token)
             .collect();
-    let later = now + TimeDelta::seconds(1);
+    let (now, later) = (SystemClock.now(), lapses + TimeDelta::seconds(1));
     assert!(
         !f.store
             .destroy_if_expired(f.tenant, &issued[0], later)

@@ -1,0 +1,73 @@
+//! [`crate::store::AuditStore`] for both engines: the auditors' query and the verifier's chain
+//! walk are written once here. The engine supplies how a batch is appended (`append_batch`:
+//! one `insert … select from unnest(…)` in PostgreSQL, one `BEGIN IMMEDIATE` transaction of
+//! inserts in SQLite) and the query's filter on a token (an array in PostgreSQL, a JSON list in
+//! SQLite), which is all that differs.
+
+/// Implements [`crate::store::AuditStore`] for an engine's store, in a module of its own.
+/// `$filters` is the query's `where` clause after the tenant: the same nine numbered
+/// parameters on both engines, in the same order.
+macro_rules! audit_store {
+    ($store:ident, $dialect:expr, $filters:literal) => {
+        mod shared_audit {
+            use async_trait::async_trait;
+            use uuid::Uuid;
+
+            use super::$store;
+            use $crate::domain::audit::{ChainedEvent, StoredRecord};
+            use $crate::store::rows::{AUDIT_COLUMNS, AuditRow, rows, seq};
+            use $crate::store::{AuditQuery, AuditStore, StoreError};
+
+            #[async_trait]
+            impl AuditStore for $store {
+                async fn append_audit(&self, records: &[ChainedEvent]) -> Result<(), StoreError> {
+                    self.append_batch(records).await
+                }
+
+                async fn query_audit(
+                    &self,
+                    query: &AuditQuery,
+                ) -> Result<Vec<StoredRecord>, StoreError> {
+                    let sql = format!(
+                        "select {AUDIT_COLUMNS} from audit_events where tenant_id = $1 {}",
+                        $filters
+                    );
+                    let found: Vec<AuditRow> = ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(query.tenant.0)
+                        .bind(query.since)
+                        .bind(query.until)
+                        .bind(query.actor.map(|a| a.0))
+                        .bind(query.action.map(|a| a.as_str()))
+                        .bind(query.token.as_deref())
+                        .bind(query.outcome.map(|o| o.as_str()))
+                        .bind(query.before_id)
+                        .bind(i64::from(query.limit))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows(found)
+                }
+
+                async fn audit_chain_page(
+                    &self,
+                    after: Option<(Uuid, u64)>,
+                    limit: u32,
+                ) -> Result<Vec<StoredRecord>, StoreError> {
+                    let (chain, after_seq) = after.unwrap_or((Uuid::nil(), 0));
+                    let sql = format!(
+                        "select {AUDIT_COLUMNS} from audit_events where (chain_id, seq) > ($1, $2) \
+                         order by chain_id, seq limit $3"
+                    );
+                    let found: Vec<AuditRow> = ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(chain)
+                        .bind(seq(after_seq))
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows(found)
+                }
+            }
+        }
+    };
+}
+
+pub(in crate::store) use audit_store;

@@ -1,0 +1,130 @@
+//! [`crate::store::TokenStore`] for both engines: reading one token and destroying one are the
+//! same statement on both, written once here. What really differs is supplied by the engine as
+//! inherent methods: the guarded insert (`insert_rows`: `unnest` and advisory lock stripes in
+//! PostgreSQL, row by row under `BEGIN IMMEDIATE` in SQLite), the fingerprint lookup and the
+//! read of several tokens (`find_fingerprints`, `read_tokens`: one `unnest … with ordinality`
+//! in PostgreSQL, one query a key in SQLite), and the purge (`purge_batch`: `for update skip
+//! locked` in PostgreSQL, by `rowid` in SQLite).
+
+/// The columns that hold card data or point at it, set to null when a token is destroyed.
+macro_rules! destroy_card_data {
+    () => {
+        "sealed_pan = null, dek_version = null, masked_pan = null, fingerprint = null"
+    };
+}
+
+pub(in crate::store) use destroy_card_data;
+
+/// Implements [`crate::store::TokenStore`] for an engine's store, in a module of its own.
+macro_rules! token_store {
+    ($store:ident, $dialect:expr) => {
+        mod shared_tokens {
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+
+            use super::$store;
+            use $crate::crypto::fingerprint::Fingerprint;
+            use $crate::domain::{TenantId, Token, TokenFormat};
+            use $crate::store::rows::{TOKEN_COLUMNS, TokenRow};
+            use $crate::store::{NewToken, StoreError, TokenInsert, TokenRecord, TokenStore};
+
+            impl $store {
+                /// Destroys one live token: a caller's delete, or (`deleting` false) only if
+                /// it has expired at `now`.
+                async fn destroy(
+                    &self,
+                    tenant: TenantId,
+                    token: &Token,
+                    now: DateTime<Utc>,
+                    deleting: bool,
+                ) -> Result<bool, StoreError> {
+                    let result = ::sqlx::query($dialect.sql(concat!(
+                        "update tokens set ",
+                        $crate::store::tokens::sql::destroy_card_data!(),
+                        ", destroyed_at = $3, deleted_at = case when $4 then $3 else deleted_at end \
+                         where tenant_id = $1 and token = $2 and destroyed_at is null \
+                           and ($4 or expires_at <= $3)",
+                    )))
+                    .bind(tenant.0)
+                    .bind(token.as_str())
+                    .bind(now)
+                    .bind(deleting)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(result.rows_affected() == 1)
+                }
+            }
+
+            #[async_trait]
+            impl TokenStore for $store {
+                async fn insert_tokens(
+                    &self,
+                    rows: &[NewToken],
+                    now: DateTime<Utc>,
+                ) -> Result<TokenInsert, StoreError> {
+                    self.insert_guarded(rows, now).await
+                }
+
+                async fn find_by_fingerprints(
+                    &self,
+                    tenant: TenantId,
+                    keys: &[(TokenFormat, Fingerprint)],
+                ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
+                    self.find_fingerprints(tenant, keys).await
+                }
+
+                async fn get_token(
+                    &self,
+                    tenant: TenantId,
+                    token: &Token,
+                ) -> Result<Option<TokenRecord>, StoreError> {
+                    let sql = format!(
+                        "select {TOKEN_COLUMNS} from tokens where tenant_id = $1 and token = $2"
+                    );
+                    let row: Option<TokenRow> = ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(tenant.0)
+                        .bind(token.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    row.map(TokenRecord::try_from).transpose()
+                }
+
+                async fn get_tokens(
+                    &self,
+                    tenant: TenantId,
+                    tokens: &[Token],
+                ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
+                    self.read_tokens(tenant, tokens).await
+                }
+
+                async fn delete_token(
+                    &self,
+                    tenant: TenantId,
+                    token: &Token,
+                    now: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    self.destroy(tenant, token, now, true).await
+                }
+
+                async fn destroy_if_expired(
+                    &self,
+                    tenant: TenantId,
+                    token: &Token,
+                    now: DateTime<Utc>,
+                ) -> Result<bool, StoreError> {
+                    self.destroy(tenant, token, now, false).await
+                }
+
+                async fn purge_expired(
+                    &self,
+                    now: DateTime<Utc>,
+                    limit: i64,
+                ) -> Result<u64, StoreError> {
+                    self.purge_batch(now, limit).await
+                }
+            }
+        }
+    };
+}
+
+pub(in crate::store) use token_store;

@@ -37,6 +37,12 @@ use crate::service::{
     KeyService, TokenService,
 };
 
+/// The default largest request body: 3 MiB. The largest valid request is a batch of 1,000 items,
+/// each at most ~2.3 KB written compactly (2,048 bytes of metadata, a 23-character value, a
+/// format, an expiry, and the keys and punctuation around them): ~2.3 MB, with ~35 % to spare for
+/// whitespace and escapes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 3 << 20;
+
 /// Limits and timeouts of the HTTP layer.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiSettings {
@@ -227,8 +233,13 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         // Layers run outside-in from the last added: request id first (so every answer, even
         // a panic or a timeout, carries one), then the access log and metrics, security
-        // headers, panic capture, the timeout, and the body limit read by `JsonBody`.
+        // headers, panic capture, the timeout, the refusal of a declared oversize body, and the
+        // body limit read by `JsonBody`.
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::declared_size,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::timeout,

@@ -71,7 +71,7 @@ impl ServeConfig {
             db_pool_size: 10,
             api: ApiSettings {
                 request_timeout: Duration::from_secs(10),
-                max_body_bytes: 4 << 20,
+                max_body_bytes: crate::api::DEFAULT_MAX_BODY_BYTES,
                 rate_limit_per_second: 1000,
                 rate_limit_burst: 2000,
             },

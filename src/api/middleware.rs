@@ -43,6 +43,27 @@ pub async fn access_log(State(state): State<AppState>, request: Request, next: N
     response
 }
 
+/// Middleware: a body declared larger than the limit (`Content-Length`) is refused with 413
+/// before any of it is read, so a client cannot hold a request open by promising a huge body
+/// and sending it slowly. A body without a declared length is held to the limit as it is read
+/// (`DefaultBodyLimit`, read by `JsonBody`).
+pub async fn declared_size(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = state.settings().max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    next.run(request).await
+}
+
 /// Middleware: refuses a request that runs longer than the configured timeout. Dropping the
 /// handler rolls back any open transaction.
 pub async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -128,7 +128,7 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "STRONGROOM_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
     pub(super) request_timeout_secs: u64,
     /// Largest request body, in bytes.
-    #[arg(long, env = "STRONGROOM_MAX_BODY_BYTES", default_value_t = 4 << 20)]
+    #[arg(long, env = "STRONGROOM_MAX_BODY_BYTES", default_value_t = crate::api::DEFAULT_MAX_BODY_BYTES)]
     pub(super) max_body_bytes: usize,
     /// Sustained requests per second per principal, per instance (0: no limit).
     #[arg(long, env = "STRONGROOM_RATE_LIMIT_PER_SECOND", default_value_t = 1000)]

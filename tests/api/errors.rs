@@ -98,6 +98,62 @@ async fn a_body_over_the_limit_is_413() {
 }
 
 #[tokio::test]
+async fn a_body_declared_over_the_limit_is_refused_before_any_of_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A long request timeout: an answer before the body is sent cannot be the timeout's.
+    let app = spawn_app_with(Options {
+        configure: Box::new(|c| c.api.request_timeout = std::time::Duration::from_secs(120)),
+        ..Options::default()
+    })
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/tokens HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        app.keys.tokenizer,
+        100u64 << 20
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    // Not one byte of the body: the answer must come anyway.
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("payload_too_large") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(60), socket.read(&mut buf))
+            .await
+            .expect("an answer without the body")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+    // The default limit holds the largest valid batch: 1,000 items with 2 KiB of metadata each.
+    let app = spawn_app().await;
+    let items: Vec<_> = (0..1000)
+        .map(|i| {
+            json!({"value": random_pan("4", 16), "format": "length_preserving",
+                   "metadata": {"note": format!("{i:04}{}", "x".repeat(2030))},
+                   "expires_at": "2099-12-31T23:59:59.999999999Z"})
+        })
+        .collect();
+    let body = json!({ "items": items }).to_string();
+    assert!(body.len() > 2_000_000 && body.len() < strongroom::api::DEFAULT_MAX_BODY_BYTES);
+    let r = app
+        .post_raw(
+            "/v1/tokens/batch",
+            &app.keys.tokenizer,
+            "application/json",
+            body,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_request_that_runs_too_long_is_503_timeout_and_stores_nothing() {
     let app = spawn_app_with(Options {
         engine: Engine::Postgres,

@@ -53,6 +53,7 @@ struct Inner {
     audit_write_failures: Family<TargetLabels, Counter>,
     enumeration_suspected: Counter,
     lookup_suspicious: Counter,
+    integrity_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -110,8 +111,15 @@ impl Metrics {
             "Episodes of a principal's token lookups throttled for missing too often",
             lookup_suspicious.clone(),
         );
+        let integrity_failures = Counter::default();
+        registry.register(
+            "integrity_failures",
+            "Sealed card numbers that failed to open: moved, swapped or corrupted rows, or a changed key version",
+            integrity_failures.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
+            integrity_failures,
             enumeration_suspected,
             lookup_suspicious,
             requests,
@@ -174,6 +182,11 @@ impl Metrics {
     /// Counts one card bucket locked as an enumeration suspect.
     pub fn observe_enumeration_suspected(&self) {
         self.0.enumeration_suspected.inc();
+    }
+
+    /// Counts one sealed card number that failed its integrity check.
+    pub fn observe_integrity_failure(&self) {
+        self.0.integrity_failures.inc();
     }
 
     /// Counts one episode of throttled lookups.

@@ -134,6 +134,10 @@ pub enum ApiError {
     /// The audit record could not be written, so nothing was released.
     #[error("the audit trail cannot be written right now; nothing was released")]
     AuditUnavailable,
+    /// A sealed card number failed its integrity check (a moved, swapped or corrupted row);
+    /// nothing was released.
+    #[error("a stored card number failed its integrity check; nothing was released")]
+    IntegrityError,
     /// Something failed inside; the cause is logged, not shown.
     #[error("internal error")]
     Internal,
@@ -202,6 +206,7 @@ impl ApiError {
         "timeout",
         "not_ready",
         "audit_unavailable",
+        "integrity_error",
         "internal",
     ];
 
@@ -251,6 +256,7 @@ impl ApiError {
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+            ApiError::IntegrityError => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_error"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -365,6 +371,7 @@ impl From<TokenError> for ApiError {
             TokenError::NotFound => ApiError::NotFound,
             TokenError::Expired => ApiError::TokenExpired,
             TokenError::EnumerationSuspected(s) => ApiError::EnumerationSuspected(s),
+            TokenError::Key(KeyError::Integrity) => ApiError::IntegrityError,
             TokenError::Key(e) => internal("key operation failed", &e),
             TokenError::Store(e) => internal("store operation failed", &e),
         }
@@ -507,6 +514,7 @@ mod code_tests {
             ApiError::Timeout,
             ApiError::NotReady,
             ApiError::AuditUnavailable,
+            ApiError::IntegrityError,
             ApiError::Internal,
         ];
         for e in &all {
@@ -546,6 +554,7 @@ mod code_tests {
                 | ApiError::Timeout
                 | ApiError::NotReady
                 | ApiError::AuditUnavailable
+                | ApiError::IntegrityError
                 | ApiError::Internal => {}
             }
         }

@@ -192,6 +192,11 @@ impl Alarms {
         &self.guard
     }
 
+    /// Counts a sealed card number that failed its integrity check.
+    pub fn observe_integrity_failure(&self) {
+        self.metrics.observe_integrity_failure();
+    }
+
     /// Refuses the caller's lookups, deletes and detokenize calls while it is throttled.
     pub fn check_lookups(&self, principal: &Principal) -> Result<(), Throttled> {
         self.guard

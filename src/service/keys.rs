@@ -70,6 +70,11 @@ pub enum KeyError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A sealed card number did not open under the key its row names: the row was moved,
+    /// swapped or corrupted, or its key version changed. Never the master key's fault (that
+    /// shows when the keys are loaded).
+    #[error("a sealed card number failed its integrity check")]
+    Integrity,
     /// No DEK could be reserved even after rotating.
     #[error("no data-encryption key is available")]
     NoActiveKey,

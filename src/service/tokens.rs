@@ -486,7 +486,21 @@ impl TokenService {
                 Some(sealed) if !is_expired_at(record.expires_at, now) => sealed,
                 _ => return Err(TokenError::Expired),
             };
-            pans.push(self.keys.open_pan(tenant, token, &sealed).await?);
+            match self.keys.open_pan(tenant, token, &sealed).await {
+                Ok(pan) => pans.push(pan),
+                Err(KeyError::Integrity) => {
+                    // Named, counted and logged (by tenant and key version, never a value), so
+                    // an operator can alert on it; the use case records it with its code.
+                    self.alarms.observe_integrity_failure();
+                    tracing::error!(
+                        tenant = %tenant,
+                        key_version = sealed.version,
+                        "a sealed card number failed its integrity check"
+                    );
+                    return Err(KeyError::Integrity.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(pans)
     }

@@ -25,6 +25,7 @@ mod dev;
 mod errors;
 mod grants;
 mod guard;
+mod integrity;
 mod leaks;
 mod openapi;
 mod operations;

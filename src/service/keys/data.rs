@@ -39,8 +39,11 @@ impl KeyService {
             self.reload().await?;
             key = self.key_of_version(sealed.version);
         }
-        let key = key.ok_or(KeyError::Crypto(CryptoError::Decrypt))?;
-        Ok(key.open_pan(tenant, token, sealed)?)
+        // A version no key has, or a ciphertext that does not authenticate for this tenant,
+        // token and version: the row is not what was sealed.
+        let key = key.ok_or(KeyError::Integrity)?;
+        key.open_pan(tenant, token, sealed)
+            .map_err(|_| KeyError::Integrity)
     }
 
     /// Takes `count` encryptions from this instance's block of the active DEK, reserving a new

@@ -32,6 +32,8 @@ pub struct ServeConfig {
     pub force_plain_http: bool,
     /// The access policy file (used by just-in-time access).
     pub policy_file: Option<PathBuf>,
+    /// How long ten wrong TOTP codes lock a second factor, in minutes (30 at the least).
+    pub totp_lockout_minutes: u64,
     /// The PostgreSQL URL. May hold a password: never printed.
     pub database_url: DatabaseUrl,
     /// The master key.
@@ -67,6 +69,7 @@ impl ServeConfig {
             force_plain_http: false,
             policy_file: None,
             database_url: database_url.into(),
+            totp_lockout_minutes: 30,
             master_key,
             db_pool_size: 10,
             api: ApiSettings {
@@ -104,6 +107,7 @@ impl fmt::Debug for ServeConfig {
             .field("audit_checkpoint_file", &self.audit_checkpoint_file)
             .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
             .field("tokenize_bucket_budget", &self.tokenize_bucket_budget)
+            .field("totp_lockout_minutes", &self.totp_lockout_minutes)
             .finish()
     }
 }

@@ -20,7 +20,9 @@ pub mod principals;
 pub mod token_writer;
 pub mod tokens;
 
-pub use access::{AccessAskInput, AccessError, AccessRequestView, AccessService, DecisionInput};
+pub use access::{
+    AccessAskInput, AccessError, AccessRequestView, AccessService, AccessSettings, DecisionInput,
+};
 pub use audit::{Anchor, AuditError, AuditRead, AuditReader, AuditTrail, Refusal};
 pub use authn::Authenticator;
 pub use context::{Forbidden, RequestContext};

@@ -27,8 +27,9 @@ use crate::metrics::Metrics;
 use crate::random::{Csprng, SystemRandom};
 use crate::service::keys::load_checkpoint_key;
 use crate::service::{
-    AccessService, Alarms, Anchor, AuditReader, AuditTrail, Authenticator, DetokenizeService,
-    GrantService, Guard, Health, Housekeeping, KeyError, KeyService, TokenService,
+    AccessService, AccessSettings, Alarms, Anchor, AuditReader, AuditTrail, Authenticator,
+    DetokenizeService, GrantService, Guard, Health, Housekeeping, KeyError, KeyService,
+    TokenService,
 };
 use crate::store::{self, SchemaStatus, StoreError};
 use crate::tls::{self, TlsError};
@@ -185,10 +186,13 @@ impl Application {
             Arc::new(policies),
             audit.clone(),
             Arc::clone(&clock),
-            // At most 30 days, so that no request's expiry can leave chrono's range.
-            TimeDelta::from_std(config.access_request_ttl)
-                .unwrap_or(TimeDelta::hours(1))
-                .min(TimeDelta::days(30)),
+            AccessSettings {
+                // At most 30 days, so that no request's expiry can leave chrono's range.
+                request_ttl: TimeDelta::from_std(config.access_request_ttl)
+                    .unwrap_or(TimeDelta::hours(1))
+                    .min(TimeDelta::days(30)),
+                totp_lockout: crate::service::mfa::lockout(config.totp_lockout_minutes),
+            },
         ));
         let grants = Arc::new(GrantService::new(
             store.clone(),

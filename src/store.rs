@@ -243,6 +243,10 @@ pub trait PrincipalStore: Send + Sync {
         max_failures: u32,
         lock_until: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Lifts a second factor's lock and clears its failure count (an admin's decision); returns
+    /// whether the principal has a second factor.
+    async fn unlock_totp(&self, id: PrincipalId) -> Result<bool, StoreError>;
 }
 
 /// A wrapped data-encryption key.

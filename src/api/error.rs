@@ -455,6 +455,8 @@ impl Refusal for ApiError {
     fn detail(&self) -> Option<&'static str> {
         match self {
             ApiError::PolicyDenied(denial) => Some(denial.as_str()),
+            // The trail learns what the caller may not: missing, wrong, replayed or locked.
+            ApiError::MfaRequired(failure) => Some(failure.as_str()),
             _ => None,
         }
     }

@@ -90,6 +90,17 @@ pub(super) enum PrincipalCommand {
         #[command(flatten)]
         checkpoints: CheckpointArgs,
     },
+    /// Lift the lock of a principal's second factor (ten wrong TOTP codes in a row lock it for
+    /// `--totp-lockout-minutes`) once its owner is known to hold it. Audited.
+    UnlockTotp {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The principal's id.
+        #[arg(long)]
+        id: Uuid,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+    },
     /// Disable a principal's key at once.
     Disable {
         #[command(flatten)]
@@ -161,6 +172,16 @@ pub(super) struct ServeArgs {
         default_value_t = 1000
     )]
     pub(super) audit_checkpoint_interval_ms: u64,
+    /// How long ten wrong TOTP codes in a row lock a person's second factor, in minutes: at
+    /// least 30 (PCI DSS 8.3.4), at most 10080 (7 days). `strongroom principal unlock-totp`
+    /// lifts a lock early.
+    #[arg(
+        long,
+        env = "STRONGROOM_TOTP_LOCKOUT_MINUTES",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(30..=10_080)
+    )]
+    pub(super) totp_lockout_minutes: u64,
     /// New card numbers per card bucket (tenant, first six, last four, length) per rolling
     /// 24 hours before every tokenize in the bucket is refused as enumeration: an attacker's
     /// chance of finding one card from its token is budget / 100,000 per day.

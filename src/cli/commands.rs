@@ -156,6 +156,26 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 Err(CliError(format!("no enabled principal {id}")))
             }
         }
+        Command::Principal(PrincipalCommand::UnlockTotp {
+            database,
+            id,
+            checkpoints,
+        }) => {
+            let master = optional_master_key()?;
+            let shared = connect_current(&database).await?;
+            let audit =
+                command_audit_trail(&shared, master.as_ref(), checkpoints.audit_checkpoint_file)
+                    .await?;
+            if principal_admin(&shared, None, audit)
+                .unlock_totp(PrincipalId(id))
+                .await?
+            {
+                println!("unlocked the second factor of principal {id}");
+                Ok(())
+            } else {
+                Err(CliError(format!("principal {id} has no second factor")))
+            }
+        }
         Command::Audit(AuditCommand::Verify {
             database,
             checkpoints,
@@ -222,6 +242,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.audit_checkpoint_file = args.checkpoints.audit_checkpoint_file;
     config.audit_checkpoint_interval = Duration::from_millis(args.audit_checkpoint_interval_ms);
     config.tokenize_bucket_budget = args.tokenize_bucket_budget;
+    config.totp_lockout_minutes = args.totp_lockout_minutes;
     if config.force_plain_http && !config.listen.ip().is_loopback() && config.tls.is_none() {
         tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (forced)");
     }

@@ -73,6 +73,8 @@ pub enum Action {
     PrincipalCreate,
     /// A principal was disabled.
     PrincipalDisable,
+    /// An admin lifted the lock of a principal's second factor.
+    PrincipalTotpUnlock,
     /// A key was created (data-encryption key, grant-signing key).
     KeyCreate,
     /// A caller failed to authenticate.
@@ -93,7 +95,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Action::Tokenize,
         Action::TokenizeBatch,
         Action::Lookup,
@@ -107,6 +109,7 @@ impl Action {
         Action::GrantRevokeAll,
         Action::PrincipalCreate,
         Action::PrincipalDisable,
+        Action::PrincipalTotpUnlock,
         Action::KeyCreate,
         Action::AuthFailure,
         Action::AuditRead,
@@ -133,6 +136,7 @@ impl Action {
             Action::GrantRevokeAll => "grant.revoke_all",
             Action::PrincipalCreate => "principal.create",
             Action::PrincipalDisable => "principal.disable",
+            Action::PrincipalTotpUnlock => "principal.totp_unlock",
             Action::KeyCreate => "key.create",
             Action::AuthFailure => "auth.failure",
             Action::AuditRead => "audit.read",

@@ -106,6 +106,15 @@ pub struct DecisionInput {
     pub totp: Option<TotpCode>,
 }
 
+/// How long things last in the access workflow.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessSettings {
+    /// How long a request may stay pending.
+    pub request_ttl: TimeDelta,
+    /// How long ten wrong TOTP codes in a row lock a second factor.
+    pub totp_lockout: TimeDelta,
+}
+
 /// Access requests of every tenant.
 pub struct AccessService {
     store: Arc<dyn AccessStore>,
@@ -115,6 +124,7 @@ pub struct AccessService {
     trail: AuditTrail,
     clock: Arc<dyn Clock>,
     request_ttl: TimeDelta,
+    totp_lockout: TimeDelta,
 }
 
 /// What an access request's record says about the request, once it exists.
@@ -127,8 +137,7 @@ fn describe(event: &mut AuditEvent, view: &AccessRequestView) {
 }
 
 impl AccessService {
-    /// A service deciding by `policies`, with second factors checked in `factors`; pending
-    /// requests expire after `request_ttl`.
+    /// A service deciding by `policies`, with second factors checked in `factors`.
     pub fn new(
         store: Arc<dyn AccessStore>,
         factors: Arc<dyn PrincipalStore>,
@@ -136,7 +145,7 @@ impl AccessService {
         policies: Arc<PolicySet>,
         trail: AuditTrail,
         clock: Arc<dyn Clock>,
-        request_ttl: TimeDelta,
+        settings: AccessSettings,
     ) -> AccessService {
         AccessService {
             store,
@@ -145,7 +154,8 @@ impl AccessService {
             policies,
             trail,
             clock,
-            request_ttl,
+            request_ttl: settings.request_ttl,
+            totp_lockout: settings.totp_lockout,
         }
     }
 
@@ -257,6 +267,7 @@ impl AccessService {
                 self.clock.as_ref(),
                 requester.id,
                 code,
+                self.totp_lockout,
             )
             .await?
             .map_err(AccessError::Mfa)?;
@@ -391,6 +402,7 @@ impl AccessService {
                 self.clock.as_ref(),
                 approver.id,
                 totp.as_ref().map(TotpCode::expose),
+                self.totp_lockout,
             )
             .await?
             .map_err(AccessError::Mfa)?;

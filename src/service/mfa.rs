@@ -1,8 +1,10 @@
 //! The second factor: checking a person's TOTP code when they elevate.
 //!
 //! A code is accepted once (a code of the same or an earlier step is a replay, RFC 6238 §5.2),
-//! decided by one conditional update so that two instances cannot both accept it. Repeated wrong
-//! codes lock the factor for a while. Nothing here logs a code or a secret.
+//! decided by one conditional update so that two instances cannot both accept it. Ten wrong
+//! codes in a row lock the factor for at least 30 minutes (PCI DSS 8.3.4), and a locked factor
+//! answers exactly as a wrong code does, so the lock tells a guesser nothing; an admin can lift
+//! it (audited). Nothing here logs a code or a secret.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -11,10 +13,26 @@ use crate::clock::Clock;
 use crate::domain::PrincipalId;
 use crate::store::{PrincipalStore, StoreError};
 
-/// Wrong codes in a row that lock the factor.
-pub const MAX_FAILURES: u32 = 5;
-/// How long a locked factor stays locked.
-pub const LOCKOUT: TimeDelta = TimeDelta::minutes(5);
+/// Wrong codes in a row that lock the factor (PCI DSS 8.3.4: at most ten).
+pub const MAX_FAILURES: u32 = 10;
+const _: () = assert!(
+    MAX_FAILURES <= 10,
+    "PCI DSS 8.3.4 allows at most ten attempts"
+);
+
+/// The shortest lock (PCI DSS 8.3.4: at least 30 minutes); configurable up, never below.
+pub const MIN_LOCKOUT: TimeDelta = TimeDelta::minutes(30);
+/// The longest lock that can be configured.
+pub const MAX_LOCKOUT: TimeDelta = TimeDelta::days(7);
+
+/// How long a locked factor stays locked: `minutes`, held to [`MIN_LOCKOUT`]..=[`MAX_LOCKOUT`].
+pub fn lockout(minutes: u64) -> TimeDelta {
+    i64::try_from(minutes)
+        .ok()
+        .and_then(TimeDelta::try_minutes)
+        .unwrap_or(MAX_LOCKOUT)
+        .clamp(MIN_LOCKOUT, MAX_LOCKOUT)
+}
 
 /// Why a second factor was not accepted. All of these answer `mfa_required`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +57,21 @@ impl MfaFailure {
             MfaFailure::NotEnrolled => {
                 "a TOTP code is required, and this principal has no second factor enrolled"
             }
-            MfaFailure::Wrong | MfaFailure::Replayed => {
+            // A locked factor answers exactly as a wrong code: the lock is no signal.
+            MfaFailure::Wrong | MfaFailure::Replayed | MfaFailure::Locked => {
                 "the TOTP code is not valid (wrong, or already used)"
             }
-            MfaFailure::Locked => "too many wrong TOTP codes: try again in a few minutes",
+        }
+    }
+
+    /// A stable name for the audit trail (which, unlike the caller, learns which it was).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaFailure::Missing => "totp_missing",
+            MfaFailure::NotEnrolled => "totp_not_enrolled",
+            MfaFailure::Wrong => "totp_wrong",
+            MfaFailure::Replayed => "totp_replayed",
+            MfaFailure::Locked => "totp_locked",
         }
     }
 }
@@ -58,13 +87,15 @@ pub enum MfaError {
     Key(#[from] KeyError),
 }
 
-/// Checks `code` for `principal` at the clock's time.
+/// Checks `code` for `principal` at the clock's time; `lockout` is how long ten wrong codes lock
+/// the factor (see [`lockout`]).
 pub async fn verify(
     store: &dyn PrincipalStore,
     keys: &KeyService,
     clock: &dyn Clock,
     principal: PrincipalId,
     code: Option<&str>,
+    lockout: TimeDelta,
 ) -> Result<Result<(), MfaFailure>, MfaError> {
     let Some(code) = code else {
         return Ok(Err(MfaFailure::Missing));
@@ -86,7 +117,7 @@ pub async fn verify(
         return Ok(Ok(()));
     }
     store
-        .record_totp_failure(principal, MAX_FAILURES, now + LOCKOUT)
+        .record_totp_failure(principal, MAX_FAILURES, now + lockout.max(MIN_LOCKOUT))
         .await?;
     Ok(Err(if step.is_some() {
         MfaFailure::Replayed
@@ -97,4 +128,18 @@ pub async fn verify(
 
 fn unix_seconds(at: DateTime<Utc>) -> Option<u64> {
     u64::try_from(at.timestamp()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_is_never_shorter_than_thirty_minutes_and_answers_like_a_wrong_code() {
+        assert_eq!(lockout(0), MIN_LOCKOUT);
+        assert_eq!(lockout(29), MIN_LOCKOUT);
+        assert_eq!(lockout(45), TimeDelta::minutes(45));
+        assert_eq!(lockout(u64::MAX), MAX_LOCKOUT);
+        assert_eq!(MfaFailure::Locked.detail(), MfaFailure::Wrong.detail());
+    }
 }

@@ -240,6 +240,21 @@ impl PrincipalAdmin {
         Ok(created)
     }
 
+    /// Lifts the lock of a principal's second factor and clears its count of wrong codes
+    /// (`principal.totp_unlock`); answers whether it has a second factor. Asking for one that
+    /// has none is recorded as refused.
+    pub async fn unlock_totp(&self, id: PrincipalId) -> Result<bool, PrincipalError> {
+        let unlocked = self.store.unlock_totp(id).await?;
+        let mut event = AuditEvent::new(Action::PrincipalTotpUnlock, self.clock.now());
+        event.subject = Some(id.to_string());
+        if !unlocked {
+            event.outcome = Outcome::Denied;
+            event.code = Some("not_found".to_owned());
+        }
+        self.trail.record_change(event).await?;
+        Ok(unlocked)
+    }
+
     /// Disables a principal's key at once (`principal.disable`); answers whether it was
     /// enabled. Asking for one that is not is recorded as refused.
     pub async fn disable(&self, id: PrincipalId) -> Result<bool, PrincipalError> {

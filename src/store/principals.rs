@@ -157,6 +157,20 @@ macro_rules! principal_store {
                 .await?;
                 Ok(())
             }
+
+            async fn unlock_totp(
+                &self,
+                id: $crate::domain::PrincipalId,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let result = ::sqlx::query($dialect.sql(
+                    "update principals set totp_locked_until = null, totp_failures = 0 \
+                     where id = $1 and totp_secret is not null",
+                ))
+                .bind(id.0)
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
         }
     };
 }

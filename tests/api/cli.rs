@@ -248,6 +248,12 @@ const PRODUCTION_COMMANDS: &[&[&str]] = &[
         "--id",
         "00000000-0000-0000-0000-000000000000",
     ],
+    &[
+        "principal",
+        "unlock-totp",
+        "--id",
+        "00000000-0000-0000-0000-000000000000",
+    ],
 ];
 
 /// Runs `args` with `key` as the master key against a database that does not answer.
@@ -615,6 +621,12 @@ async fn principal_changes_are_audited_checkpointed_and_verified() {
         .as_str()
         .unwrap()
         .to_owned();
+    // A lock lifted by an admin (carol has a second factor), recorded like any change.
+    let mut unlock = strongroom();
+    unlock.args(["principal", "unlock-totp", "--id", &id]);
+    with_env(&mut unlock);
+    let (ok, out, err) = run(&mut unlock);
+    assert!(ok && out.contains("unlocked"), "{err}");
     let mut disable = strongroom();
     disable.args(["principal", "disable", "--id", &id]);
     with_env(&mut disable);
@@ -634,6 +646,11 @@ async fn principal_changes_are_audited_checkpointed_and_verified() {
     assert_eq!(created.2.as_deref(), Some("roles=approver totp"));
     let disabled = events.iter().find(|e| e.0 == "principal.disable").unwrap();
     assert_eq!(disabled.1.as_deref(), Some(id.as_str()));
+    let unlocked = events
+        .iter()
+        .find(|e| e.0 == "principal.totp_unlock")
+        .unwrap();
+    assert_eq!(unlocked.1.as_deref(), Some(id.as_str()));
 
     let mut verify = strongroom();
     verify.args(["audit", "verify"]);

@@ -13,14 +13,6 @@ use strongroom::domain::Role;
 use crate::cli::{run, strongroom};
 use crate::helpers::*;
 
-/// The problem body without what differs per request.
-fn without_request_id(mut body: Value) -> Value {
-    if let Some(map) = body.as_object_mut() {
-        map.remove("request_id");
-    }
-    body
-}
-
 async fn tokenize_problem(app: &TestApp, key: &str, pan: &str) -> (Value, u64) {
     let r = app.tokenize(key, &json!({"value": pan})).await;
     let retry: u64 = r.headers()["retry-after"]

@@ -71,4 +71,19 @@ pub(super) async fn a_totp_step_is_accepted_once_and_failures_lock_the_factor(ba
             .await
             .unwrap()
     );
+    // An admin lifts a lock at once; a principal without a second factor has none to lift.
+    for _ in 0..3 {
+        f.store.record_totp_failure(new.id, 3, until).await.unwrap();
+    }
+    assert!(f.store.unlock_totp(new.id).await.unwrap());
+    let state = f.store.totp_state(new.id).await.unwrap().unwrap();
+    assert!(state.locked_until.is_none());
+    assert!(f.store.accept_totp_step(new.id, 102, now).await.unwrap());
+    assert!(!f.store.unlock_totp(plain.id).await.unwrap());
+    assert!(
+        !f.store
+            .unlock_totp(strongroom::domain::PrincipalId(uuid::Uuid::new_v4()))
+            .await
+            .unwrap()
+    );
 }

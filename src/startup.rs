@@ -212,6 +212,13 @@ impl Application {
             guard,
             Arc::clone(&authn),
         );
+        let health = Health::new(
+            store.clone(),
+            store.clone(),
+            audit.clone(),
+            Arc::clone(&keys),
+            Arc::clone(&clock),
+        );
         let state = AppState::new(
             Services {
                 keys,
@@ -226,9 +233,9 @@ impl Application {
                 access,
                 grants,
                 audit_reader: AuditReader::new(store.clone(), audit.clone(), Arc::clone(&clock)),
+                health,
                 audit,
                 authn,
-                health: Health::new(store),
             },
             clock,
             metrics,

@@ -13,6 +13,7 @@ use super::request_id;
 use crate::domain::access::DecisionRefusal;
 use crate::domain::{Denial, FormatError, MetadataError, PanError};
 use crate::service::audit::ReadError;
+use crate::service::health::NotReady;
 use crate::service::mfa::MfaFailure;
 use crate::service::{
     AccessError, AuditError, Forbidden, GrantError, KeyError, Refusal, Throttled, TokenError,
@@ -130,7 +131,7 @@ pub enum ApiError {
     Timeout,
     /// The database or keys are not ready.
     #[error("the service is not ready")]
-    NotReady,
+    NotReady(NotReady),
     /// The audit record could not be written, so nothing was released.
     #[error("the audit trail cannot be written right now; nothing was released")]
     AuditUnavailable,
@@ -254,7 +255,7 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "enumeration_suspected")
             }
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
-            ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
             ApiError::IntegrityError => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_error"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -277,6 +278,7 @@ impl ApiError {
             request_id: request_id::current(),
             reason: match self {
                 ApiError::PolicyDenied(denial) => Some(denial.as_str()),
+                ApiError::NotReady(what) => Some(what.as_str()),
                 _ => None,
             },
             retry_after: match self {
@@ -309,7 +311,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthenticated => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Timeout | ApiError::NotReady | ApiError::AuditUnavailable => {
+            ApiError::Timeout | ApiError::NotReady(_) | ApiError::AuditUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // RFC 6585 §4.
@@ -514,7 +516,7 @@ mod code_tests {
             ApiError::RateLimited(1),
             ApiError::EnumerationSuspected(1),
             ApiError::Timeout,
-            ApiError::NotReady,
+            ApiError::NotReady(NotReady::Database),
             ApiError::AuditUnavailable,
             ApiError::IntegrityError,
             ApiError::Internal,
@@ -554,7 +556,7 @@ mod code_tests {
                 | ApiError::RateLimited(_)
                 | ApiError::EnumerationSuspected(_)
                 | ApiError::Timeout
-                | ApiError::NotReady
+                | ApiError::NotReady(_)
                 | ApiError::AuditUnavailable
                 | ApiError::IntegrityError
                 | ApiError::Internal => {}

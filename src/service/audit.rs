@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -88,6 +89,8 @@ enum Message {
 #[derive(Clone)]
 pub struct AuditTrail {
     queue: mpsc::Sender<Message>,
+    /// Whether the last batch committed: readiness reads it.
+    healthy: Arc<AtomicBool>,
 }
 
 impl AuditTrail {
@@ -99,7 +102,9 @@ impl AuditTrail {
         metrics: Metrics,
     ) -> AuditTrail {
         let (queue, inbox) = mpsc::channel(QUEUE);
+        let healthy = Arc::new(AtomicBool::new(true));
         let appender = Appender {
+            healthy: Arc::clone(&healthy),
             store,
             anchor,
             clock,
@@ -109,7 +114,18 @@ impl AuditTrail {
             last_checkpoint: Instant::now(),
         };
         tokio::spawn(appender.run(inbox));
-        AuditTrail { queue }
+        AuditTrail { queue, healthy }
+    }
+
+    /// Whether the last batch of records committed (true until one fails, and again once one
+    /// commits). A failed write is answered at once; this lets readiness say so too.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && !self.queue.is_closed()
+    }
+
+    /// Marks the trail writable again after a probe found it so.
+    pub fn mark_healthy(&self) {
+        self.healthy.store(true, Ordering::Relaxed);
     }
 
     /// Appends `event` and waits until it is durable.
@@ -169,6 +185,7 @@ impl AuditTrail {
 }
 
 struct Appender {
+    healthy: Arc<AtomicBool>,
     store: Arc<dyn AuditStore>,
     anchor: Option<Anchor>,
     clock: Arc<dyn Clock>,
@@ -251,9 +268,11 @@ impl Appender {
         let outcome = match self.store.append_audit(&chained).await {
             Ok(()) => {
                 self.head = head;
+                self.healthy.store(true, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
+                self.healthy.store(false, Ordering::Relaxed);
                 tracing::error!(error = %e, records = chained.len(), "audit trail write failed");
                 self.metrics.observe_audit_write_failure("database");
                 // Whether the commit landed is unknown: vouch for the last head known to have

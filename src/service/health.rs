@@ -1,22 +1,95 @@
-//! Readiness: whether this instance can reach its database.
+//! Readiness: whether this instance can do its job right now — reach its database, write its
+//! audit trail, and seal with its keys. A load balancer stops sending traffic to an instance
+//! that says no, and sends it again once it says yes, without a restart.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::store::{Database, StoreError};
+use super::audit::AuditTrail;
+use super::keys::KeyService;
+use crate::clock::Clock;
+use crate::store::{AuditStore, Database};
+
+/// How long readiness waits for the database before it answers no.
+pub const READY_WAIT: Duration = Duration::from_millis(800);
+
+/// What is not ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// The database does not answer (in time).
+    #[error("the database does not answer")]
+    Database,
+    /// The audit trail cannot be written: every audited route would answer 503.
+    #[error("the audit trail cannot be written")]
+    AuditTrail,
+    /// The keys are not loaded.
+    #[error("the keys are not loaded")]
+    Keys,
+}
+
+impl NotReady {
+    /// A stable name for the problem's `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotReady::Database => "database",
+            NotReady::AuditTrail => "audit_trail",
+            NotReady::Keys => "keys",
+        }
+    }
+}
 
 /// Readiness checks of one instance.
 pub struct Health {
-    store: Arc<dyn Database>,
+    database: Arc<dyn Database>,
+    audit: Arc<dyn AuditStore>,
+    trail: AuditTrail,
+    keys: Arc<KeyService>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Health {
-    /// Checks over `store`.
-    pub fn new(store: Arc<dyn Database>) -> Health {
-        Health { store }
+    /// Checks over these parts.
+    pub fn new(
+        database: Arc<dyn Database>,
+        audit: Arc<dyn AuditStore>,
+        trail: AuditTrail,
+        keys: Arc<KeyService>,
+        clock: Arc<dyn Clock>,
+    ) -> Health {
+        Health {
+            database,
+            audit,
+            trail,
+            keys,
+            clock,
+        }
     }
 
-    /// Whether the database answers.
-    pub async fn ready(&self) -> Result<(), StoreError> {
-        self.store.ping().await
+    /// Ready, or what is not. A record is appended and rolled back to see whether the trail
+    /// takes writes; if it does after a failed batch, the trail counts as healthy again.
+    pub async fn ready(&self) -> Result<(), NotReady> {
+        match tokio::time::timeout(READY_WAIT, self.database.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: database does not answer");
+                return Err(NotReady::Database);
+            }
+            Err(_) => return Err(NotReady::Database),
+        }
+        // Every check appends a record and rolls it back: the answer holds even when no
+        // request has tried to write since the trail stopped (or started) taking records.
+        let probe = self.audit.probe_append(self.clock.now());
+        match tokio::time::timeout(READY_WAIT, probe).await {
+            Ok(Ok(())) => self.trail.mark_healthy(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: the audit trail cannot be written");
+                return Err(NotReady::AuditTrail);
+            }
+            Err(_) => return Err(NotReady::AuditTrail),
+        }
+        if !self.keys.is_ready() {
+            return Err(NotReady::Keys);
+        }
+        Ok(())
     }
 }

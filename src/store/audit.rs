@@ -22,6 +22,11 @@ pub trait AuditStore: Send + Sync {
     /// Records matching `query`, newest (highest id) first.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, StoreError>;
 
+    /// Whether a record can be appended right now: one is inserted and rolled back, so a
+    /// refusing trigger, a permission taken away or a full disk shows here as it would on the
+    /// next write. Nothing is kept.
+    async fn probe_append(&self, now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError>;
+
     /// Up to `limit` records in chain order (chain id, then seq) after `after`.
     async fn audit_chain_page(
         &self,

@@ -485,3 +485,55 @@ async fn an_idle_head_is_checkpointed_within_the_interval() {
         "the newest record was not checkpointed while the vault was idle"
     );
 }
+
+#[tokio::test]
+async fn readiness_is_503_while_the_trail_refuses_records_and_200_once_it_takes_them() {
+    let file = CheckpointFile::new();
+    let app = spawn_checkpointed(&file).await;
+    let ready = || async { app.client.get(app.url("/readyz")).send().await.unwrap() };
+    assert_eq!(ready().await.status(), StatusCode::OK);
+    let pool = app.db.pool().await;
+    for sql in [
+        "create function refuse_audit() returns trigger language plpgsql as \
+         $$ begin raise exception 'audit disk full'; end; $$",
+        "create trigger refuse_audit before insert on audit_events \
+         for each row execute function refuse_audit()",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    // No request has written since: readiness finds out for itself, and says why.
+    let r = ready().await;
+    assert!(r.headers().contains_key("retry-after"));
+    let problem = assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
+    assert_eq!(problem["reason"], "audit_trail");
+    let r = app
+        .tokenize(&app.keys.tokenizer, &json!({"value": random_pan("4", 16)}))
+        .await;
+    assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable").await;
+    assert_eq!(
+        ready().await.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "still refusing"
+    );
+    // Writable again: ready again, without a restart, and the chains verify.
+    sqlx::query("drop trigger refuse_audit on audit_events")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ready().await.status(), StatusCode::OK);
+    let r = app
+        .tokenize(&app.keys.tokenizer, &json!({"value": random_pan("4", 16)}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let probes: i64 =
+        sqlx::query_scalar("select count(*) from audit_events where action = 'audit.probe'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(probes, 0, "a probe leaves nothing behind");
+    let (ok, out) = verify(&app, Some(&file));
+    assert!(ok, "{out}");
+}

@@ -6,9 +6,10 @@
 
 /// Implements [`crate::store::AuditStore`] for an engine's store, in a module of its own.
 /// `$filters` is the query's `where` clause after the tenant: the same nine numbered
-/// parameters on both engines, in the same order.
+/// parameters on both engines, in the same order. `$no_tokens` is an empty token list as the
+/// engine stores one.
 macro_rules! audit_store {
-    ($store:ident, $dialect:expr, $filters:literal) => {
+    ($store:ident, $dialect:expr, $filters:literal, $no_tokens:literal) => {
         mod shared_audit {
             use async_trait::async_trait;
             use uuid::Uuid;
@@ -45,6 +46,26 @@ macro_rules! audit_store {
                         .fetch_all(&self.pool)
                         .await?;
                     rows(found)
+                }
+
+                async fn probe_append(
+                    &self,
+                    now: ::chrono::DateTime<::chrono::Utc>,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    ::sqlx::query($dialect.sql(concat!(
+                        "insert into audit_events (chain_id, seq, prev_hash, hash, at, action, \
+                         outcome, tokens) values ($1, 1, $2, $2, $3, 'audit.probe', 'success', ",
+                        $no_tokens,
+                        ")"
+                    )))
+                    .bind(Uuid::new_v4())
+                    .bind(vec![0u8; 32])
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.rollback().await?;
+                    Ok(())
                 }
 
                 async fn audit_chain_page(

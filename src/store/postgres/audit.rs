@@ -96,5 +96,6 @@ crate::store::audit::audit_store!(
      and ($6::text is null or tokens @> array[$6::text]) \
      and ($7::text is null or outcome = $7) \
      and ($8::bigint is null or id < $8) \
-     order by id desc limit $9"
+     order by id desc limit $9",
+    "'{}'"
 );

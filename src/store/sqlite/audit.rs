@@ -54,5 +54,6 @@ crate::store::audit::audit_store!(
      and ($6 is null or exists (select 1 from json_each(tokens) where value = $6)) \
      and ($7 is null or outcome = $7) \
      and ($8 is null or id < $8) \
-     order by id desc limit $9"
+     order by id desc limit $9",
+    "'[]'"
 );

@@ -54,6 +54,9 @@ pub struct ApiSettings {
     pub rate_limit_per_second: u32,
     /// Burst size per principal.
     pub rate_limit_burst: u32,
+    /// API requests (`/v1/…`) served at once; past it, `503 overloaded` at once instead of a
+    /// queue without bound.
+    pub max_in_flight: usize,
 }
 
 /// Everything a handler needs, behind one `Arc`: the use cases, and what the HTTP edge keeps
@@ -63,6 +66,7 @@ pub struct ApiSettings {
 pub struct AppState(Arc<Inner>);
 
 struct Inner {
+    in_flight: Arc<tokio::sync::Semaphore>,
     services: Services,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
@@ -105,6 +109,7 @@ impl AppState {
         let rate_limits =
             RateLimits::new(settings.rate_limit_per_second, settings.rate_limit_burst);
         AppState(Arc::new(Inner {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1))),
             services,
             clock,
             metrics,
@@ -179,6 +184,11 @@ impl AppState {
         &self.0.rate_limits
     }
 
+    /// Room for one more API request in flight, if there is any.
+    pub fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.0.in_flight).try_acquire_owned().ok()
+    }
+
     /// Limits and timeouts.
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
@@ -243,6 +253,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::shed_load,
         ))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn(middleware::security_headers))

@@ -77,6 +77,7 @@ impl ServeConfig {
                 max_body_bytes: crate::api::DEFAULT_MAX_BODY_BYTES,
                 rate_limit_per_second: 1000,
                 rate_limit_burst: 2000,
+                max_in_flight: 512,
             },
             keys: KeySettings::default(),
             purge_interval: Duration::from_secs(60),

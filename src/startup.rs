@@ -36,6 +36,8 @@ use crate::tls::{self, TlsError};
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections of the writers' own pool: the audit appender's and the token writer's.
+const WRITER_CONNECTIONS: u32 = 2;
 /// Longest open connections get to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -128,7 +130,9 @@ impl Application {
             None => PolicySet::empty(),
         };
 
-        let store = store::open(&config.database_url, config.db_pool_size).await?;
+        // A request never waits for a connection longer than it may run.
+        let wait = config.api.request_timeout;
+        let store = store::open_waiting(&config.database_url, config.db_pool_size, wait).await?;
         match store.schema_status().await? {
             SchemaStatus::Current => {}
             SchemaStatus::Behind { pending } => return Err(StartupError::SchemaBehind { pending }),
@@ -144,8 +148,11 @@ impl Application {
             clock.as_ref(),
         )
         .await?;
+        // The audit appender and the token writer have connections of their own: a flood of
+        // requests holding the shared pool cannot starve the trail or the group commit.
+        let writers = store::open_waiting(&config.database_url, WRITER_CONNECTIONS, wait).await?;
         let audit = AuditTrail::spawn(
-            store.clone(),
+            writers.clone(),
             Some(Anchor::new(
                 checkpoint_key,
                 config.audit_checkpoint_file,
@@ -173,6 +180,7 @@ impl Application {
         let alarms = Alarms::new(Arc::clone(&guard), audit.clone(), metrics.clone());
         let tokens = Arc::new(TokenService::new(
             store.clone(),
+            writers,
             Arc::clone(&keys),
             alarms.clone(),
             audit.clone(),

@@ -54,6 +54,40 @@ pub enum StoreError {
     Corrupt(&'static str),
 }
 
+impl StoreError {
+    /// Whether the database is unreachable, overloaded or stalled right now — a condition that
+    /// passes, answered `503` with `Retry-After` — rather than a fault of this request or of the
+    /// data: a pool with no free connection in time, a connection that failed or was cut, a
+    /// server shutting down or out of resources, a statement timeout or cancellation, a lock
+    /// not granted, a serialization failure or deadlock, SQLite's busy database.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                let code = code.as_ref();
+                // PostgreSQL SQLSTATE classes 08 (connection), 53 (resources), 57 (operator
+                // intervention: admin shutdown, statement timeout, cancel), 55000 (a database
+                // not accepting connections), 55P03 (lock not available), 40001 / 40P01
+                // (serialization failure, deadlock); SQLite 5 / 6 (busy, locked) and their
+                // extended codes.
+                ["08", "53", "57"].iter().any(|c| code.starts_with(c))
+                    || matches!(
+                        code,
+                        "55000" | "55P03" | "40001" | "40P01" | "5" | "6" | "261" | "517"
+                    )
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// A token row to insert, already sealed.
 #[derive(Debug, Clone)]
 pub struct NewToken {
@@ -381,11 +415,28 @@ fn schema_status(
 /// Opens the store a URL names: `postgres://…` (production; any number of instances) or
 /// `sqlite://…` (the embedded store: one node).
 pub async fn open(url: &DatabaseUrl, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    open_waiting(url, max_connections, DEFAULT_ACQUIRE_WAIT).await
+}
+
+/// How long a caller waits for a free connection unless told otherwise.
+pub const DEFAULT_ACQUIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`open`], where a caller waits at most `acquire_wait` for a free connection (a server
+/// passes its request timeout: a request never waits for the pool longer than it may run).
+pub async fn open_waiting(
+    url: &DatabaseUrl,
+    max_connections: u32,
+    acquire_wait: std::time::Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
     let url = url.expose();
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            SqliteStore::connect_waiting(url, max_connections, acquire_wait).await?,
+        ))
     } else {
-        Ok(Arc::new(PgStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            PgStore::connect_waiting(url, max_connections, acquire_wait).await?,
+        ))
     }
 }
 

@@ -132,6 +132,12 @@ pub enum ApiError {
     /// The database or keys are not ready.
     #[error("the service is not ready")]
     NotReady(NotReady),
+    /// Too many requests in flight on this instance: try again shortly.
+    #[error("the vault is at capacity right now; nothing was done")]
+    Overloaded,
+    /// The database is unreachable, out of connections or stalled: try again shortly.
+    #[error("the database is unavailable right now; nothing was changed")]
+    DatabaseUnavailable,
     /// The audit record could not be written, so nothing was released.
     #[error("the audit trail cannot be written right now; nothing was released")]
     AuditUnavailable,
@@ -207,6 +213,8 @@ impl ApiError {
         "timeout",
         "not_ready",
         "audit_unavailable",
+        "database_unavailable",
+        "overloaded",
         "integrity_error",
         "internal",
     ];
@@ -257,6 +265,10 @@ impl ApiError {
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+            ApiError::DatabaseUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::IntegrityError => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_error"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -311,7 +323,11 @@ impl IntoResponse for ApiError {
             ApiError::Unauthenticated => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Timeout | ApiError::NotReady(_) | ApiError::AuditUnavailable => {
+            ApiError::Timeout
+            | ApiError::NotReady(_)
+            | ApiError::AuditUnavailable
+            | ApiError::DatabaseUnavailable
+            | ApiError::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // RFC 6585 §4.
@@ -322,6 +338,12 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Logs a database that is unreachable or stalled, and answers 503 with `Retry-After`.
+pub fn unavailable(cause: &dyn std::error::Error) -> ApiError {
+    tracing::warn!(error = %cause, "database unavailable");
+    ApiError::DatabaseUnavailable
 }
 
 /// Logs an internal failure once, with its cause, and hides it from the caller.
@@ -374,7 +396,8 @@ impl From<TokenError> for ApiError {
             TokenError::Expired => ApiError::TokenExpired,
             TokenError::EnumerationSuspected(s) => ApiError::EnumerationSuspected(s),
             TokenError::Key(KeyError::Integrity) => ApiError::IntegrityError,
-            TokenError::Key(e) => internal("key operation failed", &e),
+            TokenError::Key(e) => e.into(),
+            TokenError::Store(e) if e.is_unavailable() => unavailable(&e),
             TokenError::Store(e) => internal("store operation failed", &e),
         }
     }
@@ -388,6 +411,7 @@ impl From<AccessError> for ApiError {
             AccessError::NotFound => ApiError::RequestNotFound,
             AccessError::Refused(refusal) => refusal.into(),
             AccessError::Key(e) => e.into(),
+            AccessError::Store(e) if e.is_unavailable() => unavailable(&e),
             AccessError::Store(e) => internal("store operation failed", &e),
         }
     }
@@ -415,6 +439,7 @@ impl From<GrantError> for ApiError {
             GrantError::Scope => ApiError::GrantScope,
             GrantError::NotFound => ApiError::GrantNotFound,
             GrantError::Key(e) => e.into(),
+            GrantError::Store(e) if e.is_unavailable() => unavailable(&e),
             GrantError::Store(e) => internal("store operation failed", &e),
         }
     }
@@ -422,7 +447,11 @@ impl From<GrantError> for ApiError {
 
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
-        internal("store operation failed", &e)
+        if e.is_unavailable() {
+            unavailable(&e)
+        } else {
+            internal("store operation failed", &e)
+        }
     }
 }
 
@@ -466,7 +495,11 @@ impl Refusal for ApiError {
 
 impl From<KeyError> for ApiError {
     fn from(e: KeyError) -> Self {
-        internal("key operation failed", &e)
+        if e.is_unavailable() {
+            unavailable(&e)
+        } else {
+            internal("key operation failed", &e)
+        }
     }
 }
 
@@ -518,6 +551,8 @@ mod code_tests {
             ApiError::Timeout,
             ApiError::NotReady(NotReady::Database),
             ApiError::AuditUnavailable,
+            ApiError::DatabaseUnavailable,
+            ApiError::Overloaded,
             ApiError::IntegrityError,
             ApiError::Internal,
         ];
@@ -558,6 +593,8 @@ mod code_tests {
                 | ApiError::Timeout
                 | ApiError::NotReady(_)
                 | ApiError::AuditUnavailable
+                | ApiError::DatabaseUnavailable
+                | ApiError::Overloaded
                 | ApiError::IntegrityError
                 | ApiError::Internal => {}
             }

@@ -15,7 +15,7 @@ use axum::http::{StatusCode, header};
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::error::internal;
+use super::error::{internal, unavailable};
 use super::source::Source;
 use super::{ApiError, AppState, request_id};
 use crate::domain::card_data::names_sensitive_data;
@@ -38,7 +38,13 @@ impl FromRequestParts<AppState> for RequestContext {
             Some(Err(_)) => Some(""),
         };
         let authenticated = state.authn().authenticate(authorization).await;
-        let authenticated = authenticated.map_err(|e| internal("authentication failed", &e))?;
+        let authenticated = authenticated.map_err(|e| {
+            if e.is_unavailable() {
+                unavailable(&e)
+            } else {
+                internal("authentication failed", &e)
+            }
+        })?;
         let Source(source) = Source::from_request_parts(parts, state).await?;
         match authenticated {
             Ok(principal) => match state.rate_limits().check(principal.id) {

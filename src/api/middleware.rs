@@ -64,6 +64,19 @@ pub async fn declared_size(
     next.run(request).await
 }
 
+/// Middleware: past the configured number of API requests in flight, a new one is answered
+/// `503 overloaded` at once (with `Retry-After`) instead of queueing without bound for the
+/// pool; memory and latency stay bounded under a spike. Health and metrics are always served.
+pub async fn shed_load(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/v1/") {
+        return next.run(request).await;
+    }
+    let Some(_permit) = state.admit() else {
+        return ApiError::Overloaded.into_response();
+    };
+    next.run(request).await
+}
+
 /// Middleware: refuses a request that runs longer than the configured timeout. Dropping the
 /// handler rolls back any open transaction.
 pub async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {

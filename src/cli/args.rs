@@ -147,6 +147,11 @@ pub(super) struct ServeArgs {
     /// Requests a principal may burst above its rate.
     #[arg(long, env = "STRONGROOM_RATE_LIMIT_BURST", default_value_t = 2000)]
     pub(super) rate_limit_burst: u32,
+    /// API requests served at once by this instance; past it a request is answered `503
+    /// overloaded` at once rather than queued.
+    #[arg(long, env = "STRONGROOM_MAX_IN_FLIGHT", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(super) max_in_flight: u64,
     /// A proxy (CIDR) whose X-Forwarded-For names the client; repeat, or comma-separate in the
     /// variable.
     #[arg(

@@ -237,6 +237,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.api.max_body_bytes = args.max_body_bytes;
     config.api.rate_limit_per_second = args.rate_limit_per_second;
     config.api.rate_limit_burst = args.rate_limit_burst;
+    config.api.max_in_flight = usize::try_from(args.max_in_flight).unwrap_or(usize::MAX);
     config.trusted_proxies = args.trusted_proxies;
     config.access_request_ttl = Duration::from_secs(args.access_request_ttl_secs.max(1));
     config.audit_checkpoint_file = args.checkpoints.audit_checkpoint_file;

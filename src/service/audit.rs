@@ -427,6 +427,13 @@ pub async fn verify(
 #[error("the audit trail could not be read: {0}")]
 pub struct ReadError(#[from] StoreError);
 
+impl ReadError {
+    /// Whether the database was unreachable or stalled.
+    pub fn is_unavailable(&self) -> bool {
+        self.0.is_unavailable()
+    }
+}
+
 /// An auditor's read as asked: the filters, parsed, and their names (from our own
 /// vocabulary) for the record of the read.
 #[derive(Debug)]

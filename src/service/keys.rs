@@ -88,6 +88,13 @@ pub enum KeyError {
     Signing(#[from] SigningKeyError),
 }
 
+impl KeyError {
+    /// Whether the database was unreachable or stalled (see `StoreError::is_unavailable`).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, KeyError::Store(e) if e.is_unavailable())
+    }
+}
+
 struct Reservation {
     version: u32,
     remaining: u64,

@@ -127,9 +127,11 @@ struct Pending {
 }
 
 impl TokenService {
-    /// A service over `store` and `keys`, with its own token writer (group commit).
+    /// A service over `store` and `keys`, with its own token writer (group commit) on
+    /// `writer_store` (a pool of its own in a server, so readers cannot starve it).
     pub fn new(
         store: Arc<dyn TokenStore>,
+        writer_store: Arc<dyn TokenStore>,
         keys: Arc<KeyService>,
         alarms: Alarms,
         trail: AuditTrail,
@@ -137,7 +139,7 @@ impl TokenService {
         clock: Arc<dyn Clock>,
     ) -> TokenService {
         TokenService {
-            writer: TokenWriter::spawn(Arc::clone(&store), Arc::clone(&clock)),
+            writer: TokenWriter::spawn(writer_store, Arc::clone(&clock)),
             store,
             keys,
             guard: Arc::clone(alarms.guard()),

@@ -28,10 +28,19 @@ pub struct PgStore {
 impl PgStore {
     /// Connects a pool of at most `max_connections` to `url`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore, StoreError> {
+        PgStore::connect_waiting(url, max_connections, super::DEFAULT_ACQUIRE_WAIT).await
+    }
+
+    /// [`PgStore::connect`], where a caller waits at most `acquire_wait` for a connection.
+    pub async fn connect_waiting(
+        url: &str,
+        max_connections: u32,
+        acquire_wait: Duration,
+    ) -> Result<PgStore, StoreError> {
         let options: PgConnectOptions = url.parse()?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(acquire_wait)
             // A ping before every checkout doubles the round trips of a one-query request; a
             // broken connection (say, after a database restart) fails its one query instead and
             // the pool replaces it.

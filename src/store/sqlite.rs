@@ -38,6 +38,15 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path`).
     pub async fn connect(url: &str, max_connections: u32) -> Result<SqliteStore, StoreError> {
+        SqliteStore::connect_waiting(url, max_connections, Duration::from_secs(10)).await
+    }
+
+    /// [`SqliteStore::connect`], where a caller waits at most `acquire_wait` for a connection.
+    pub async fn connect_waiting(
+        url: &str,
+        max_connections: u32,
+        acquire_wait: Duration,
+    ) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -47,7 +56,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_wait)
             .connect_with(options)
             .await?;
         Ok(SqliteStore { pool })

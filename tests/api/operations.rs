@@ -121,3 +121,102 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_database_that_is_gone_answers_503_database_unavailable_never_500() {
+    let app = spawn_pg_app().await;
+    let token = app.token_for(&random_pan("4", 16)).await;
+    let admin = sqlx::PgPool::connect(&admin_url()).await.unwrap();
+    let name = app.db.name.clone();
+    for sql in [
+        format!("alter database {name} with allow_connections false"),
+        format!("select pg_terminate_backend(pid) from pg_stat_activity where datname = '{name}'"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+    // Every pooled connection is cut: each call fails on one, or on connecting again.
+    for _ in 0..6 {
+        let r = app.get_token(&app.keys.tokenizer, &token).await;
+        assert!(r.headers().contains_key("retry-after"));
+        assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "database_unavailable").await;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "alter database {name} with allow_connections true"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let mut back = false;
+    for _ in 0..50 {
+        if app.get_token(&app.keys.tokenizer, &token).await.status() == StatusCode::OK {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(back, "served again once the database is back");
+}
+
+#[tokio::test]
+async fn past_the_requests_in_flight_the_vault_sheds_load_with_503_overloaded() {
+    let app = spawn_app_with(Options {
+        engine: Engine::Postgres,
+        configure: Box::new(|c| {
+            c.api.max_in_flight = 1;
+            c.api.request_timeout = std::time::Duration::from_secs(30);
+        }),
+        ..Options::default()
+    })
+    .await;
+    let token = app.token_for(&random_pan("4", 16)).await;
+    // One lookup held in flight behind a table lock...
+    let pool = app.db.pool().await;
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("lock table tokens in access exclusive mode")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let held = {
+        let client = app.client.clone();
+        let url = app.url(&format!("/v1/tokens/{token}"));
+        let key = app.keys.tokenizer.clone();
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    // (in flight once PostgreSQL shows it waiting for the lock)...
+    let mut waiting = 0i64;
+    for _ in 0..200 {
+        waiting = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where datname = current_database() \
+             and wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(waiting, 1, "the first lookup is waiting on the lock");
+    // ...so the next is shed at once; health is still served.
+    let r = app.get_token(&app.keys.tokenizer, &token).await;
+    assert!(r.headers().contains_key("retry-after"));
+    assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    tx.rollback().await.unwrap();
+    assert_eq!(held.await.unwrap(), StatusCode::OK);
+    let r = app.get_token(&app.keys.tokenizer, &token).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -221,6 +221,7 @@ fn token_service(f: &Fixture, keys: &Arc<KeyService>, budget: u32) -> TokenServi
     ));
     TokenService::new(
         f.store.clone(),
+        f.store.clone(),
         Arc::clone(keys),
         strongroom::service::Alarms::new(guard, trail.clone(), Metrics::new()),
         trail,

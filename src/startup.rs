@@ -25,6 +25,7 @@ use crate::config::ServeConfig;
 use crate::domain::{PolicyError, PolicySet};
 use crate::metrics::Metrics;
 use crate::random::{Csprng, SystemRandom};
+use crate::service::Lifecycle;
 use crate::service::keys::load_checkpoint_key;
 use crate::service::{
     AccessService, AccessSettings, Alarms, Anchor, AuditReader, AuditTrail, Authenticator,
@@ -78,6 +79,9 @@ pub enum StartupError {
         /// Which.
         version: i64,
     },
+    /// The audit trail did not take the start of the service.
+    #[error("the audit trail cannot be written: {0}")]
+    Audit(#[from] crate::service::AuditError),
     /// Keys could not be loaded (e.g. a different master key).
     #[error("keys: {0}")]
     Keys(#[from] KeyError),
@@ -93,6 +97,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     housekeeping: Housekeeping,
+    lifecycle: Lifecycle,
     purge_interval: Duration,
     header_read_timeout: Duration,
 }
@@ -120,15 +125,18 @@ impl Application {
             }
             (None, _) => None,
         };
-        let policies = match &config.policy_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|_| StartupError::PolicyFile(path.display().to_string()))?;
-                PolicySet::from_toml(&text)
-                    .map_err(|e| StartupError::Policy(path.display().to_string(), e))?
-            }
-            None => PolicySet::empty(),
+        let policy_text = match &config.policy_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|_| StartupError::PolicyFile(path.display().to_string()))?,
+            ),
+            None => None,
         };
+        let policies = Arc::new(match (&config.policy_file, &policy_text) {
+            (Some(path), Some(text)) => PolicySet::from_toml(text)
+                .map_err(|e| StartupError::Policy(path.display().to_string(), e))?,
+            _ => PolicySet::empty(),
+        });
 
         // A request never waits for a connection longer than it may run.
         let wait = config.api.request_timeout;
@@ -191,7 +199,7 @@ impl Application {
             store.clone(),
             store.clone(),
             Arc::clone(&keys),
-            Arc::new(policies),
+            Arc::clone(&policies),
             audit.clone(),
             Arc::clone(&clock),
             AccessSettings {
@@ -220,6 +228,7 @@ impl Application {
             guard,
             Arc::clone(&authn),
         );
+        let lifecycle = Lifecycle::new(audit.clone(), Arc::clone(&clock));
         let health = Health::new(
             store.clone(),
             store.clone(),
@@ -250,6 +259,8 @@ impl Application {
             config.api,
             config.trusted_proxies,
         );
+        // The trail hears of this instance and its policies before anyone is served.
+        lifecycle.started(policy_text.as_deref(), &policies).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartupError::Bind(config.listen, e))?;
@@ -259,6 +270,7 @@ impl Application {
             router: api::router(state.clone()),
             state,
             housekeeping,
+            lifecycle,
             purge_interval: config.purge_interval,
             header_read_timeout: config.header_read_timeout,
         })
@@ -297,6 +309,7 @@ impl Application {
             router,
             state,
             housekeeping,
+            lifecycle,
             purge_interval,
             header_read_timeout,
         } = self;
@@ -378,6 +391,7 @@ impl Application {
             tracing::warn!("connections still open after the drain timeout");
         }
         // The last records are vouched for outside the database before the process ends.
+        lifecycle.stopped().await;
         audit.checkpoint().await;
         Ok(())
     }

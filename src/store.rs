@@ -193,8 +193,12 @@ pub trait TokenStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Destroys up to `limit` tokens expired at `now`; returns how many.
-    async fn purge_expired(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError>;
+    /// Destroys up to `limit` tokens expired at `now`; returns which.
+    async fn purge_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(TenantId, Token)>, StoreError>;
 }
 
 /// A principal to create.

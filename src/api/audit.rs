@@ -146,8 +146,14 @@ fn parse_query(tenant: TenantId, params: &HashMap<String, String>) -> Result<Aud
                 .ok_or_else(|| invalid("cursor", "a next_cursor from an earlier page"))
         })
         .transpose()?;
+    let system = match params.get("scope").map(String::as_str) {
+        None | Some("tenant") => false,
+        Some("system") => true,
+        Some(_) => return Err(invalid("scope", "tenant (the default) or system")),
+    };
     Ok(AuditQuery {
         tenant,
+        system,
         since,
         until,
         actor,
@@ -160,7 +166,7 @@ fn parse_query(tenant: TenantId, params: &HashMap<String, String>) -> Result<Aud
 }
 
 const PARAMS: &[&str] = &[
-    "since", "until", "actor", "action", "token", "outcome", "limit", "cursor",
+    "since", "until", "actor", "action", "token", "outcome", "limit", "cursor", "scope",
 ];
 
 async fn list(

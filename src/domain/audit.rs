@@ -26,6 +26,9 @@ pub use chain::{
 pub struct AuditQuery {
     /// The auditor's tenant.
     pub tenant: TenantId,
+    /// Read the events of no tenant (service lifecycle, policy loads, failed authentication
+    /// with an unknown key, the keys' creation) instead of the tenant's.
+    pub system: bool,
     /// At or after.
     pub since: Option<DateTime<Utc>>,
     /// Before.
@@ -91,11 +94,19 @@ pub enum Action {
     ImportWindowOpen,
     /// An admin closed an import window early.
     ImportWindowClose,
+    /// An expired token's card data was destroyed by the vault's housekeeping.
+    TokenPurge,
+    /// An instance started serving (version, instance).
+    ServiceStart,
+    /// An instance stopped serving.
+    ServiceStop,
+    /// An instance loaded its access policies (the file's SHA-256, the policies' names).
+    PolicyLoad,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 26] = [
         Action::Tokenize,
         Action::TokenizeBatch,
         Action::Lookup,
@@ -118,6 +129,10 @@ impl Action {
         Action::BucketRelease,
         Action::ImportWindowOpen,
         Action::ImportWindowClose,
+        Action::TokenPurge,
+        Action::ServiceStart,
+        Action::ServiceStop,
+        Action::PolicyLoad,
     ];
 
     /// The stable name.
@@ -145,6 +160,10 @@ impl Action {
             Action::BucketRelease => "guard.release",
             Action::ImportWindowOpen => "guard.import_open",
             Action::ImportWindowClose => "guard.import_close",
+            Action::TokenPurge => "token.purge",
+            Action::ServiceStart => "service.start",
+            Action::ServiceStop => "service.stop",
+            Action::PolicyLoad => "policy.load",
         }
     }
 }

@@ -131,6 +131,9 @@ pub struct AccessService {
 fn describe(event: &mut AuditEvent, view: &AccessRequestView) {
     let r = &view.record.request;
     event.subject = Some(r.id.to_string());
+    // So that an auditor filtering by a token sees who asked for it and who approved or
+    // denied access to it.
+    event.tokens = r.tokens.iter().map(|t| t.as_str().to_owned()).collect();
     event.purpose = Some(r.purpose.as_str().to_owned());
     event.grant_jti = view.record.grant;
     event.detail = Some(view.status.as_str().to_owned());

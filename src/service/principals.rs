@@ -77,6 +77,23 @@ pub enum PrincipalError {
     Unaudited(#[from] AuditError),
 }
 
+impl PrincipalError {
+    /// The stable code of a refusal (a request that breaks a rule), or `None` for a failure.
+    pub fn refusal_code(&self) -> Option<&'static str> {
+        match self {
+            PrincipalError::Roles(_) => Some("invalid_roles"),
+            PrincipalError::InvalidName(_) => Some("invalid_name"),
+            PrincipalError::ExpiryInPast => Some("invalid_expiry"),
+            PrincipalError::Exists => Some("principal_exists"),
+            PrincipalError::NoKeys => Some("totp_needs_master_key"),
+            PrincipalError::Random
+            | PrincipalError::Keys(_)
+            | PrincipalError::Store(_)
+            | PrincipalError::Unaudited(_) => None,
+        }
+    }
+}
+
 impl From<StoreError> for PrincipalError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -218,14 +235,37 @@ impl PrincipalAdmin {
         request: NewPrincipalRequest,
     ) -> Result<CreatedPrincipal, PrincipalError> {
         let totp = request.totp;
-        let created = create(
+        let asked: Vec<&str> = request.roles.iter().map(|r| r.as_str()).collect();
+        let asked = format!(
+            "roles={}{}",
+            asked.join(","),
+            if totp { " totp" } else { "" }
+        );
+        let created = match create(
             self.store.as_ref(),
             self.rng.as_ref(),
             self.clock.as_ref(),
             self.keys.as_deref(),
             request,
         )
-        .await?;
+        .await
+        {
+            Ok(created) => created,
+            Err(e) => {
+                // A refused creation is evidence too (an admin combined with a card-data role,
+                // say): recorded with what was asked, never the names given.
+                if let Some(code) = e.refusal_code() {
+                    let mut event = AuditEvent::new(Action::PrincipalCreate, self.clock.now());
+                    event.outcome = Outcome::Denied;
+                    event.code = Some(code.to_owned());
+                    event.detail = Some(asked);
+                    if self.trail.record_change(event).await.is_err() {
+                        tracing::warn!("a refused principal creation could not be recorded");
+                    }
+                }
+                return Err(e);
+            }
+        };
         let p = &created.record.principal;
         let mut event = AuditEvent::new(Action::PrincipalCreate, self.clock.now());
         event.tenant = Some(p.tenant);

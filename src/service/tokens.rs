@@ -17,7 +17,7 @@ use super::keys::{KeyError, KeyService};
 use super::token_writer::TokenWriter;
 use crate::clock::Clock;
 use crate::crypto::fingerprint::Fingerprint;
-use crate::domain::audit::Action;
+use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::guard::retry_after;
 use crate::domain::{
     Allowance, BucketId, FormatError, MaskedPan, Metadata, Pan, Principal, Role, TenantId, Token,
@@ -521,14 +521,25 @@ impl TokenService {
         existing_view(record, now).map(|_| ())
     }
 
-    /// Destroys the card data of expired tokens; returns how many.
+    /// Destroys the card data of expired tokens, recording each (`token.purge`, under its
+    /// tenant, by the vault); returns how many.
     pub async fn purge_expired(&self) -> Result<u64, TokenError> {
         let now = micros(self.clock.now());
         let mut total = 0;
         loop {
-            let n = self.store.purge_expired(now, PURGE_BATCH).await?;
-            total += n;
-            if n < u64::try_from(PURGE_BATCH).unwrap_or(u64::MAX) {
+            let purged = self.store.purge_expired(now, PURGE_BATCH).await?;
+            let n = purged.len();
+            for (tenant, token) in purged {
+                let mut event = AuditEvent::new(Action::TokenPurge, self.clock.now());
+                event.tenant = Some(tenant);
+                event.tokens.push(token.as_str().to_owned());
+                event.detail = Some("expired".to_owned());
+                if self.trail.record(event).await.is_err() {
+                    tracing::warn!("a token purge could not be recorded");
+                }
+            }
+            total += u64::try_from(n).unwrap_or(u64::MAX);
+            if n < usize::try_from(PURGE_BATCH).unwrap_or(usize::MAX) {
                 return Ok(total);
             }
         }

@@ -3,6 +3,7 @@
 //! in `audit_integrity`.)
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -589,4 +590,121 @@ async fn auditors_filter_and_page_and_nobody_else_reads_the_trail() {
         "unknown_field",
     )
     .await;
+}
+
+#[tokio::test]
+async fn the_trail_holds_what_an_assessor_asks_for() {
+    let clock = manual_clock();
+    let app = spawn_app_with(Options {
+        clock: clock.clone(),
+        configure: Box::new(|c| c.purge_interval = Duration::from_millis(50)),
+        ..Options::default()
+    })
+    .await;
+    // The instance's start and its policies, readable in the system scope only.
+    let system = events(&app, "?scope=system&limit=500").await;
+    assert!(system.iter().all(|e| e["tenant"].is_null()));
+    let started = system
+        .iter()
+        .find(|e| e["action"] == "service.start")
+        .expect("service.start");
+    let instance = started["subject"].as_str().unwrap().to_owned();
+    assert!(
+        started["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("version={}", env!("CARGO_PKG_VERSION")))
+    );
+    let loaded = system
+        .iter()
+        .find(|e| e["action"] == "policy.load")
+        .expect("policy.load");
+    let detail = loaded["detail"].as_str().unwrap();
+    let digest = hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        TEST_POLICIES.as_bytes(),
+    ));
+    assert_eq!(
+        detail,
+        format!("sha256={digest} policies=checkout,support-chargeback,fraud-two-person")
+    );
+    assert!(
+        events(&app, "?limit=500")
+            .await
+            .iter()
+            .all(|e| e["action"] != "service.start"),
+        "not in the tenant's scope"
+    );
+    let r = app.audit(&app.keys.auditor, "?scope=everything").await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+
+    // An approval names the tokens it opens, so filtering by a token finds who approved it.
+    let token = app.token_for(&random_pan("4", 16)).await;
+    let r = app
+        .create_request(
+            &app.keys.requester.key,
+            &json!({"tokens": [token], "purpose": "dispute", "reason": "case 12",
+                    "duration_seconds": 60, "totp": app.code(&app.keys.requester)}),
+        )
+        .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob = &app.keys.approver;
+    let r = app
+        .decide(
+            &bob.key,
+            &id,
+            "approve",
+            Some(&json!({"totp": app.code(bob)})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let by_token = events(
+        &app,
+        &format!("?token={token}&action=access_request.approve"),
+    )
+    .await;
+    assert_eq!(by_token.len(), 1);
+    assert_eq!(by_token[0]["actor"], json!(bob.id));
+
+    // Each expired token the housekeeping destroys is recorded under its tenant.
+    let expiring: Value = app
+        .tokenize(
+            &app.keys.tokenizer,
+            &json!({"value": random_pan("4", 16), "expires_at": "2030-01-01T00:01:00Z"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let expiring = expiring["token"].as_str().unwrap().to_owned();
+    clock.advance(chrono::Duration::minutes(2));
+    let mut purged = Vec::new();
+    for _ in 0..100 {
+        purged = events(&app, "?action=token.purge").await;
+        if !purged.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = purged.first().expect("the purge is recorded");
+    assert_eq!(e["tokens"], json!([expiring]));
+    assert!(e["actor"].is_null() && e["tenant"].is_string());
+
+    // The stop is recorded too, once the connections have drained.
+    let (db, master_key, keys) = (
+        Arc::clone(&app.db),
+        app.master_key.clone(),
+        app.keys.clone(),
+    );
+    app.stop().await;
+    let again = start(db, master_key, keys, Options::default()).await;
+    let system = events(&again, "?scope=system&limit=500").await;
+    let stopped = system
+        .iter()
+        .find(|e| e["action"] == "service.stop")
+        .expect("service.stop");
+    assert_eq!(stopped["subject"], instance.as_str());
 }

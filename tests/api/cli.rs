@@ -621,6 +621,22 @@ async fn principal_changes_are_audited_checkpointed_and_verified() {
         .as_str()
         .unwrap()
         .to_owned();
+    // A refused creation is recorded too: admin cannot hold a card-data role.
+    let mut refused = strongroom();
+    refused.args([
+        "principal",
+        "create",
+        "--tenant",
+        "shop",
+        "--name",
+        "mallory",
+        "--role",
+        "admin",
+        "--role",
+        "approver",
+    ]);
+    with_env(&mut refused);
+    assert!(!run(&mut refused).0);
     // A lock lifted by an admin (carol has a second factor), recorded like any change.
     let mut unlock = strongroom();
     unlock.args(["principal", "unlock-totp", "--id", &id]);

@@ -720,6 +720,7 @@ async fn the_audit_trail_is_append_only_and_verifies(backend: Backend) {
         assert!(err.contains("append-only"), "{sql}: {err}");
     }
     let query = strongroom::store::AuditQuery {
+        system: false,
         tenant: f.tenant,
         since: None,
         until: None,

@@ -29,8 +29,15 @@ macro_rules! audit_store {
                     &self,
                     query: &AuditQuery,
                 ) -> Result<Vec<StoredRecord>, StoreError> {
+                    // The tenant's events by its index, or those of no tenant; `$1` is bound
+                    // either way so the filters keep their numbers.
+                    let scope = if query.system {
+                        "($1 is null or $1 is not null) and tenant_id is null"
+                    } else {
+                        "tenant_id = $1"
+                    };
                     let sql = format!(
-                        "select {AUDIT_COLUMNS} from audit_events where tenant_id = $1 {}",
+                        "select {AUDIT_COLUMNS} from audit_events where {scope} {}",
                         $filters
                     );
                     let found: Vec<AuditRow> = ::sqlx::query_as($dialect.sql_owned(sql))

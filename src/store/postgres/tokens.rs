@@ -283,21 +283,29 @@ impl PgStore {
     }
 
     /// See [`crate::store::TokenStore::purge_expired`].
-    async fn purge_batch(&self, now: DateTime<Utc>, limit: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query(concat!(
+    async fn purge_batch(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(TenantId, Token)>, StoreError> {
+        let purged: Vec<(uuid::Uuid, String)> = sqlx::query_as(concat!(
             "update tokens set ",
             crate::store::tokens::sql::destroy_card_data!(),
             ", destroyed_at = $1 \
              where (tenant_id, token) in ( \
                  select tenant_id, token from tokens \
                  where destroyed_at is null and expires_at <= $1 \
-                 limit $2 for update skip locked)",
+                 limit $2 for update skip locked) \
+             returning tenant_id, token",
         ))
         .bind(now)
         .bind(limit)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(result.rows_affected())
+        Ok(purged
+            .into_iter()
+            .map(|(tenant, token)| (TenantId(tenant), Token::from_stored(token)))
+            .collect())
     }
 }
 

@@ -119,7 +119,7 @@ macro_rules! token_store {
                     &self,
                     now: DateTime<Utc>,
                     limit: i64,
-                ) -> Result<u64, StoreError> {
+                ) -> Result<Vec<(TenantId, Token)>, StoreError> {
                     self.purge_batch(now, limit).await
                 }
             }

@@ -199,7 +199,10 @@ async fn verify_names_each_kind_of_tampering_by_a_database_superuser() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(count, 8, "4 tokenize and 4 lookups");
+    assert_eq!(
+        count, 11,
+        "service.start, policy.load, 4 tokenize, 4 lookups, service.stop"
+    );
     let id_at = async |seq: i64| -> i64 {
         sqlx::query_scalar("select id from audit_events where chain_id = $1 and seq = $2")
             .bind(chain)
@@ -290,7 +293,7 @@ async fn verify_names_each_kind_of_tampering_by_a_database_superuser() {
     assert!(ok, "without checkpoints a clean cut is invisible: {out}");
     assert!(out.contains("warning: no checkpoint file"), "{out}");
     broken(&format!(
-        "chain {chain} ends at seq 5 but a checkpoint vouches for seq 8"
+        "chain {chain} ends at seq 5 but a checkpoint vouches for seq 11"
     ));
     exec(&mut conn, put_back).await;
     restored();
@@ -429,7 +432,8 @@ async fn shutdown_checkpoints_the_last_records() {
     })
     .await;
     some_traffic(&app, 2).await;
-    let pool = app.db.pool().await;
+    let db = Arc::clone(&app.db);
+    let pool = db.pool().await;
     let (chain, seq): (Uuid, i64) = sqlx::query_as(
         "select chain_id, max(seq) from audit_events where action = 'token.lookup' group by 1",
     )
@@ -443,7 +447,16 @@ async fn shutdown_checkpoints_the_last_records() {
     let after = std::fs::read_to_string(&file.0).unwrap();
     let last: Value = serde_json::from_str(after.lines().last().unwrap()).unwrap();
     assert_eq!(last["chain"], chain.to_string());
-    assert_eq!(last["seq"], seq);
+    // The last record is the stop itself, right after the traffic.
+    let stop: String =
+        sqlx::query_scalar("select action from audit_events where chain_id = $1 and seq = $2")
+            .bind(chain)
+            .bind(seq + 1)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stop, "service.stop");
+    assert_eq!(last["seq"], seq + 1);
     assert!(!before.contains(&format!("\"seq\":{seq},")), "{before}");
 }
 
@@ -461,7 +474,8 @@ async fn an_idle_head_is_checkpointed_within_the_interval() {
     })
     .await;
     some_traffic(&app, 2).await;
-    let pool = app.db.pool().await;
+    let db = Arc::clone(&app.db);
+    let pool = db.pool().await;
     let (chain, seq): (Uuid, i64) = sqlx::query_as(
         "select chain_id, max(seq) from audit_events where action = 'token.lookup' group by 1",
     )

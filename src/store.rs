@@ -32,7 +32,7 @@ use crate::domain::{
 
 pub use crate::domain::guard::BucketLocked;
 pub use access::{AccessStore, DecideOutcome, RequestFilter, UseOutcome};
-pub use audit::{AuditQuery, AuditStore};
+pub use audit::{AuditQuery, AuditStore, AuditedWrite, RecordBuilder, WriteOutcome};
 pub use guard::{BucketLockRecord, GuardStore, RowOutcome, TokenInsert};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

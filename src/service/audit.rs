@@ -25,11 +25,11 @@ use crate::crypto::checkpoint::CheckpointKey;
 use crate::domain::Role;
 use crate::domain::audit::{Action, AuditQuery};
 use crate::domain::audit::{
-    AuditEvent, ChainBreak, ChainHead, ChainVerifier, Checkpoint, HASH_LEN, Outcome, StoredRecord,
-    Verified,
+    AuditEvent, ChainBreak, ChainHead, ChainVerifier, ChainedEvent, Checkpoint, HASH_LEN, Outcome,
+    StoredRecord, Verified,
 };
 use crate::metrics::Metrics;
-use crate::store::{AuditStore, StoreError};
+use crate::store::{AuditStore, AuditedWrite, StoreError, UseOutcome, WriteOutcome};
 
 /// Most records one transaction appends.
 const MAX_BATCH: usize = 512;
@@ -77,12 +77,37 @@ impl Anchor {
     }
 }
 
+/// Makes a write's record once its outcome is known.
+type Finish = Box<dyn FnOnce(&WriteOutcome) -> AuditEvent + Send>;
+
 // Nearly every message is an `Append`: boxing it would cost an allocation per record to
 // shrink the rare checkpoint request.
 #[allow(clippy::large_enum_variant)]
 enum Message {
     Append(AuditEvent, oneshot::Sender<Result<(), AuditError>>),
+    Write(
+        AuditedWrite,
+        Finish,
+        oneshot::Sender<Result<WriteOutcome, AuditError>>,
+    ),
     Checkpoint(oneshot::Sender<()>),
+}
+
+/// One place in a batch's chain: a record as it came, or the record of a write.
+// Nearly every entry is `Plain`: boxing it would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    Plain(AuditEvent),
+    Written(usize, Finish),
+}
+
+/// What the appender has taken from its queue and not yet committed.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    writes: Vec<AuditedWrite>,
+    recorded: Vec<oneshot::Sender<Result<(), AuditError>>>,
+    written: Vec<oneshot::Sender<Result<WriteOutcome, AuditError>>>,
 }
 
 /// A handle on this writer's appender; clones share it.
@@ -167,6 +192,22 @@ impl AuditTrail {
         }
     }
 
+    /// Runs `write` and appends its record, made by `finish` from the write's outcome, in one
+    /// transaction (group-committed with whatever else is queued): the write and its record
+    /// commit together or neither does. Answers the outcome once both are durable.
+    pub async fn write(
+        &self,
+        write: AuditedWrite,
+        finish: impl FnOnce(&WriteOutcome) -> AuditEvent + Send + 'static,
+    ) -> Result<WriteOutcome, AuditError> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .send(Message::Write(write, Box::new(finish), done))
+            .await
+            .map_err(|_| AuditError::Unavailable)?;
+        answer.await.unwrap_or(Err(AuditError::Unavailable))
+    }
+
     /// Records an administrative change and checkpoints the chain at once: a command reports
     /// its change done only when this succeeds.
     pub async fn record_change(&self, event: AuditEvent) -> Result<(), AuditError> {
@@ -197,8 +238,7 @@ struct Appender {
 
 impl Appender {
     async fn run(mut self, mut inbox: mpsc::Receiver<Message>) {
-        let mut events = Vec::with_capacity(MAX_BATCH);
-        let mut waiters = Vec::with_capacity(MAX_BATCH);
+        let mut batch = Batch::default();
         loop {
             // A head not yet vouched for is checkpointed within one interval even if nothing
             // else arrives, so a quiet vault's newest records do not stay unanchored.
@@ -218,20 +258,27 @@ impl Appender {
             while let Some(message) = next.take() {
                 match message {
                     Message::Append(event, done) => {
-                        events.push(event);
-                        waiters.push(done);
+                        batch.entries.push(Entry::Plain(event));
+                        batch.recorded.push(done);
+                    }
+                    Message::Write(write, finish, done) => {
+                        batch
+                            .entries
+                            .push(Entry::Written(batch.writes.len(), finish));
+                        batch.writes.push(write);
+                        batch.written.push(done);
                     }
                     Message::Checkpoint(done) => {
-                        self.commit(&mut events, &mut waiters).await;
+                        self.commit(std::mem::take(&mut batch)).await;
                         self.write_checkpoint().await;
                         let _ = done.send(());
                     }
                 }
-                if events.len() < MAX_BATCH {
+                if batch.entries.len() < MAX_BATCH {
                     next = inbox.try_recv().ok();
                 }
             }
-            self.commit(&mut events, &mut waiters).await;
+            self.commit(std::mem::take(&mut batch)).await;
             if self
                 .anchor
                 .as_ref()
@@ -255,35 +302,73 @@ impl Appender {
         unanchored.then(|| every.saturating_sub(self.last_checkpoint.elapsed()))
     }
 
-    async fn commit(
-        &mut self,
-        events: &mut Vec<AuditEvent>,
-        waiters: &mut Vec<oneshot::Sender<Result<(), AuditError>>>,
-    ) {
-        if events.is_empty() {
+    async fn commit(&mut self, batch: Batch) {
+        if batch.entries.is_empty() {
             return;
         }
-        let mut head = self.head;
-        let chained: Vec<_> = events.drain(..).map(|e| head.append(e)).collect();
-        let outcome = match self.store.append_audit(&chained).await {
-            Ok(()) => {
-                self.head = head;
+        let Batch {
+            entries,
+            writes,
+            recorded,
+            written,
+        } = batch;
+        let start = self.head;
+        let count = entries.len();
+        let mut entries = Some(entries);
+        let mut end = None;
+        // The chain is built once the writes' outcomes are known, inside their transaction.
+        let mut build = |outcomes: &[WriteOutcome]| -> Vec<ChainedEvent> {
+            let mut head = start;
+            let chained = entries
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|entry| match entry {
+                    Entry::Plain(event) => head.append(event),
+                    Entry::Written(i, finish) => head.append(finish(
+                        outcomes
+                            .get(i)
+                            .unwrap_or(&WriteOutcome::Grant(UseOutcome::NotFound)),
+                    )),
+                })
+                .collect();
+            end = Some(head);
+            chained
+        };
+        let committed = if writes.is_empty() {
+            let chained = build(&[]);
+            self.store.append_audit(&chained).await.map(|()| Vec::new())
+        } else {
+            self.store.commit_audited(&writes, &mut build).await
+        };
+        match committed {
+            Ok(outcomes) => {
+                if let Some(end) = end {
+                    self.head = end;
+                }
                 self.healthy.store(true, Ordering::Relaxed);
-                Ok(())
+                for done in recorded {
+                    let _ = done.send(Ok(()));
+                }
+                for (done, outcome) in written.into_iter().zip(outcomes) {
+                    let _ = done.send(Ok(outcome));
+                }
             }
             Err(e) => {
                 self.healthy.store(false, Ordering::Relaxed);
-                tracing::error!(error = %e, records = chained.len(), "audit trail write failed");
+                tracing::error!(error = %e, records = count, "audit trail write failed");
                 self.metrics.observe_audit_write_failure("database");
                 // Whether the commit landed is unknown: vouch for the last head known to have
                 // landed, then go on in a new chain.
                 self.write_checkpoint().await;
                 self.head = ChainHead::new(Uuid::new_v4());
-                Err(AuditError::Unavailable)
+                for done in recorded {
+                    let _ = done.send(Err(AuditError::Unavailable));
+                }
+                for done in written {
+                    let _ = done.send(Err(AuditError::Unavailable));
+                }
             }
-        };
-        for done in waiters.drain(..) {
-            let _ = done.send(outcome);
         }
     }
 

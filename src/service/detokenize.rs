@@ -1,25 +1,28 @@
 //! Detokenize: card numbers back, under a grant — one use case from the grant to the answer.
 //!
-//! In order: the caller's role, its lookup throttle, the grant (signature, grantee, scope) and
-//! one use of it taken in the database, then the PANs decrypted, then the `detokenize` record
-//! written. The PANs are handed back only once that record is durable; if it cannot be
-//! written they are wiped here and the caller gets the trail's failure. Nothing here logs a
-//! PAN or the grant.
+//! In order: the caller's role, its lookup throttle, the grant's signature, grantee and scope
+//! (no database), the tokens read and decrypted into memory, and then, in one transaction, one
+//! use of the grant taken and the `detokenize` record written. The PANs are handed back only
+//! once that transaction has committed. A refusal or failure before it — an unknown, expired
+//! or damaged token — spends no use; a use that cannot be taken (revoked, exhausted) is
+//! recorded as refused in the same transaction; if the transaction fails, neither the use nor
+//! a record exists and the PANs are wiped here. Nothing here logs a PAN or the grant.
 
 use std::sync::Arc;
 
 use super::audit::AuditTrail;
 use super::context::RequestContext;
-use super::grants::{GrantError, GrantService};
+use super::grants::{GrantError, GrantService, use_refused};
 use super::guard::Alarms;
 use super::tokens::{TokenError, TokenRefusal, TokenService};
 use crate::clock::Clock;
-use crate::domain::audit::Action;
+use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::{Pan, Role, Token};
+use crate::store::{AuditedWrite, UseOutcome, WriteOutcome};
 
 /// What a front end's error must be made from for detokenize.
-pub trait DetokenizeRefusal: TokenRefusal + From<GrantError> {}
-impl<E: TokenRefusal + From<GrantError>> DetokenizeRefusal for E {}
+pub trait DetokenizeRefusal: TokenRefusal + From<GrantError> + Send + 'static {}
+impl<E: TokenRefusal + From<GrantError> + Send + 'static> DetokenizeRefusal for E {}
 
 /// Card numbers released to their grantee, in the order asked. Wiped on drop.
 pub struct Revealed {
@@ -67,29 +70,58 @@ impl DetokenizeService {
     ) -> Result<Revealed, E> {
         let mut event = ctx.event(Action::Detokenize, self.clock.now());
         let mut missed = false;
-        let result = async {
+        let prepared = async {
             let principal = ctx.require_any(&[Role::Detokenizer, Role::Requester])?;
             self.alarms.check_lookups(principal)?;
             let tokens = asked?;
             event.tokens = tokens.iter().map(|t| t.as_str().to_owned()).collect();
-            let (presented, authorized) = self.grants.authorize(principal, grant, &tokens).await;
+            let (presented, verified) = self.grants.verify(principal, grant, &tokens);
             if let Some(p) = presented {
                 event.grant_jti = Some(p.jti);
                 event.purpose = Some(p.purpose);
             }
-            let authorized = authorized?;
-            event.detail = Some(format!("use {}", authorized.use_number));
+            let jti = verified?;
             let pans = self.tokens.reveal(principal.tenant, &tokens).await;
             missed = matches!(pans, Err(TokenError::NotFound));
-            Ok(Revealed {
-                tokens,
-                pans: pans?,
-            })
+            Ok((tokens, pans?, jti))
         }
         .await;
         if missed {
             self.alarms.observe_miss(ctx).await;
         }
-        self.trail.settle(event, result).await
+        let (tokens, pans, jti) = match prepared {
+            Ok(prepared) => prepared,
+            // Refused before any use was taken: recorded on its own.
+            Err(e) => return self.trail.settle(event, Err(e)).await,
+        };
+        let write = AuditedWrite::UseGrant {
+            tenant: ctx.principal.tenant,
+            jti,
+            grantee: ctx.principal.id,
+            now: self.clock.now(),
+        };
+        let finish = move |outcome: &WriteOutcome| -> AuditEvent {
+            let mut event = event;
+            match *outcome {
+                WriteOutcome::Grant(UseOutcome::Used(n)) => {
+                    event.outcome = Outcome::Success;
+                    event.detail = Some(format!("use {n}"));
+                }
+                WriteOutcome::Grant(other) => {
+                    let refusal = E::from(use_refused(other).unwrap_or(GrantError::Invalid));
+                    event.outcome = Outcome::Denied;
+                    event.code = Some(refusal.code().to_owned());
+                }
+            }
+            event
+        };
+        match self.trail.write(write, finish).await {
+            Ok(WriteOutcome::Grant(UseOutcome::Used(_))) => Ok(Revealed { tokens, pans }),
+            Ok(WriteOutcome::Grant(other)) => {
+                Err(E::from(use_refused(other).unwrap_or(GrantError::Invalid)))
+            }
+            // Nothing committed: no use, no record. The card numbers are wiped here.
+            Err(e) => Err(E::from(e)),
+        }
     }
 }

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::audit::{AuditTrail, Refusal};
@@ -76,13 +75,16 @@ impl From<GrantTokenError> for GrantError {
     }
 }
 
-/// A detokenize call the grant allows: the use it took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Authorized {
-    /// The grant.
-    pub jti: Uuid,
-    /// Which use this is (1-based).
-    pub use_number: u32,
+/// Why a use of a grant was not taken, if it was not.
+pub fn use_refused(outcome: UseOutcome) -> Option<GrantError> {
+    match outcome {
+        UseOutcome::Used(_) => None,
+        // Signed by us but unknown here: not one of this vault's grants.
+        UseOutcome::NotFound => Some(GrantError::Invalid),
+        UseOutcome::Revoked => Some(GrantError::Revoked),
+        UseOutcome::Exhausted => Some(GrantError::Exhausted),
+        UseOutcome::Expired => Some(GrantError::Expired),
+    }
 }
 
 /// A grant whose signature verified: which one, and for what.
@@ -192,15 +194,17 @@ impl GrantService {
         self.trail.settle(event, result).await
     }
 
-    /// Checks a presented grant for a detokenize call by `caller` on `tokens`, and takes one use.
-    /// Whatever the answer, also says which grant was presented once its signature verified,
-    /// for the audit trail.
-    pub async fn authorize(
+    /// Checks a presented grant for a detokenize call by `caller` on `tokens`: signature,
+    /// pinned algorithm, issuer, audience, type and time; that it names the caller and their
+    /// tenant; that it covers every token asked for. Answers the grant's id to take a use of
+    /// (in the same transaction as the call's record; see `service::detokenize`). Whatever the
+    /// answer, also says which grant was presented once its signature verified, for the trail.
+    pub fn verify(
         &self,
         caller: &Principal,
         jwt: Option<&str>,
         tokens: &[Token],
-    ) -> (Option<Presented>, Result<Authorized, GrantError>) {
+    ) -> (Option<Presented>, Result<Uuid, GrantError>) {
         let Some(jwt) = jwt else {
             return (None, Err(GrantError::Missing));
         };
@@ -213,45 +217,18 @@ impl GrantService {
             jti: claims.jti,
             purpose: claims.purpose.clone(),
         };
-        (
-            Some(presented),
-            self.take_use(caller, &claims, tokens, now).await,
-        )
-    }
-
-    async fn take_use(
-        &self,
-        caller: &Principal,
-        claims: &GrantClaims,
-        tokens: &[Token],
-        now: DateTime<Utc>,
-    ) -> Result<Authorized, GrantError> {
         // A grant is good only in its grantee's hands.
         if claims.sub != caller.id.0 || claims.tenant != caller.tenant.0 {
-            return Err(GrantError::Invalid);
+            return (Some(presented), Err(GrantError::Invalid));
         }
         if !claims.any_token
             && !tokens
                 .iter()
                 .all(|t| claims.tokens.iter().any(|c| c == t.as_str()))
         {
-            return Err(GrantError::Scope);
+            return (Some(presented), Err(GrantError::Scope));
         }
-        match self
-            .store
-            .use_grant(caller.tenant, claims.jti, caller.id, now)
-            .await?
-        {
-            UseOutcome::Used(n) => Ok(Authorized {
-                jti: claims.jti,
-                use_number: n,
-            }),
-            // Signed by us but unknown here: not one of this vault's grants.
-            UseOutcome::NotFound => Err(GrantError::Invalid),
-            UseOutcome::Revoked => Err(GrantError::Revoked),
-            UseOutcome::Exhausted => Err(GrantError::Exhausted),
-            UseOutcome::Expired => Err(GrantError::Expired),
-        }
+        (Some(presented), Ok(claims.jti))
     }
 
     /// Grants the caller may see, newest first: the tenant's for approvers, admins and

@@ -8,16 +8,55 @@ mod sql;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
 use super::StoreError;
+use super::access::UseOutcome;
 pub use crate::domain::audit::AuditQuery;
 use crate::domain::audit::{ChainedEvent, StoredRecord};
+use crate::domain::{PrincipalId, TenantId};
 pub(super) use sql::audit_store;
+
+/// A write that must commit together with its audit record, or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditedWrite {
+    /// Take one use of a grant held by `grantee` (see [`crate::store::AccessStore::use_grant`]).
+    UseGrant {
+        /// The grant's tenant.
+        tenant: TenantId,
+        /// The grant.
+        jti: Uuid,
+        /// Who uses it.
+        grantee: PrincipalId,
+        /// When.
+        now: DateTime<Utc>,
+    },
+}
+
+/// What an [`AuditedWrite`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The grant's use, or why none was taken.
+    Grant(UseOutcome),
+}
+
+/// Builds the chained records of a batch once its writes' outcomes are known (the records
+/// say what happened, and their chain must be in the same transaction).
+pub type RecordBuilder<'a> = dyn FnMut(&[WriteOutcome]) -> Vec<ChainedEvent> + Send + 'a;
 
 /// The audit trail's records.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Appends consecutive records of one chain in one transaction: all or none.
     async fn append_audit(&self, records: &[ChainedEvent]) -> Result<(), StoreError>;
+
+    /// Runs `writes` and appends the records `build` makes from their outcomes, in one
+    /// transaction: every write with its record, or nothing at all.
+    async fn commit_audited(
+        &self,
+        writes: &[AuditedWrite],
+        build: &mut RecordBuilder<'_>,
+    ) -> Result<Vec<WriteOutcome>, StoreError>;
 
     /// Records matching `query`, newest (highest id) first.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, StoreError>;

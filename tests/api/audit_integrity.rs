@@ -551,3 +551,73 @@ async fn readiness_is_503_while_the_trail_refuses_records_and_200_once_it_takes_
     let (ok, out) = verify(&app, Some(&file));
     assert!(ok, "{out}");
 }
+
+#[tokio::test]
+async fn a_detokenize_spends_its_use_only_with_its_record_and_never_on_a_failed_reveal() {
+    let file = CheckpointFile::new();
+    let app = spawn_checkpointed(&file).await;
+    let pan = random_pan("4", 16);
+    let token = app.token_for(&pan).await;
+    let jwt = app.checkout_grant(3).await["grant"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pool = app.db.pool().await;
+    let uses = async || -> i32 {
+        sqlx::query_scalar("select uses from grants")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    // A token that does not exist: refused, and no use spent.
+    let unknown = random_pan("4", 16).replace('4', "9");
+    let r = app
+        .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token, &unknown])
+        .await;
+    assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(uses().await, 0);
+    // The trail refusing records: nothing is released, and the use is not taken either.
+    for sql in [
+        "create function refuse_audit() returns trigger language plpgsql as \
+         $$ begin raise exception 'audit disk full'; end; $$",
+        "create trigger refuse_audit before insert on audit_events \
+         for each row execute function refuse_audit()",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let r = app
+        .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
+        .await;
+    let body = r.text().await.unwrap();
+    assert!(!body.contains(&pan));
+    assert!(body.contains("audit_unavailable"), "{body}");
+    assert_eq!(uses().await, 0, "no use without its record");
+    sqlx::query("drop trigger refuse_audit on audit_events")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Writable again: the use and its record commit together.
+    let r = app
+        .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(uses().await, 1);
+    let used: Vec<(String, Option<String>)> = sqlx::query_as(
+        "select outcome, detail from audit_events where action = 'detokenize' order by id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        used,
+        vec![
+            ("denied".to_owned(), None),
+            ("success".to_owned(), Some("use 1".to_owned()))
+        ]
+    );
+    let (ok, out) = verify(&app, Some(&file));
+    assert!(ok, "{out}");
+}

@@ -64,6 +64,48 @@ macro_rules! access_store {
             }
 
             impl $store {
+                /// Takes one use of a grant on `conn` (inside the caller's transaction when
+                /// the use must commit with its audit record).
+                pub(in $crate::store) async fn use_grant_on(
+                    conn: &mut <$db as ::sqlx::Database>::Connection,
+                    tenant: TenantId,
+                    jti: Uuid,
+                    grantee: PrincipalId,
+                    now: DateTime<Utc>,
+                ) -> Result<UseOutcome, StoreError> {
+                    let used: Option<i32> = ::sqlx::query_scalar(
+                        $dialect.sql("update grants set uses = uses + 1 \
+                         where jti = $1 and tenant_id = $2 and grantee_id = $3 \
+                           and revoked_at is null and uses < max_uses and expires_at > $4 \
+                         returning uses"),
+                    )
+                    .bind(jti)
+                    .bind(tenant.0)
+                    .bind(grantee.0)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some(n) = used {
+                        return Ok(UseOutcome::Used(to_u32(n, "grant uses")?));
+                    }
+                    // Not taken: say why.
+                    let state: Option<(Option<DateTime<Utc>>, DateTime<Utc>)> = ::sqlx::query_as(
+                        $dialect.sql("select revoked_at, expires_at from grants \
+                         where jti = $1 and tenant_id = $2 and grantee_id = $3"),
+                    )
+                    .bind(jti)
+                    .bind(tenant.0)
+                    .bind(grantee.0)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    Ok(match state {
+                        None => UseOutcome::NotFound,
+                        Some((Some(_), _)) => UseOutcome::Revoked,
+                        Some((None, expires_at)) if expires_at <= now => UseOutcome::Expired,
+                        Some(_) => UseOutcome::Exhausted,
+                    })
+                }
+
                 async fn request_in(
                     &self,
                     tx: &mut Transaction<'_, $db>,
@@ -317,37 +359,8 @@ macro_rules! access_store {
                     grantee: PrincipalId,
                     now: DateTime<Utc>,
                 ) -> Result<UseOutcome, StoreError> {
-                    let used: Option<i32> = ::sqlx::query_scalar(
-                        $dialect.sql("update grants set uses = uses + 1 \
-                         where jti = $1 and tenant_id = $2 and grantee_id = $3 \
-                           and revoked_at is null and uses < max_uses and expires_at > $4 \
-                         returning uses"),
-                    )
-                    .bind(jti)
-                    .bind(tenant.0)
-                    .bind(grantee.0)
-                    .bind(now)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    if let Some(n) = used {
-                        return Ok(UseOutcome::Used(to_u32(n, "grant uses")?));
-                    }
-                    // Not taken: say why.
-                    let state: Option<(Option<DateTime<Utc>>, DateTime<Utc>)> = ::sqlx::query_as(
-                        $dialect.sql("select revoked_at, expires_at from grants \
-                         where jti = $1 and tenant_id = $2 and grantee_id = $3"),
-                    )
-                    .bind(jti)
-                    .bind(tenant.0)
-                    .bind(grantee.0)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                    Ok(match state {
-                        None => UseOutcome::NotFound,
-                        Some((Some(_), _)) => UseOutcome::Revoked,
-                        Some((None, expires_at)) if expires_at <= now => UseOutcome::Expired,
-                        Some(_) => UseOutcome::Exhausted,
-                    })
+                    let mut conn = self.pool.acquire().await?;
+                    $store::use_grant_on(&mut conn, tenant, jti, grantee, now).await
                 }
 
                 async fn list_grants(

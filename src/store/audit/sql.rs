@@ -9,7 +9,7 @@
 /// parameters on both engines, in the same order. `$no_tokens` is an empty token list as the
 /// engine stores one.
 macro_rules! audit_store {
-    ($store:ident, $dialect:expr, $filters:literal, $no_tokens:literal) => {
+    ($store:ident, $db:ty, $dialect:expr, $filters:literal, $no_tokens:literal) => {
         mod shared_audit {
             use async_trait::async_trait;
             use uuid::Uuid;
@@ -17,12 +17,40 @@ macro_rules! audit_store {
             use super::$store;
             use $crate::domain::audit::{ChainedEvent, StoredRecord};
             use $crate::store::rows::{AUDIT_COLUMNS, AuditRow, rows, seq};
-            use $crate::store::{AuditQuery, AuditStore, StoreError};
+            use $crate::store::{
+                AuditQuery, AuditStore, AuditedWrite, RecordBuilder, StoreError, WriteOutcome,
+            };
 
             #[async_trait]
             impl AuditStore for $store {
                 async fn append_audit(&self, records: &[ChainedEvent]) -> Result<(), StoreError> {
                     self.append_batch(records).await
+                }
+
+                async fn commit_audited(
+                    &self,
+                    writes: &[AuditedWrite],
+                    build: &mut RecordBuilder<'_>,
+                ) -> Result<Vec<WriteOutcome>, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let mut outcomes = Vec::with_capacity(writes.len());
+                    for write in writes {
+                        outcomes.push(match write {
+                            AuditedWrite::UseGrant {
+                                tenant,
+                                jti,
+                                grantee,
+                                now,
+                            } => WriteOutcome::Grant(
+                                $store::use_grant_on(&mut tx, *tenant, *jti, *grantee, *now)
+                                    .await?,
+                            ),
+                        });
+                    }
+                    let records = build(&outcomes);
+                    $store::append_on(&mut tx, &records).await?;
+                    tx.commit().await?;
+                    Ok(outcomes)
                 }
 
                 async fn query_audit(

@@ -7,8 +7,18 @@ use crate::store::StoreError;
 use crate::store::rows::seq;
 
 impl PgStore {
-    /// Appends one batch (see [`crate::store::AuditStore::append_audit`]).
+    /// Appends one batch (see [`crate::store::AuditStore::append_audit`]): one statement,
+    /// committed by itself.
     async fn append_batch(&self, records: &[ChainedEvent]) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        PgStore::append_on(&mut conn, records).await
+    }
+
+    /// Inserts one batch on `conn` (in the caller's transaction, if it has one open).
+    async fn append_on(
+        conn: &mut sqlx::PgConnection,
+        records: &[ChainedEvent],
+    ) -> Result<(), StoreError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
@@ -80,7 +90,7 @@ impl PgStore {
         .bind(tokens)
         .bind(grant)
         .bind(subject)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
@@ -88,6 +98,7 @@ impl PgStore {
 
 crate::store::audit::audit_store!(
     PgStore,
+    sqlx::Postgres,
     crate::store::dialect::Dialect::Postgres,
     "and ($2::timestamptz is null or at >= $2) \
      and ($3::timestamptz is null or at < $3) \

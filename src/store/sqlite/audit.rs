@@ -7,9 +7,19 @@ use crate::store::StoreError;
 use crate::store::rows::seq;
 
 impl SqliteStore {
-    /// Appends one batch (see [`crate::store::AuditStore::append_audit`]).
+    /// Appends one batch (see [`crate::store::AuditStore::append_audit`]): one transaction.
     async fn append_batch(&self, records: &[ChainedEvent]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        SqliteStore::append_on(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts one batch on `conn` (in the caller's transaction).
+    async fn append_on(
+        conn: &mut sqlx::SqliteConnection,
+        records: &[ChainedEvent],
+    ) -> Result<(), StoreError> {
         for r in records {
             let e = &r.event;
             sqlx::query(
@@ -36,16 +46,16 @@ impl SqliteStore {
             .bind(json_list(&e.tokens))
             .bind(e.grant_jti)
             .bind(e.subject.as_deref())
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 }
 
 crate::store::audit::audit_store!(
     SqliteStore,
+    sqlx::Sqlite,
     crate::store::dialect::Dialect::Sqlite,
     "and ($2 is null or at >= $2) \
      and ($3 is null or at < $3) \

@@ -26,7 +26,11 @@ use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::{
     AccessAsk, Denial, PolicySet, Principal, Purpose, Reason, RequestStatus, Role, Token,
 };
-use crate::store::{AccessStore, DecideOutcome, PrincipalStore, RequestFilter, StoreError};
+use crate::domain::audit::Outcome;
+use crate::store::{
+    AccessStore, AuditedWrite, DecideOutcome, PrincipalStore, RequestFilter, StoreError,
+    WriteOutcome,
+};
 
 /// Most requests one list returns.
 pub const MAX_LIST: u32 = 500;
@@ -94,8 +98,8 @@ impl From<MfaError> for AccessError {
 }
 
 /// What a front end's error must be made from for the access-request use cases.
-pub trait AccessRefusal: Refusal + From<AccessError> + From<Forbidden> {}
-impl<E: Refusal + From<AccessError> + From<Forbidden>> AccessRefusal for E {}
+pub trait AccessRefusal: Refusal + From<AccessError> + From<Forbidden> + Send + 'static {}
+impl<E: Refusal + From<AccessError> + From<Forbidden> + Send + 'static> AccessRefusal for E {}
 
 /// An approver's decision as asked: the comment, checked, and the approver's TOTP code.
 #[derive(Debug, Default)]
@@ -127,17 +131,24 @@ pub struct AccessService {
     totp_lockout: TimeDelta,
 }
 
-/// What an access request's record says about the request, once it exists.
-fn describe(event: &mut AuditEvent, view: &AccessRequestView) {
-    let r = &view.record.request;
+/// Why a decision written in the trail's transaction was refused.
+fn decided_refusal(outcome: &WriteOutcome) -> AccessError {
+    match outcome {
+        WriteOutcome::Decided(DecideOutcome::Refused(refusal)) => AccessError::Refused(*refusal),
+        _ => AccessError::NotFound,
+    }
+}
+
+/// What an access request's record says about the request, once decided.
+fn describe_record(event: &mut AuditEvent, record: &AccessRequestRecord, status: RequestStatus) {
+    let r = &record.request;
     event.subject = Some(r.id.to_string());
-    // So that an auditor filtering by a token sees who asked for it and who approved or
-    // denied access to it.
     event.tokens = r.tokens.iter().map(|t| t.as_str().to_owned()).collect();
     event.purpose = Some(r.purpose.as_str().to_owned());
-    event.grant_jti = view.record.grant;
-    event.detail = Some(view.status.as_str().to_owned());
+    event.grant_jti = record.grant;
+    event.detail = Some(status.as_str().to_owned());
 }
+
 
 impl AccessService {
     /// A service deciding by `policies`, with second factors checked in `factors`.
@@ -176,18 +187,53 @@ impl AccessService {
         asked: Result<AccessAskInput, E>,
     ) -> Result<AccessRequestView, E> {
         let mut event = ctx.event(Action::AccessRequestCreate, self.clock.now());
-        let result = async {
+        let prepared = async {
             let principal = ctx.require_any(&[Role::Detokenizer, Role::Requester])?;
             let ask = asked?;
             event.tokens = ask.tokens.iter().map(|t| t.as_str().to_owned()).collect();
             event.purpose = Some(ask.purpose.as_str().to_owned());
             event.reason = Some(ask.reason.as_str().to_owned());
-            let view = self.create_request(principal, ask, ctx.source).await?;
-            describe(&mut event, &view);
-            Ok(view)
+            Ok(self.prepare_request(principal, ask, ctx.source).await?)
         }
         .await;
-        self.trail.settle(event, result).await
+        let (request, draft) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return self.trail.settle(event, Err(e)).await,
+        };
+        // The request (and the grant it mints at once) and its record commit together: a
+        // request answered 503 leaves no grant behind.
+        event.subject = Some(request.id.to_string());
+        event.grant_jti = draft.as_ref().map(|d| d.jti);
+        event.detail = Some(
+            if draft.is_some() {
+                RequestStatus::Approved
+            } else {
+                RequestStatus::Pending
+            }
+            .as_str()
+            .to_owned(),
+        );
+        let (tenant, id) = (request.tenant, request.id);
+        let write = AuditedWrite::CreateAccessRequest {
+            request: Box::new(request),
+            grant: draft,
+        };
+        let finish = move |_: &WriteOutcome| {
+            let mut event = event;
+            event.outcome = Outcome::Success;
+            event
+        };
+        self.trail.write(write, finish).await.map_err(E::from)?;
+        let created = async {
+            let record = self
+                .store
+                .access_request(tenant, id)
+                .await?
+                .ok_or(AccessError::NotFound)?;
+            self.view(&ctx.principal, record).await
+        }
+        .await;
+        created.map_err(E::from)
     }
 
     /// `POST /v1/access-requests/{id}/approve`. `id` is `None` when the path held no request
@@ -221,33 +267,72 @@ impl AccessService {
         asked: Result<DecisionInput, E>,
     ) -> Result<AccessRequestView, E> {
         let mut event = ctx.event(action, self.clock.now());
-        let result = async {
+        let approve = action == Action::AccessRequestApprove;
+        let prepared = async {
             let principal = ctx.require(Role::Approver)?;
             let id = id.ok_or(AccessError::NotFound)?;
             event.subject = Some(id.to_string());
             let asked = asked?;
             event.reason = asked.comment.as_ref().map(|c| c.as_str().to_owned());
-            let view = if action == Action::AccessRequestApprove {
-                self.approve_request(principal, id, asked.comment, asked.totp)
-                    .await?
-            } else {
-                self.decide(principal, id, false, asked.comment).await?
+            if approve {
+                self.check_approval(principal, id, asked.totp).await?;
+            }
+            let now = whole_seconds(self.clock.now());
+            let decision = Decision {
+                approver: principal.id,
+                approve,
+                comment: asked.comment,
+                at: now,
             };
-            describe(&mut event, &view);
-            Ok(view)
+            Ok((id, decision, self.draft(now)?))
         }
         .await;
-        self.trail.settle(event, result).await
+        let (id, decision, draft) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return self.trail.settle(event, Err(e)).await,
+        };
+        // The decision (and the grant it may mint) and its record commit together.
+        let now = decision.at;
+        let write = AuditedWrite::DecideAccessRequest {
+            tenant: ctx.principal.tenant,
+            id,
+            decision: Box::new(decision),
+            draft,
+        };
+        let finish = move |outcome: &WriteOutcome| {
+            let mut event = event;
+            match outcome {
+                WriteOutcome::Decided(DecideOutcome::Recorded(record)) => {
+                    event.outcome = Outcome::Success;
+                    describe_record(&mut event, record, record.status_at(now));
+                }
+                other => {
+                    let refusal = E::from(decided_refusal(other));
+                    event.outcome = Outcome::Denied;
+                    event.code = Some(refusal.code().to_owned());
+                }
+            }
+            event
+        };
+        match self.trail.write(write, finish).await.map_err(E::from)? {
+            // The approver sees the request, never the grant.
+            WriteOutcome::Decided(DecideOutcome::Recorded(record)) => Ok(AccessRequestView {
+                status: record.status_at(now),
+                record: *record,
+                grant: None,
+            }),
+            other => Err(E::from(decided_refusal(&other))),
+        }
     }
 
-    /// Creates a request if a policy allows it; approves it at once when that policy needs no
-    /// approval, and then the answer carries the grant.
-    async fn create_request(
+    /// The request to insert if a policy allows it, with the grant it mints at once when that
+    /// policy needs no approval (and then the answer carries the grant).
+    async fn prepare_request(
         &self,
         requester: &Principal,
         ask: AccessAskInput,
         source: Option<IpAddr>,
-    ) -> Result<AccessRequestView, AccessError> {
+    ) -> Result<(NewAccessRequest, Option<GrantDraft>), AccessError> {
         let now = whole_seconds(self.clock.now());
         let allowed = self
             .policies
@@ -301,15 +386,7 @@ impl AccessService {
         } else {
             None
         };
-        self.store
-            .insert_access_request(&request, draft.as_ref())
-            .await?;
-        let record = self
-            .store
-            .access_request(requester.tenant, request.id)
-            .await?
-            .ok_or(AccessError::NotFound)?;
-        self.view(requester, record).await
+        Ok((request, draft))
     }
 
     /// One request, if the caller may see it: its requester, or an approver, admin or auditor
@@ -373,15 +450,14 @@ impl AccessService {
             .collect())
     }
 
-    /// Approves a request; the approval that completes the count mints the grant. Under an
-    /// MFA policy the approver gives a TOTP code.
-    async fn approve_request(
+    /// The checks before an approval is written: the cheap refusals, by the same rule the store
+    /// applies under its lock, and then (under an MFA policy) the approver's TOTP code.
+    async fn check_approval(
         &self,
         approver: &Principal,
         id: Uuid,
-        comment: Option<Reason>,
         totp: Option<TotpCode>,
-    ) -> Result<AccessRequestView, AccessError> {
+    ) -> Result<(), AccessError> {
         let record = self
             .store
             .access_request(approver.tenant, id)
@@ -410,7 +486,7 @@ impl AccessService {
             .await?
             .map_err(AccessError::Mfa)?;
         }
-        self.decide(approver, id, true, comment).await
+        Ok(())
     }
 
     /// Marks lapsed pending requests expired, recording each (`access_request.expire`);
@@ -427,36 +503,6 @@ impl AccessService {
             let _ = self.trail.record(event).await;
         }
         Ok(expired.len())
-    }
-
-    async fn decide(
-        &self,
-        approver: &Principal,
-        id: Uuid,
-        approve: bool,
-        comment: Option<Reason>,
-    ) -> Result<AccessRequestView, AccessError> {
-        let now = whole_seconds(self.clock.now());
-        let decision = Decision {
-            approver: approver.id,
-            approve,
-            comment,
-            at: now,
-        };
-        let outcome = self
-            .store
-            .decide_access_request(approver.tenant, id, &decision, &self.draft(now)?)
-            .await?;
-        match outcome {
-            DecideOutcome::NotFound => Err(AccessError::NotFound),
-            DecideOutcome::Refused(refusal) => Err(AccessError::Refused(refusal)),
-            // The approver sees the request, never the grant.
-            DecideOutcome::Recorded(record) => Ok(AccessRequestView {
-                status: record.status_at(now),
-                record: *record,
-                grant: None,
-            }),
-        }
     }
 
     fn draft(&self, now: DateTime<Utc>) -> Result<GrantDraft, AccessError> {

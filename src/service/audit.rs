@@ -316,6 +316,7 @@ impl Appender {
         let count = entries.len();
         let mut entries = Some(entries);
         let mut end = None;
+        let missing = WriteOutcome::Grant(UseOutcome::NotFound);
         // The chain is built once the writes' outcomes are known, inside their transaction.
         let mut build = |outcomes: &[WriteOutcome]| -> Vec<ChainedEvent> {
             let mut head = start;
@@ -325,11 +326,9 @@ impl Appender {
                 .into_iter()
                 .map(|entry| match entry {
                     Entry::Plain(event) => head.append(event),
-                    Entry::Written(i, finish) => head.append(finish(
-                        outcomes
-                            .get(i)
-                            .unwrap_or(&WriteOutcome::Grant(UseOutcome::NotFound)),
-                    )),
+                    Entry::Written(i, finish) => {
+                        head.append(finish(outcomes.get(i).unwrap_or(&missing)))
+                    }
                 })
                 .collect();
             end = Some(head);

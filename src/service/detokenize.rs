@@ -102,13 +102,17 @@ impl DetokenizeService {
         };
         let finish = move |outcome: &WriteOutcome| -> AuditEvent {
             let mut event = event;
-            match *outcome {
+            match outcome {
                 WriteOutcome::Grant(UseOutcome::Used(n)) => {
                     event.outcome = Outcome::Success;
                     event.detail = Some(format!("use {n}"));
                 }
-                WriteOutcome::Grant(other) => {
-                    let refusal = E::from(use_refused(other).unwrap_or(GrantError::Invalid));
+                other => {
+                    let refusal = match other {
+                        WriteOutcome::Grant(used) => use_refused(*used),
+                        _ => None,
+                    };
+                    let refusal = E::from(refusal.unwrap_or(GrantError::Invalid));
                     event.outcome = Outcome::Denied;
                     event.code = Some(refusal.code().to_owned());
                 }
@@ -120,6 +124,7 @@ impl DetokenizeService {
             Ok(WriteOutcome::Grant(other)) => {
                 Err(E::from(use_refused(other).unwrap_or(GrantError::Invalid)))
             }
+            Ok(_) => Err(E::from(GrantError::Invalid)),
             // Nothing committed: no use, no record. The card numbers are wiped here.
             Err(e) => Err(E::from(e)),
         }

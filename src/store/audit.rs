@@ -11,14 +11,15 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use super::access::UseOutcome;
+use super::access::{DecideOutcome, UseOutcome};
+use crate::domain::access::{Decision, GrantDraft, GrantRecord, NewAccessRequest};
 pub use crate::domain::audit::AuditQuery;
 use crate::domain::audit::{ChainedEvent, StoredRecord};
-use crate::domain::{PrincipalId, TenantId};
+use crate::domain::{PrincipalId, TenantId, Token};
 pub(super) use sql::audit_store;
 
 /// A write that must commit together with its audit record, or not at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuditedWrite {
     /// Take one use of a grant held by `grantee` (see [`crate::store::AccessStore::use_grant`]).
     UseGrant {
@@ -31,13 +32,72 @@ pub enum AuditedWrite {
         /// When.
         now: DateTime<Utc>,
     },
+    /// Destroy a live token's card data (see [`crate::store::TokenStore::delete_token`]).
+    DeleteToken {
+        /// Its tenant.
+        tenant: TenantId,
+        /// The token.
+        token: Token,
+        /// When.
+        now: DateTime<Utc>,
+    },
+    /// Revoke one grant (see [`crate::store::AccessStore::revoke_grant`]).
+    RevokeGrant {
+        /// Its tenant.
+        tenant: TenantId,
+        /// The grant.
+        jti: Uuid,
+        /// Who revokes it.
+        by: PrincipalId,
+        /// When.
+        now: DateTime<Utc>,
+    },
+    /// Revoke every active grant of a tenant or of one grantee.
+    RevokeAllGrants {
+        /// The tenant.
+        tenant: TenantId,
+        /// Only this grantee's.
+        grantee: Option<PrincipalId>,
+        /// Who revokes them.
+        by: PrincipalId,
+        /// When.
+        now: DateTime<Utc>,
+    },
+    /// Insert an access request, with the grant it mints at once if any.
+    CreateAccessRequest {
+        /// The request.
+        request: Box<NewAccessRequest>,
+        /// The grant, when a policy approves at once.
+        grant: Option<GrantDraft>,
+    },
+    /// Decide an access request (see [`crate::store::AccessStore::decide_access_request`]).
+    DecideAccessRequest {
+        /// Its tenant.
+        tenant: TenantId,
+        /// The request.
+        id: Uuid,
+        /// The decision.
+        decision: Box<Decision>,
+        /// The grant an approval that completes the count mints.
+        draft: GrantDraft,
+    },
 }
 
 /// What an [`AuditedWrite`] came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum WriteOutcome {
     /// The grant's use, or why none was taken.
     Grant(UseOutcome),
+    /// Whether a live token was destroyed.
+    Deleted(bool),
+    /// The revoked grant, if the tenant has it.
+    Revoked(Option<GrantRecord>),
+    /// How many grants were revoked.
+    RevokedAll(u64),
+    /// The request was inserted.
+    Created,
+    /// What the decision came to.
+    Decided(DecideOutcome),
 }
 
 /// Builds the chained records of a batch once its writes' outcomes are known (the records

@@ -106,6 +106,190 @@ macro_rules! access_store {
                     })
                 }
 
+                /// Inserts a request (and the grant it mints at once) in `tx`.
+                pub(in $crate::store) async fn insert_access_request_on(
+                    &self,
+                    tx: &mut Transaction<'_, $db>,
+                    request: &NewAccessRequest,
+                    grant: Option<&GrantDraft>,
+                ) -> Result<(), StoreError> {
+                    let status = if grant.is_some() {
+                        RequestStatus::Approved
+                    } else {
+                        RequestStatus::Pending
+                    };
+                    ::sqlx::query(
+                        $dialect.sql("insert into access_requests (id, tenant_id, requester_id, policy, tokens, any_token, \
+                             purpose, reason, duration_seconds, max_uses, approvals_required, mfa, status, \
+                             source, created_at, expires_at, decided_at, grant_jti) \
+                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"),
+                    )
+                    .bind(request.id)
+                    .bind(request.tenant.0)
+                    .bind(request.requester.0)
+                    .bind(&request.policy)
+                    .bind(tokens_text(&request.tokens))
+                    .bind(request.any_token)
+                    .bind(request.purpose.as_str())
+                    .bind(request.reason.as_str())
+                    .bind(to_i32(request.duration_seconds))
+                    .bind(to_i32(request.max_uses))
+                    .bind(to_i32(request.approvals_required))
+                    .bind(request.approver_mfa)
+                    .bind(status.as_str())
+                    .bind(request.source.as_deref())
+                    .bind(request.created_at)
+                    .bind(request.expires_at)
+                    .bind(grant.map(|g| g.issued_at))
+                    .bind(grant.map(|g| g.jti))
+                    .execute(&mut **tx)
+                    .await?;
+                    if let Some(draft) = grant {
+                        insert_grant(tx, request, draft).await?;
+                    }
+                    Ok(())
+                }
+                /// Decides a request in `tx` (see [`AccessStore::decide_access_request`]).
+                pub(in $crate::store) async fn decide_on(
+                    &self,
+                    tx: &mut Transaction<'_, $db>,
+                    tenant: TenantId,
+                    id: Uuid,
+                    decision: &Decision,
+                    draft: &GrantDraft,
+                ) -> Result<DecideOutcome, StoreError> {
+                    // The lock serialises every decision on this request, on every instance;
+                    // under it the domain's rule decides and this writes what it says.
+                    let locked: Option<(Uuid,)> =
+                        ::sqlx::query_as($dialect.sql(concat!(
+                            "select id from access_requests where tenant_id = $1 and id = $2",
+                            $for_update
+                        )))
+                        .bind(tenant.0)
+                        .bind(id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    if locked.is_none() {
+                        return Ok(DecideOutcome::NotFound);
+                    }
+                    let record = self
+                        .request_in(tx, tenant, id)
+                        .await?
+                        .ok_or(StoreError::Corrupt("access request vanished"))?;
+                    let step = transition(
+                        &record.decision_state(decision.approver),
+                        decision.approver.0,
+                        decision.approve,
+                        decision.at,
+                    );
+                    if let Some(refusal) = step.refusal() {
+                        if step == Transition::Expire && record.status == RequestStatus::Pending {
+                            ::sqlx::query($dialect.sql(
+                                "update access_requests set status = 'expired', \
+                                 decided_at = expires_at where id = $1",
+                            ))
+                            .bind(id)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                        return Ok(DecideOutcome::Refused(refusal));
+                    }
+                    let recorded = ::sqlx::query($dialect.sql(
+                        "insert into access_decisions \
+                             (request_id, approver_id, approve, comment, created_at) \
+                         values ($1, $2, $3, $4, $5) on conflict (request_id, approver_id) do nothing",
+                    ))
+                    .bind(id)
+                    .bind(decision.approver.0)
+                    .bind(decision.approve)
+                    .bind(decision.comment.as_ref().map(crate::domain::Reason::as_str))
+                    .bind(decision.at)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if !recorded {
+                        // Cannot happen under the lock; the primary key holds it regardless.
+                        return Ok(DecideOutcome::Refused(
+                            $crate::domain::access::DecisionRefusal::AlreadyDecided,
+                        ));
+                    }
+                    match step {
+                        Transition::Deny => {
+                            ::sqlx::query($dialect.sql(
+                                "update access_requests set status = 'denied', decided_at = $2 \
+                                 where id = $1",
+                            ))
+                            .bind(id)
+                            .bind(decision.at)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                        Transition::Approve => {
+                            insert_grant(tx, &record.request, draft).await?;
+                            ::sqlx::query($dialect.sql(
+                                "update access_requests set status = 'approved', decided_at = $2, \
+                                 grant_jti = $3 where id = $1",
+                            ))
+                            .bind(id)
+                            .bind(draft.issued_at)
+                            .bind(draft.jti)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                        _ => {}
+                    }
+                    let record = self
+                        .request_in(tx, tenant, id)
+                        .await?
+                        .ok_or(StoreError::Corrupt("access request vanished"))?;
+                    Ok(DecideOutcome::Recorded(Box::new(record)))
+                }
+                /// Revokes one grant on `conn`.
+                pub(in $crate::store) async fn revoke_grant_on(
+                    conn: &mut <$db as ::sqlx::Database>::Connection,
+                    tenant: TenantId,
+                    jti: Uuid,
+                    by: PrincipalId,
+                    now: DateTime<Utc>,
+                ) -> Result<Option<GrantRecord>, StoreError> {
+                    // Revoking twice keeps the first revocation's time and author.
+                    let sql = format!(
+                        "update grants set revoked_at = coalesce(revoked_at, $3), \
+                                           revoked_by = coalesce(revoked_by, $4) \
+                         where tenant_id = $1 and jti = $2 returning {GRANT_COLUMNS}"
+                    );
+                    let row: Option<GrantRow> = ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(tenant.0)
+                        .bind(jti)
+                        .bind(now)
+                        .bind(by.0)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    row.map(GrantRecord::try_from).transpose()
+                }
+                /// Revokes every active grant of a tenant (or of one grantee) on `conn`.
+                pub(in $crate::store) async fn revoke_all_on(
+                    conn: &mut <$db as ::sqlx::Database>::Connection,
+                    tenant: TenantId,
+                    grantee: Option<PrincipalId>,
+                    by: PrincipalId,
+                    now: DateTime<Utc>,
+                ) -> Result<u64, StoreError> {
+                    let result = ::sqlx::query(
+                        $dialect.sql("update grants set revoked_at = $3, revoked_by = $4 \
+                         where tenant_id = $1 and ($2 is null or grantee_id = $2) \
+                           and revoked_at is null and uses < max_uses and expires_at > $3"),
+                    )
+                    .bind(tenant.0)
+                    .bind(grantee.map(|p| p.0))
+                    .bind(now)
+                    .bind(by.0)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(result.rows_affected())
+                }
+
                 async fn request_in(
                     &self,
                     tx: &mut Transaction<'_, $db>,
@@ -137,40 +321,7 @@ macro_rules! access_store {
                     grant: Option<&GrantDraft>,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.begin_write().await?;
-                    let status = if grant.is_some() {
-                        RequestStatus::Approved
-                    } else {
-                        RequestStatus::Pending
-                    };
-                    ::sqlx::query(
-                        $dialect.sql("insert into access_requests (id, tenant_id, requester_id, policy, tokens, any_token, \
-                             purpose, reason, duration_seconds, max_uses, approvals_required, mfa, status, \
-                             source, created_at, expires_at, decided_at, grant_jti) \
-                         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"),
-                    )
-                    .bind(request.id)
-                    .bind(request.tenant.0)
-                    .bind(request.requester.0)
-                    .bind(&request.policy)
-                    .bind(tokens_text(&request.tokens))
-                    .bind(request.any_token)
-                    .bind(request.purpose.as_str())
-                    .bind(request.reason.as_str())
-                    .bind(to_i32(request.duration_seconds))
-                    .bind(to_i32(request.max_uses))
-                    .bind(to_i32(request.approvals_required))
-                    .bind(request.approver_mfa)
-                    .bind(status.as_str())
-                    .bind(request.source.as_deref())
-                    .bind(request.created_at)
-                    .bind(request.expires_at)
-                    .bind(grant.map(|g| g.issued_at))
-                    .bind(grant.map(|g| g.jti))
-                    .execute(&mut *tx)
-                    .await?;
-                    if let Some(draft) = grant {
-                        insert_grant(&mut tx, request, draft).await?;
-                    }
+                    self.insert_access_request_on(&mut tx, request, grant).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -229,94 +380,9 @@ macro_rules! access_store {
                     draft: &GrantDraft,
                 ) -> Result<DecideOutcome, StoreError> {
                     let mut tx = self.begin_write().await?;
-                    // The lock serialises every decision on this request, on every instance;
-                    // under it the domain's rule decides and this writes what it says.
-                    let locked: Option<(Uuid,)> =
-                        ::sqlx::query_as($dialect.sql(concat!(
-                            "select id from access_requests where tenant_id = $1 and id = $2",
-                            $for_update
-                        )))
-                        .bind(tenant.0)
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if locked.is_none() {
-                        return Ok(DecideOutcome::NotFound);
-                    }
-                    let record = self
-                        .request_in(&mut tx, tenant, id)
-                        .await?
-                        .ok_or(StoreError::Corrupt("access request vanished"))?;
-                    let step = transition(
-                        &record.decision_state(decision.approver),
-                        decision.approver.0,
-                        decision.approve,
-                        decision.at,
-                    );
-                    if let Some(refusal) = step.refusal() {
-                        if step == Transition::Expire && record.status == RequestStatus::Pending {
-                            ::sqlx::query($dialect.sql(
-                                "update access_requests set status = 'expired', \
-                                 decided_at = expires_at where id = $1",
-                            ))
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                            tx.commit().await?;
-                        }
-                        return Ok(DecideOutcome::Refused(refusal));
-                    }
-                    let recorded = ::sqlx::query($dialect.sql(
-                        "insert into access_decisions \
-                             (request_id, approver_id, approve, comment, created_at) \
-                         values ($1, $2, $3, $4, $5) on conflict (request_id, approver_id) do nothing",
-                    ))
-                    .bind(id)
-                    .bind(decision.approver.0)
-                    .bind(decision.approve)
-                    .bind(decision.comment.as_ref().map(crate::domain::Reason::as_str))
-                    .bind(decision.at)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if !recorded {
-                        // Cannot happen under the lock; the primary key holds it regardless.
-                        return Ok(DecideOutcome::Refused(
-                            $crate::domain::access::DecisionRefusal::AlreadyDecided,
-                        ));
-                    }
-                    match step {
-                        Transition::Deny => {
-                            ::sqlx::query($dialect.sql(
-                                "update access_requests set status = 'denied', decided_at = $2 \
-                                 where id = $1",
-                            ))
-                            .bind(id)
-                            .bind(decision.at)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        Transition::Approve => {
-                            insert_grant(&mut tx, &record.request, draft).await?;
-                            ::sqlx::query($dialect.sql(
-                                "update access_requests set status = 'approved', decided_at = $2, \
-                                 grant_jti = $3 where id = $1",
-                            ))
-                            .bind(id)
-                            .bind(draft.issued_at)
-                            .bind(draft.jti)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        _ => {}
-                    }
-                    let record = self
-                        .request_in(&mut tx, tenant, id)
-                        .await?
-                        .ok_or(StoreError::Corrupt("access request vanished"))?;
+                    let outcome = self.decide_on(&mut tx, tenant, id, decision, draft).await?;
                     tx.commit().await?;
-                    Ok(DecideOutcome::Recorded(Box::new(record)))
+                    Ok(outcome)
                 }
 
                 async fn expire_access_requests(
@@ -394,20 +460,8 @@ macro_rules! access_store {
                     by: PrincipalId,
                     now: DateTime<Utc>,
                 ) -> Result<Option<GrantRecord>, StoreError> {
-                    // Revoking twice keeps the first revocation's time and author.
-                    let sql = format!(
-                        "update grants set revoked_at = coalesce(revoked_at, $3), \
-                                           revoked_by = coalesce(revoked_by, $4) \
-                         where tenant_id = $1 and jti = $2 returning {GRANT_COLUMNS}"
-                    );
-                    let row: Option<GrantRow> = ::sqlx::query_as($dialect.sql_owned(sql))
-                        .bind(tenant.0)
-                        .bind(jti)
-                        .bind(now)
-                        .bind(by.0)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    row.map(GrantRecord::try_from).transpose()
+                    let mut conn = self.pool.acquire().await?;
+                    $store::revoke_grant_on(&mut conn, tenant, jti, by, now).await
                 }
 
                 async fn revoke_all_grants(
@@ -417,18 +471,8 @@ macro_rules! access_store {
                     by: PrincipalId,
                     now: DateTime<Utc>,
                 ) -> Result<u64, StoreError> {
-                    let result = ::sqlx::query(
-                        $dialect.sql("update grants set revoked_at = $3, revoked_by = $4 \
-                         where tenant_id = $1 and ($2 is null or grantee_id = $2) \
-                           and revoked_at is null and uses < max_uses and expires_at > $3"),
-                    )
-                    .bind(tenant.0)
-                    .bind(grantee.map(|p| p.0))
-                    .bind(now)
-                    .bind(by.0)
-                    .execute(&self.pool)
-                    .await?;
-                    Ok(result.rows_affected())
+                    let mut conn = self.pool.acquire().await?;
+                    $store::revoke_all_on(&mut conn, tenant, grantee, by, now).await
                 }
             }
         }

@@ -45,6 +45,41 @@ macro_rules! audit_store {
                                 $store::use_grant_on(&mut tx, *tenant, *jti, *grantee, *now)
                                     .await?,
                             ),
+                            AuditedWrite::DeleteToken { tenant, token, now } => {
+                                WriteOutcome::Deleted(
+                                    $store::destroy_on(&mut tx, *tenant, token, *now, true).await?,
+                                )
+                            }
+                            AuditedWrite::RevokeGrant {
+                                tenant,
+                                jti,
+                                by,
+                                now,
+                            } => WriteOutcome::Revoked(
+                                $store::revoke_grant_on(&mut tx, *tenant, *jti, *by, *now).await?,
+                            ),
+                            AuditedWrite::RevokeAllGrants {
+                                tenant,
+                                grantee,
+                                by,
+                                now,
+                            } => WriteOutcome::RevokedAll(
+                                $store::revoke_all_on(&mut tx, *tenant, *grantee, *by, *now)
+                                    .await?,
+                            ),
+                            AuditedWrite::CreateAccessRequest { request, grant } => {
+                                self.insert_access_request_on(&mut tx, request, grant.as_ref())
+                                    .await?;
+                                WriteOutcome::Created
+                            }
+                            AuditedWrite::DecideAccessRequest {
+                                tenant,
+                                id,
+                                decision,
+                                draft,
+                            } => WriteOutcome::Decided(
+                                self.decide_on(&mut tx, *tenant, *id, decision, draft).await?,
+                            ),
                         });
                     }
                     let records = build(&outcomes);

@@ -309,4 +309,8 @@ impl PgStore {
     }
 }
 
-crate::store::tokens::token_store!(PgStore, crate::store::dialect::Dialect::Postgres);
+crate::store::tokens::token_store!(
+    PgStore,
+    sqlx::Postgres,
+    crate::store::dialect::Dialect::Postgres
+);

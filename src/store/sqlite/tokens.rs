@@ -195,4 +195,8 @@ impl SqliteStore {
     }
 }
 
-crate::store::tokens::token_store!(SqliteStore, crate::store::dialect::Dialect::Sqlite);
+crate::store::tokens::token_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    crate::store::dialect::Dialect::Sqlite
+);

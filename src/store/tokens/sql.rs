@@ -17,7 +17,7 @@ pub(in crate::store) use destroy_card_data;
 
 /// Implements [`crate::store::TokenStore`] for an engine's store, in a module of its own.
 macro_rules! token_store {
-    ($store:ident, $dialect:expr) => {
+    ($store:ident, $db:ty, $dialect:expr) => {
         mod shared_tokens {
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
@@ -38,6 +38,19 @@ macro_rules! token_store {
                     now: DateTime<Utc>,
                     deleting: bool,
                 ) -> Result<bool, StoreError> {
+                    let mut conn = self.pool.acquire().await?;
+                    $store::destroy_on(&mut conn, tenant, token, now, deleting).await
+                }
+
+                /// Destroys one live token on `conn` (in the caller's transaction when its
+                /// record must commit with it).
+                pub(in $crate::store) async fn destroy_on(
+                    conn: &mut <$db as ::sqlx::Database>::Connection,
+                    tenant: TenantId,
+                    token: &Token,
+                    now: DateTime<Utc>,
+                    deleting: bool,
+                ) -> Result<bool, StoreError> {
                     let result = ::sqlx::query($dialect.sql(concat!(
                         "update tokens set ",
                         $crate::store::tokens::sql::destroy_card_data!(),
@@ -49,7 +62,7 @@ macro_rules! token_store {
                     .bind(token.as_str())
                     .bind(now)
                     .bind(deleting)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await?;
                     Ok(result.rows_affected() == 1)
                 }

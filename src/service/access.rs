@@ -22,11 +22,11 @@ use crate::domain::access::{
     AccessRequestRecord, Decision, ExpiredRequest, GrantDraft, NewAccessRequest,
 };
 use crate::domain::access::{DecisionRefusal, transition};
+use crate::domain::audit::Outcome;
 use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::{
     AccessAsk, Denial, PolicySet, Principal, Purpose, Reason, RequestStatus, Role, Token,
 };
-use crate::domain::audit::Outcome;
 use crate::store::{
     AccessStore, AuditedWrite, DecideOutcome, PrincipalStore, RequestFilter, StoreError,
     WriteOutcome,
@@ -148,7 +148,6 @@ fn describe_record(event: &mut AuditEvent, record: &AccessRequestRecord, status:
     event.grant_jti = record.grant;
     event.detail = Some(status.as_str().to_owned());
 }
-
 
 impl AccessService {
     /// A service deciding by `policies`, with second factors checked in `factors`.

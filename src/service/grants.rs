@@ -17,9 +17,9 @@ use super::keys::{KeyError, KeyService};
 use crate::clock::Clock;
 use crate::crypto::grant::{AUDIENCE, GrantClaims, GrantJwt, GrantTokenError, ISSUER};
 use crate::domain::access::GrantRecord;
-use crate::domain::audit::Action;
+use crate::domain::audit::{Action, Outcome};
 use crate::domain::{Principal, PrincipalId, Role, Token};
-use crate::store::{AccessStore, StoreError, UseOutcome};
+use crate::store::{AccessStore, AuditedWrite, StoreError, UseOutcome, WriteOutcome};
 
 /// Who may see requests and grants: their own, or the tenant's for approvers, admins and
 /// auditors.
@@ -117,8 +117,8 @@ pub fn sign_grant(keys: &KeyService, grant: &GrantRecord) -> Result<GrantJwt, Ke
 }
 
 /// What a front end's error must be made from for the grant use cases.
-pub trait GrantRefusal: Refusal + From<GrantError> + From<Forbidden> {}
-impl<E: Refusal + From<GrantError> + From<Forbidden>> GrantRefusal for E {}
+pub trait GrantRefusal: Refusal + From<GrantError> + From<Forbidden> + Send + 'static {}
+impl<E: Refusal + From<GrantError> + From<Forbidden> + Send + 'static> GrantRefusal for E {}
 
 /// Grants of every tenant.
 pub struct GrantService {
@@ -152,7 +152,7 @@ impl GrantService {
         jti: Option<Uuid>,
     ) -> Result<GrantRecord, E> {
         let mut event = ctx.event(Action::GrantRevoke, self.clock.now());
-        let result = async {
+        let prepared = async {
             let principal = ctx.require_any(&[
                 Role::Requester,
                 Role::Detokenizer,
@@ -161,13 +161,36 @@ impl GrantService {
             ])?;
             let jti = jti.ok_or(GrantError::NotFound)?;
             event.grant_jti = Some(jti);
-            let grant = self.revoke_one(principal, jti).await?;
-            event.purpose = Some(grant.purpose.as_str().to_owned());
-            event.subject = Some(grant.grantee.to_string());
-            Ok(grant)
+            Ok(self.may_revoke(principal, jti).await?)
         }
         .await;
-        self.trail.settle(event, result).await
+        let jti = match prepared {
+            Ok(jti) => jti,
+            Err(e) => return self.trail.settle(event, Err(e)).await,
+        };
+        // The revocation and its record commit together.
+        let write = AuditedWrite::RevokeGrant {
+            tenant: ctx.principal.tenant,
+            jti,
+            by: ctx.principal.id,
+            now: self.clock.now(),
+        };
+        let finish = move |outcome: &WriteOutcome| {
+            let mut event = event;
+            if let WriteOutcome::Revoked(Some(grant)) = outcome {
+                event.outcome = Outcome::Success;
+                event.purpose = Some(grant.purpose.as_str().to_owned());
+                event.subject = Some(grant.grantee.to_string());
+            } else {
+                event.outcome = Outcome::Denied;
+                event.code = Some(E::from(GrantError::NotFound).code().to_owned());
+            }
+            event
+        };
+        match self.trail.write(write, finish).await.map_err(E::from)? {
+            WriteOutcome::Revoked(Some(grant)) => Ok(grant),
+            _ => Err(E::from(GrantError::NotFound)),
+        }
     }
 
     /// `POST /v1/grants/revoke-all`: an admin revokes every active grant of the tenant, or of
@@ -178,20 +201,38 @@ impl GrantService {
         asked: Result<Option<PrincipalId>, E>,
     ) -> Result<u64, E> {
         let mut event = ctx.event(Action::GrantRevokeAll, self.clock.now());
-        let result = async {
+        let prepared = async {
             let admin = ctx.require(Role::Admin)?;
             let grantee = asked?;
             event.subject = grantee.map(|p| p.to_string());
-            let revoked = self
-                .store
-                .revoke_all_grants(admin.tenant, grantee, admin.id, self.clock.now())
-                .await
-                .map_err(GrantError::from)?;
-            event.detail = Some(format!("revoked {revoked}"));
-            Ok(revoked)
+            Ok((admin, grantee))
         }
         .await;
-        self.trail.settle(event, result).await
+        let (admin, grantee) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return self.trail.settle(event, Err(e)).await,
+        };
+        // The revocations and their record commit together.
+        let write = AuditedWrite::RevokeAllGrants {
+            tenant: admin.tenant,
+            grantee,
+            by: admin.id,
+            now: self.clock.now(),
+        };
+        let finish = move |outcome: &WriteOutcome| {
+            let mut event = event;
+            let revoked = match outcome {
+                WriteOutcome::RevokedAll(n) => *n,
+                _ => 0,
+            };
+            event.outcome = Outcome::Success;
+            event.detail = Some(format!("revoked {revoked}"));
+            event
+        };
+        match self.trail.write(write, finish).await.map_err(E::from)? {
+            WriteOutcome::RevokedAll(n) => Ok(n),
+            _ => Ok(0),
+        }
     }
 
     /// Checks a presented grant for a detokenize call by `caller` on `tokens`: signature,
@@ -253,9 +294,9 @@ impl GrantService {
             .map_err(GrantError::from)?)
     }
 
-    /// Revokes one grant: its grantee releasing it, or an approver or admin of the tenant.
-    /// Anyone else gets the answer for a grant that does not exist.
-    async fn revoke_one(&self, caller: &Principal, jti: Uuid) -> Result<GrantRecord, GrantError> {
+    /// Whether `caller` may revoke the grant: its grantee releasing it, or an approver or admin
+    /// of the tenant. Anyone else gets the answer for a grant that does not exist.
+    async fn may_revoke(&self, caller: &Principal, jti: Uuid) -> Result<Uuid, GrantError> {
         let grant = self
             .store
             .grant(caller.tenant, jti)
@@ -266,9 +307,6 @@ impl GrantService {
         if !may {
             return Err(GrantError::NotFound);
         }
-        self.store
-            .revoke_grant(caller.tenant, jti, caller.id, self.clock.now())
-            .await?
-            .ok_or(GrantError::NotFound)
+        Ok(jti)
     }
 }

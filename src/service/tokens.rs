@@ -17,14 +17,17 @@ use super::keys::{KeyError, KeyService};
 use super::token_writer::TokenWriter;
 use crate::clock::Clock;
 use crate::crypto::fingerprint::Fingerprint;
-use crate::domain::audit::{Action, AuditEvent};
+use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::guard::retry_after;
 use crate::domain::{
     Allowance, BucketId, FormatError, MaskedPan, Metadata, Pan, Principal, Role, TenantId, Token,
     TokenFormat,
 };
 use crate::random::Csprng;
-use crate::store::{BucketLocked, NewToken, RowOutcome, StoreError, TokenRecord, TokenStore};
+use crate::store::{
+    AuditedWrite, BucketLocked, NewToken, RowOutcome, StoreError, TokenRecord, TokenStore,
+    WriteOutcome,
+};
 
 /// Rounds of insert-and-check before a PAN's token space counts as exhausted. A round fails
 /// only when every fresh token collides, which needs a nearly full space.
@@ -250,16 +253,59 @@ impl TokenService {
     }
 
     /// `DELETE /v1/tokens/{token}`: destroys a token's card data; the value stays reserved
-    /// for ever.
-    pub async fn delete<E: TokenRefusal>(
+    /// for ever. The destruction and its record commit together.
+    pub async fn delete<E: TokenRefusal + Send + 'static>(
         &self,
         ctx: &RequestContext,
         token: Option<Token>,
     ) -> Result<(), E> {
-        self.on_one_token(ctx, Action::Delete, token, |tenant, token| async move {
-            self.delete_one(tenant, &token).await
-        })
-        .await
+        let mut event = ctx.event(Action::Delete, self.clock.now());
+        let mut missed = false;
+        let prepared = async {
+            let principal = ctx.require(Role::Tokenizer)?;
+            self.alarms.check_lookups(principal)?;
+            let deletable = match token {
+                Some(token) => {
+                    event.tokens.push(token.as_str().to_owned());
+                    let found = self.store.get_token(principal.tenant, &token).await;
+                    found.map_err(TokenError::from).and_then(|record| {
+                        deletable(record)?;
+                        Ok(token)
+                    })
+                }
+                None => Err(TokenError::NotFound),
+            };
+            missed = matches!(deletable, Err(TokenError::NotFound));
+            Ok((principal.tenant, deletable?))
+        }
+        .await;
+        if missed {
+            self.alarms.observe_miss(ctx).await;
+        }
+        let (tenant, token) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return self.trail.settle(event, Err(e)).await,
+        };
+        let write = AuditedWrite::DeleteToken {
+            tenant,
+            token,
+            now: micros(self.clock.now()),
+        };
+        let finish = move |outcome: &WriteOutcome| {
+            let mut event = event;
+            if matches!(outcome, WriteOutcome::Deleted(true)) {
+                event.outcome = Outcome::Success;
+            } else {
+                // Deleted or destroyed in the meantime.
+                event.outcome = Outcome::Denied;
+                event.code = Some(E::from(TokenError::NotFound).code().to_owned());
+            }
+            event
+        };
+        match self.trail.write(write, finish).await.map_err(E::from)? {
+            WriteOutcome::Deleted(true) => Ok(()),
+            _ => Err(E::from(TokenError::NotFound)),
+        }
     }
 
     /// A tokenizer's call on one token: throttled callers are refused before any row is read,
@@ -507,20 +553,6 @@ impl TokenService {
         Ok(pans)
     }
 
-    async fn delete_one(&self, tenant: TenantId, token: &Token) -> Result<(), TokenError> {
-        let now = micros(self.clock.now());
-        if self.store.delete_token(tenant, token, now).await? {
-            return Ok(());
-        }
-        // Nothing live was destroyed: say why in the same terms as a lookup.
-        let record = self
-            .store
-            .get_token(tenant, token)
-            .await?
-            .ok_or(TokenError::NotFound)?;
-        existing_view(record, now).map(|_| ())
-    }
-
     /// Destroys the card data of expired tokens, recording each (`token.purge`, under its
     /// tenant, by the vault); returns how many.
     pub async fn purge_expired(&self) -> Result<u64, TokenError> {
@@ -558,6 +590,20 @@ fn is_expired(record: &TokenRecord, now: DateTime<Utc>) -> bool {
 
 fn is_expired_at(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     expires_at.is_some_and(|at| at <= now)
+}
+
+/// Whether a token can be deleted: one that does not exist or was deleted does not exist;
+/// one whose card data is already destroyed (purged) is gone. An expired one not yet purged is
+/// deleted like a live one.
+fn deletable(record: Option<TokenRecord>) -> Result<(), TokenError> {
+    let record = record.ok_or(TokenError::NotFound)?;
+    if record.deleted_at.is_some() {
+        return Err(TokenError::NotFound);
+    }
+    if record.sealed.is_none() {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
 }
 
 /// The view of a stored token: deleted ones do not exist, expired ones are gone.

@@ -621,3 +621,78 @@ async fn a_detokenize_spends_its_use_only_with_its_record_and_never_on_a_failed_
     let (ok, out) = verify(&app, Some(&file));
     assert!(ok, "{out}");
 }
+
+#[tokio::test]
+async fn a_change_whose_record_cannot_be_written_is_not_made() {
+    let file = CheckpointFile::new();
+    let app = spawn_checkpointed(&file).await;
+    let token = app.token_for(&random_pan("4", 16)).await;
+    let grant = app.checkout_grant(5).await;
+    let jti = grant["grant_jti"].as_str().unwrap().to_owned();
+    let jwt = grant["grant"].as_str().unwrap().to_owned();
+    let pool = app.db.pool().await;
+    let count = async |sql: &str| -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let grants_before = count("select count(*) from grants").await;
+    for sql in [
+        "create function refuse_audit() returns trigger language plpgsql as \
+         $$ begin raise exception 'audit disk full'; end; $$",
+        "create trigger refuse_audit before insert on audit_events \
+         for each row execute function refuse_audit()",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    // Each answered 503, and none of them happened.
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/grants/{jti}/revoke")))
+        .bearer_auth(&app.keys.detokenizer)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable").await;
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/tokens/{token}")))
+        .bearer_auth(&app.keys.tokenizer)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable").await;
+    let r = app
+        .create_request(
+            &app.keys.detokenizer,
+            &json!({"any_token": true, "purpose": "payment_authorization", "reason": "r",
+                    "duration_seconds": 60, "max_uses": 1}),
+        )
+        .await;
+    assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable").await;
+    assert_eq!(
+        count("select count(*) from grants where revoked_at is not null").await,
+        0
+    );
+    assert_eq!(
+        count("select count(*) from tokens where destroyed_at is not null").await,
+        0
+    );
+    assert_eq!(count("select count(*) from grants").await, grants_before);
+    assert_eq!(count("select count(*) from access_requests").await, 1);
+    sqlx::query("drop trigger refuse_audit on audit_events")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The grant still works, the token is still there, and the chains verify.
+    let r = app
+        .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (ok, out) = verify(&app, Some(&file));
+    assert!(ok, "{out}");
+}

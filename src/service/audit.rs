@@ -101,6 +101,40 @@ enum Entry {
     Written(usize, Finish),
 }
 
+/// Drops the writes whose requests gave up waiting (their timeout answered `503 timeout`)
+/// before the transaction starts, so that such an answer leaves nothing committed. A write
+/// already in a running transaction commits with it; its request has its answer by then.
+fn withdraw_abandoned(batch: Batch) -> Batch {
+    if batch.written.iter().all(|done| !done.is_closed()) {
+        return batch;
+    }
+    let mut kept = Batch {
+        recorded: batch.recorded,
+        ..Batch::default()
+    };
+    let mut renumbered = Vec::with_capacity(batch.writes.len());
+    for (write, done) in batch.writes.into_iter().zip(batch.written) {
+        if done.is_closed() {
+            renumbered.push(None);
+        } else {
+            renumbered.push(Some(kept.writes.len()));
+            kept.writes.push(write);
+            kept.written.push(done);
+        }
+    }
+    for entry in batch.entries {
+        match entry {
+            Entry::Plain(event) => kept.entries.push(Entry::Plain(event)),
+            Entry::Written(i, finish) => {
+                if let Some(Some(j)) = renumbered.get(i) {
+                    kept.entries.push(Entry::Written(*j, finish));
+                }
+            }
+        }
+    }
+    kept
+}
+
 /// What the appender has taken from its queue and not yet committed.
 #[derive(Default)]
 struct Batch {
@@ -311,7 +345,10 @@ impl Appender {
             writes,
             recorded,
             written,
-        } = batch;
+        } = withdraw_abandoned(batch);
+        if entries.is_empty() {
+            return;
+        }
         let start = self.head;
         let count = entries.len();
         let mut entries = Some(entries);
@@ -575,5 +612,62 @@ impl AuditReader {
         }
         .await;
         self.trail.settle(event, result).await
+    }
+}
+
+#[cfg(test)]
+mod withdraw_tests {
+    use super::*;
+    use crate::domain::audit::Action;
+    use crate::domain::{PrincipalId, TenantId};
+
+    fn use_of(n: u128) -> AuditedWrite {
+        AuditedWrite::UseGrant {
+            tenant: TenantId(Uuid::from_u128(n)),
+            jti: Uuid::from_u128(n),
+            grantee: PrincipalId(Uuid::from_u128(n)),
+            now: chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn a_write_whose_request_gave_up_is_withdrawn_and_the_rest_renumbered() {
+        let at = chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap_or_default();
+        let (gave_up, dropped) = oneshot::channel::<Result<WriteOutcome, AuditError>>();
+        drop(dropped);
+        let (waits, _kept_answer) = oneshot::channel::<Result<WriteOutcome, AuditError>>();
+        let (plain, _plain_answer) = oneshot::channel::<Result<(), AuditError>>();
+        let finish = |action: Action| -> Finish {
+            Box::new(move |_: &WriteOutcome| AuditEvent::new(action, at))
+        };
+        let batch = Batch {
+            entries: vec![
+                Entry::Written(0, finish(Action::Delete)),
+                Entry::Plain(AuditEvent::new(Action::Lookup, at)),
+                Entry::Written(1, finish(Action::Detokenize)),
+            ],
+            writes: vec![use_of(1), use_of(2)],
+            recorded: vec![plain],
+            written: vec![gave_up, waits],
+        };
+        let kept = withdraw_abandoned(batch);
+        assert_eq!(kept.writes.len(), 1);
+        assert_eq!(kept.written.len(), 1);
+        assert_eq!(kept.recorded.len(), 1);
+        assert!(
+            matches!(kept.writes[0], AuditedWrite::UseGrant { jti, .. } if jti == Uuid::from_u128(2))
+        );
+        let kinds: Vec<String> = kept
+            .entries
+            .into_iter()
+            .map(|e| match e {
+                Entry::Plain(event) => format!("plain {}", event.action.as_str()),
+                Entry::Written(i, finish) => {
+                    let outcome = WriteOutcome::Deleted(true);
+                    format!("write {i} {}", finish(&outcome).action.as_str())
+                }
+            })
+            .collect();
+        assert_eq!(kinds, vec!["plain token.lookup", "write 0 detokenize"]);
     }
 }

@@ -518,3 +518,61 @@ async fn grants_signed_with_the_real_key_but_wrong_in_any_other_way_are_refused(
     let r = app.detokenize(&detok, Some(&resigned), &[&token]).await;
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn concurrent_uses_taken_together_get_distinct_numbers_up_to_the_limit() {
+    for engine in [
+        crate::helpers::Engine::Postgres,
+        crate::helpers::Engine::Sqlite,
+    ] {
+        let app = spawn_app_with(Options {
+            engine,
+            ..Options::default()
+        })
+        .await;
+        let token = app.token_for(&random_pan("4", 16)).await;
+        let grant = app.checkout_grant(10).await["grant"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let calls = (0..16).map(|_| {
+            let request = app
+                .client
+                .post(app.url("/v1/detokenize"))
+                .bearer_auth(&app.keys.detokenizer)
+                .header("x-access-grant", &grant)
+                .json(&json!({"tokens": [token]}));
+            async move { request.send().await.unwrap() }
+        });
+        let statuses: Vec<StatusCode> = join_all(calls).await;
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(ok, 10, "{engine:?}: {statuses:?}");
+        // Each success recorded with its own use number, 1 to 10; the rest as exhausted.
+        let events = crate::audit::events(&app, "?action=detokenize&limit=100").await;
+        let mut numbers: Vec<u32> = events
+            .iter()
+            .filter(|e| e["outcome"] == "success")
+            .map(|e| {
+                e["detail"].as_str().unwrap()["use ".len()..]
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=10).collect::<Vec<u32>>(), "{engine:?}");
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e["code"] == "grant_exhausted")
+                .count(),
+            6
+        );
+        let grants: Value = app
+            .list_grants(&app.keys.detokenizer, "")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(grants["grants"][0]["uses"], 10);
+    }
+}

@@ -106,6 +106,62 @@ macro_rules! access_store {
                     })
                 }
 
+                /// Takes `n` uses of one grant on `conn` for `n` calls of one batch, in two
+                /// statements whatever `n`: the row is read (and locked) and its count raised
+                /// once. The first calls get the uses left, in order; the rest find it
+                /// exhausted (or all find why none could be taken).
+                pub(in $crate::store) async fn use_grant_n_on(
+                    conn: &mut <$db as ::sqlx::Database>::Connection,
+                    tenant: TenantId,
+                    jti: Uuid,
+                    grantee: PrincipalId,
+                    now: DateTime<Utc>,
+                    n: u32,
+                ) -> Result<Vec<UseOutcome>, StoreError> {
+                    if n <= 1 {
+                        let one = $store::use_grant_on(conn, tenant, jti, grantee, now).await?;
+                        return Ok(vec![one]);
+                    }
+                    let usable: Option<(i32, i32)> = ::sqlx::query_as($dialect.sql(concat!(
+                        "select uses, max_uses from grants \
+                         where jti = $1 and tenant_id = $2 and grantee_id = $3 \
+                           and revoked_at is null and uses < max_uses and expires_at > $4",
+                        $for_update
+                    )))
+                    .bind(jti)
+                    .bind(tenant.0)
+                    .bind(grantee.0)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let Some((uses, max_uses)) = usable else {
+                        // None can be taken: each call learns why, as a single one would.
+                        let why = $store::use_grant_on(conn, tenant, jti, grantee, now).await?;
+                        return Ok(vec![why; n as usize]);
+                    };
+                    let (uses, max_uses) = (to_u32(uses, "grant uses")?, to_u32(max_uses, "grant max_uses")?);
+                    let taken = n.min(max_uses.saturating_sub(uses));
+                    ::sqlx::query($dialect.sql(
+                        "update grants set uses = uses + $4 \
+                         where jti = $1 and tenant_id = $2 and grantee_id = $3",
+                    ))
+                    .bind(jti)
+                    .bind(tenant.0)
+                    .bind(grantee.0)
+                    .bind(to_i32(taken))
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok((0..n)
+                        .map(|i| {
+                            if i < taken {
+                                UseOutcome::Used(uses + i + 1)
+                            } else {
+                                UseOutcome::Exhausted
+                            }
+                        })
+                        .collect())
+                }
+
                 /// Inserts a request (and the grant it mints at once) in `tx`.
                 pub(in $crate::store) async fn insert_access_request_on(
                     &self,

@@ -197,7 +197,42 @@ def run(k, secret):
                 action="token.lookup")
     check(s == 200, f"lookup with a card number as request id: {s}")
 
-    print("5. the trail, against every answer")
+    print("5. fail closed, as an outsider sees it")
+    import socket
+    sock = socket.create_connection(("127.0.0.1", PORT), timeout=20)
+    sock.sendall((f"POST /v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {k['checkout']}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {100 << 20}\r\n\r\n").encode())
+    started = time.time()
+    head = sock.recv(4096).decode(errors="replace")
+    sock.close()
+    check(head.startswith("HTTP/1.1 413") and "payload_too_large" in head,
+          f"100 MiB declared, no body sent: {head.split(chr(13))[0]} after {time.time() - started:.2f}s")
+    # Ten wrong codes lock bob's factor; the locked answer is the wrong code's, word for word.
+    s_, r2 = call("POST", "/v1/access-requests", k["alice"],
+                  {"tokens": [token], "purpose": "chargeback", "reason": "CB-3", "duration_seconds": 60,
+                   "totp": totp(secret["alice"], time.time() + 30)}, action="access_request.create")
+    check(s_ == 201, f"a request to decide: {s_}")
+    answers = []
+    for n in range(10):
+        wrong = f"{(int(totp(secret['bob'])) + 1 + n) % 1_000_000:06d}"
+        s_, a = call("POST", f"/v1/access-requests/{r2['id']}/approve", k["bob"], {"totp": wrong},
+                     action="access_request.approve")
+        answers.append((s_, {x: y for x, y in a.items() if x != "request_id"}))
+    s_, a = call("POST", f"/v1/access-requests/{r2['id']}/approve", k["bob"],
+                 {"totp": totp(secret["bob"], time.time() + 60)}, action="access_request.approve")
+    locked = (s_, {x: y for x, y in a.items() if x != "request_id"})
+    check(locked == answers[-1] and s_ == 403, f"the locked answer is the wrong code's: {locked}")
+    s_, ready = call("GET", "/readyz")
+    check(s_ == 200, f"ready: {s_}")
+    s_, system = call("GET", "/v1/audit?scope=system&limit=500", k["compliance"])
+    actions = {e["action"] for e in system["events"]}
+    check({"service.start", "policy.load"} <= actions and all(e["tenant"] is None for e in system["events"]),
+          f"system scope: {sorted(actions)}")
+    s_, own = call("GET", "/v1/audit?limit=500", k["compliance"])
+    check(all(e["action"] not in ("service.start", "policy.load") for e in own["events"]),
+          "the tenant's scope holds no system records")
+
+    print("6. the trail, against every answer")
     time.sleep(0.5)
     events = []
     cursor = ""
@@ -227,6 +262,8 @@ def run(k, secret):
     check(all(digits not in (e.get("request_id") or "") for e in events), "no card number as a request id")
     uses = [e for e in events if e["action"] == "detokenize" and e["outcome"] == "success"]
     check(len(uses) == 6, f"six detokenize successes recorded (1 checkout + 5 of alice's): {len(uses)}")
+    locks = [e for e in events if e["action"] == "access_request.approve" and e.get("detail") == "totp_locked"]
+    check(len(locks) >= 1, f"the trail knows the factor was locked ({len(locks)} answers while locked)")
 
 
 if __name__ == "__main__":

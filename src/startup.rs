@@ -140,7 +140,7 @@ impl Application {
 
         // A request never waits for a connection longer than it may run.
         let wait = config.api.request_timeout;
-        let store = store::open_waiting(&config.database_url, config.db_pool_size, wait).await?;
+        let store = store::open_serving(&config.database_url, config.db_pool_size, wait).await?;
         match store.schema_status().await? {
             SchemaStatus::Current => {}
             SchemaStatus::Behind { pending } => return Err(StartupError::SchemaBehind { pending }),
@@ -158,7 +158,7 @@ impl Application {
         .await?;
         // The audit appender and the token writer have connections of their own: a flood of
         // requests holding the shared pool cannot starve the trail or the group commit.
-        let writers = store::open_waiting(&config.database_url, WRITER_CONNECTIONS, wait).await?;
+        let writers = store::open_serving(&config.database_url, WRITER_CONNECTIONS, wait).await?;
         let audit = AuditTrail::spawn(
             writers.clone(),
             Some(Anchor::new(

@@ -425,8 +425,26 @@ pub async fn open(url: &DatabaseUrl, max_connections: u32) -> Result<Arc<dyn Sto
 /// How long a caller waits for a free connection unless told otherwise.
 pub const DEFAULT_ACQUIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// [`open`], where a caller waits at most `acquire_wait` for a free connection (a server
-/// passes its request timeout: a request never waits for the pool longer than it may run).
+/// A server's store: a request never waits for a connection, nor PostgreSQL for a statement,
+/// longer than `request_timeout`.
+pub async fn open_serving(
+    url: &DatabaseUrl,
+    max_connections: u32,
+    request_timeout: std::time::Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let url = url.expose();
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            SqliteStore::connect_waiting(url, max_connections, request_timeout).await?,
+        ))
+    } else {
+        Ok(Arc::new(
+            PgStore::connect_serving(url, max_connections, request_timeout).await?,
+        ))
+    }
+}
+
+/// [`open`], where a caller waits at most `acquire_wait` for a free connection.
 pub async fn open_waiting(
     url: &DatabaseUrl,
     max_connections: u32,

@@ -37,7 +37,30 @@ impl PgStore {
         max_connections: u32,
         acquire_wait: Duration,
     ) -> Result<PgStore, StoreError> {
+        PgStore::connect_with(url.parse()?, max_connections, acquire_wait).await
+    }
+
+    /// A server's pool: a caller waits at most `request_timeout` for a connection, and
+    /// PostgreSQL cancels a statement that runs (or waits for a lock) just past that, so a
+    /// stalled database leaves no work behind the request's `503`.
+    pub async fn connect_serving(
+        url: &str,
+        max_connections: u32,
+        request_timeout: Duration,
+    ) -> Result<PgStore, StoreError> {
+        // A little past the request's own limit: the request is answered `503 timeout` first,
+        // and the database then drops the work it was waiting on.
+        let millis = (request_timeout.as_millis() * 11 / 10 + 100).to_string();
         let options: PgConnectOptions = url.parse()?;
+        let options = options.options([("statement_timeout", millis.as_str())]);
+        PgStore::connect_with(options, max_connections, request_timeout).await
+    }
+
+    async fn connect_with(
+        options: PgConnectOptions,
+        max_connections: u32,
+        acquire_wait: Duration,
+    ) -> Result<PgStore, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_wait)

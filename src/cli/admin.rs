@@ -105,13 +105,8 @@ pub async fn command_audit_trail(
 }
 
 /// The principal administration of a command, recorded in its own chain.
-pub fn principal_admin(
-    store: &Arc<dyn Store>,
-    keys: Option<Arc<KeyService>>,
-    audit: AuditTrail,
-) -> PrincipalAdmin {
+pub fn principal_admin(keys: Option<Arc<KeyService>>, audit: AuditTrail) -> PrincipalAdmin {
     PrincipalAdmin::new(
-        store.clone(),
         keys,
         audit,
         Arc::new(SystemRandom::new()),

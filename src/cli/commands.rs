@@ -82,7 +82,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 ),
                 _ => None,
             };
-            let created = principal_admin(&shared, keys, audit)
+            let created = principal_admin(keys, audit)
                 .create(NewPrincipalRequest {
                     tenant: tenant.clone(),
                     name,
@@ -146,7 +146,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let audit =
                 command_audit_trail(&shared, master.as_ref(), checkpoints.audit_checkpoint_file)
                     .await?;
-            let disabled = principal_admin(&shared, None, audit)
+            let disabled = principal_admin(None, audit)
                 .disable(PrincipalId(id))
                 .await?;
             if disabled {
@@ -166,7 +166,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let audit =
                 command_audit_trail(&shared, master.as_ref(), checkpoints.audit_checkpoint_file)
                     .await?;
-            if principal_admin(&shared, None, audit)
+            if principal_admin(None, audit)
                 .unlock_totp(PrincipalId(id))
                 .await?
             {

@@ -165,7 +165,7 @@ async fn seed(
         audit.clone(),
     )
     .await?;
-    let admin = principal_admin(&store, Some(std::sync::Arc::new(keys)), audit);
+    let admin = principal_admin(Some(std::sync::Arc::new(keys)), audit);
     let mut principals = Vec::with_capacity(DEMO.len());
     for (name, role, totp) in DEMO {
         let created = admin

@@ -17,7 +17,9 @@ use crate::domain::principal::validate_roles;
 use crate::domain::{Principal, PrincipalId, Role, RoleError};
 use crate::random::Csprng;
 use crate::service::keys::{KeyError, KeyService};
-use crate::store::{NewPrincipal, PrincipalRecord, PrincipalStore, StoreError};
+use crate::store::{
+    AuditedWrite, NewPrincipal, PrincipalRecord, PrincipalStore, StoreError, WriteOutcome,
+};
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -160,7 +162,8 @@ fn check_name(what: &'static str, name: &str) -> Result<(), PrincipalError> {
 }
 
 /// Creates a principal (and its tenant if new); returns it with its API key and TOTP secret,
-/// to be shown once. Enrolling TOTP needs `keys` to seal the secret.
+/// to be shown once. Enrolling TOTP needs `keys` to seal the secret. Not recorded: the
+/// commands go through [`PrincipalAdmin`], which writes the principal with its record.
 pub async fn create(
     store: &dyn PrincipalStore,
     rng: &dyn Csprng,
@@ -168,6 +171,18 @@ pub async fn create(
     keys: Option<&KeyService>,
     request: NewPrincipalRequest,
 ) -> Result<CreatedPrincipal, PrincipalError> {
+    let (new, key, totp) = prepare(rng, clock, keys, request)?;
+    let record = store.create_principal(&new).await?;
+    Ok(CreatedPrincipal { record, key, totp })
+}
+
+/// The principal to insert, checked, with its API key and TOTP secret.
+fn prepare(
+    rng: &dyn Csprng,
+    clock: &dyn Clock,
+    keys: Option<&KeyService>,
+    request: NewPrincipalRequest,
+) -> Result<(NewPrincipal, ApiKey, Option<TotpSecret>), PrincipalError> {
     check_name("the tenant name", &request.tenant)?;
     check_name("the principal name", &request.name)?;
     let roles = validate_roles(&request.roles)?;
@@ -185,26 +200,23 @@ pub async fn create(
     } else {
         (None, None)
     };
-    let record = store
-        .create_principal(&NewPrincipal {
-            id,
-            tenant_name: request.tenant,
-            name: request.name,
-            roles,
-            key_hash: key.hash(),
-            expires_at: request.expires_at,
-            created_at: now,
-            sealed_totp,
-        })
-        .await?;
-    Ok(CreatedPrincipal { record, key, totp })
+    let new = NewPrincipal {
+        id,
+        tenant_name: request.tenant,
+        name: request.name,
+        roles,
+        key_hash: key.hash(),
+        expires_at: request.expires_at,
+        created_at: now,
+        sealed_totp,
+    };
+    Ok((new, key, totp))
 }
 
 /// Administering principals, for the `principal` commands and `dev`: every change is recorded
 /// in the command's own chain before it is reported, and a created key is handed back only
 /// once the record of its creation is durable.
 pub struct PrincipalAdmin {
-    store: Arc<dyn PrincipalStore>,
     keys: Option<Arc<KeyService>>,
     trail: AuditTrail,
     rng: Arc<dyn Csprng>,
@@ -212,16 +224,15 @@ pub struct PrincipalAdmin {
 }
 
 impl PrincipalAdmin {
-    /// Administration over `store`, recorded in `trail`; enrolling TOTP needs `keys`.
+    /// Administration written through `trail` (whose store holds the principals) with each
+    /// change's record; enrolling TOTP needs `keys`.
     pub fn new(
-        store: Arc<dyn PrincipalStore>,
         keys: Option<Arc<KeyService>>,
         trail: AuditTrail,
         rng: Arc<dyn Csprng>,
         clock: Arc<dyn Clock>,
     ) -> PrincipalAdmin {
         PrincipalAdmin {
-            store,
             keys,
             trail,
             rng,
@@ -241,16 +252,14 @@ impl PrincipalAdmin {
             asked.join(","),
             if totp { " totp" } else { "" }
         );
-        let created = match create(
-            self.store.as_ref(),
+        let prepared = prepare(
             self.rng.as_ref(),
             self.clock.as_ref(),
             self.keys.as_deref(),
             request,
-        )
-        .await
-        {
-            Ok(created) => created,
+        );
+        let (new, key, totp_secret) = match prepared {
+            Ok(prepared) => prepared,
             Err(e) => {
                 // A refused creation is evidence too (an admin combined with a card-data role,
                 // say): recorded with what was asked, never the names given.
@@ -266,47 +275,96 @@ impl PrincipalAdmin {
                 return Err(e);
             }
         };
-        let p = &created.record.principal;
+        // The principal and its record commit together: no account exists unrecorded.
         let mut event = AuditEvent::new(Action::PrincipalCreate, self.clock.now());
-        event.tenant = Some(p.tenant);
-        event.subject = Some(p.id.to_string());
-        let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
-        event.detail = Some(format!(
-            "roles={}{}",
-            roles.join(","),
-            if totp { " totp" } else { "" }
-        ));
-        self.trail.record_change(event).await?;
-        Ok(created)
+        event.subject = Some(new.id.to_string());
+        let finish = move |outcome: &WriteOutcome| {
+            let mut event = event;
+            match outcome {
+                WriteOutcome::PrincipalCreated(Some(record)) => {
+                    let p = &record.principal;
+                    let roles: Vec<&str> = p.roles.iter().map(|r| r.as_str()).collect();
+                    event.outcome = Outcome::Success;
+                    event.tenant = Some(p.tenant);
+                    event.detail = Some(format!(
+                        "roles={}{}",
+                        roles.join(","),
+                        if totp { " totp" } else { "" }
+                    ));
+                }
+                _ => {
+                    event.outcome = Outcome::Denied;
+                    event.code = PrincipalError::Exists.refusal_code().map(str::to_owned);
+                    event.detail = Some(asked);
+                }
+            }
+            event
+        };
+        let written = self
+            .trail
+            .write(AuditedWrite::CreatePrincipal(Box::new(new)), finish)
+            .await?;
+        self.trail.checkpoint().await;
+        match written {
+            WriteOutcome::PrincipalCreated(Some(record)) => Ok(CreatedPrincipal {
+                record: *record,
+                key,
+                totp: totp_secret,
+            }),
+            _ => Err(PrincipalError::Exists),
+        }
     }
 
     /// Lifts the lock of a principal's second factor and clears its count of wrong codes
     /// (`principal.totp_unlock`); answers whether it has a second factor. Asking for one that
     /// has none is recorded as refused.
     pub async fn unlock_totp(&self, id: PrincipalId) -> Result<bool, PrincipalError> {
-        let unlocked = self.store.unlock_totp(id).await?;
-        let mut event = AuditEvent::new(Action::PrincipalTotpUnlock, self.clock.now());
+        let event = AuditEvent::new(Action::PrincipalTotpUnlock, self.clock.now());
+        let written = self
+            .changed(AuditedWrite::UnlockTotp(id), event, id, |outcome| {
+                matches!(outcome, WriteOutcome::Unlocked(true))
+            })
+            .await?;
+        Ok(written)
+    }
+
+    /// Writes a change to one principal with its record in one transaction and checkpoints
+    /// the chain; answers whether it changed anything (refused as `not_found` if not).
+    async fn changed(
+        &self,
+        write: AuditedWrite,
+        mut event: AuditEvent,
+        id: PrincipalId,
+        done: fn(&WriteOutcome) -> bool,
+    ) -> Result<bool, PrincipalError> {
         event.subject = Some(id.to_string());
-        if !unlocked {
-            event.outcome = Outcome::Denied;
-            event.code = Some("not_found".to_owned());
-        }
-        self.trail.record_change(event).await?;
-        Ok(unlocked)
+        let finish = move |outcome: &WriteOutcome| {
+            let mut event = event;
+            if done(outcome) {
+                event.outcome = Outcome::Success;
+            } else {
+                event.outcome = Outcome::Denied;
+                event.code = Some("not_found".to_owned());
+            }
+            event
+        };
+        let outcome = self.trail.write(write, finish).await?;
+        self.trail.checkpoint().await;
+        Ok(done(&outcome))
     }
 
     /// Disables a principal's key at once (`principal.disable`); answers whether it was
     /// enabled. Asking for one that is not is recorded as refused.
     pub async fn disable(&self, id: PrincipalId) -> Result<bool, PrincipalError> {
-        let disabled = self.store.disable_principal(id, self.clock.now()).await?;
-        let mut event = AuditEvent::new(Action::PrincipalDisable, self.clock.now());
-        event.subject = Some(id.to_string());
-        if !disabled {
-            event.outcome = Outcome::Denied;
-            event.code = Some("not_found".to_owned());
-        }
-        self.trail.record_change(event).await?;
-        Ok(disabled)
+        let now = self.clock.now();
+        let event = AuditEvent::new(Action::PrincipalDisable, now);
+        self.changed(
+            AuditedWrite::DisablePrincipal { id, now },
+            event,
+            id,
+            |outcome| matches!(outcome, WriteOutcome::Disabled(true)),
+        )
+        .await
     }
 }
 

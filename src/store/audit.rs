@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
 use super::access::{DecideOutcome, UseOutcome};
+use super::{NewPrincipal, PrincipalRecord, StoreError};
 use crate::domain::access::{Decision, GrantDraft, GrantRecord, NewAccessRequest};
 pub use crate::domain::audit::AuditQuery;
 use crate::domain::audit::{ChainedEvent, StoredRecord};
@@ -81,6 +81,17 @@ pub enum AuditedWrite {
         /// The grant an approval that completes the count mints.
         draft: GrantDraft,
     },
+    /// Create a principal (and its tenant if new).
+    CreatePrincipal(Box<NewPrincipal>),
+    /// Disable a principal's key.
+    DisablePrincipal {
+        /// The principal.
+        id: PrincipalId,
+        /// When.
+        now: DateTime<Utc>,
+    },
+    /// Lift a principal's second factor's lock.
+    UnlockTotp(PrincipalId),
 }
 
 /// What an [`AuditedWrite`] came to.
@@ -98,6 +109,12 @@ pub enum WriteOutcome {
     Created,
     /// What the decision came to.
     Decided(DecideOutcome),
+    /// The created principal; `None` when the name is taken in the tenant.
+    PrincipalCreated(Option<Box<PrincipalRecord>>),
+    /// Whether the principal was enabled (and is now disabled).
+    Disabled(bool),
+    /// Whether the principal has a second factor (now unlocked).
+    Unlocked(bool),
 }
 
 /// Builds the chained records of a batch once its writes' outcomes are known (the records

@@ -149,4 +149,8 @@ fn role_list(roles: &[crate::domain::Role]) -> Vec<&'static str> {
     roles.iter().map(|r| r.as_str()).collect()
 }
 
-crate::store::principals::principal_store!(PgStore, crate::store::dialect::Dialect::Postgres);
+crate::store::principals::principal_store!(
+    PgStore,
+    sqlx::Postgres,
+    crate::store::dialect::Dialect::Postgres
+);

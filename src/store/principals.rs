@@ -12,15 +12,28 @@ pub(super) const PRINCIPAL_COLUMNS: &str =
 /// Implements [`crate::store::PrincipalStore`] for an engine's store in a
 /// [`crate::store::dialect::Dialect`].
 macro_rules! principal_store {
-    ($store:ty, $dialect:expr) => {
-        #[::async_trait::async_trait]
-        impl $crate::store::PrincipalStore for $store {
-            async fn create_principal(
-                &self,
+    ($store:ty, $db:ty, $dialect:expr) => {
+        impl $store {
+            /// Creates a principal (and its tenant if new) in `tx`; `None` when the tenant
+            /// has a principal of that name already.
+            pub(in $crate::store) async fn create_principal_on(
+                tx: &mut ::sqlx::Transaction<'_, $db>,
                 new: &$crate::store::NewPrincipal,
-            ) -> Result<$crate::store::PrincipalRecord, $crate::store::StoreError> {
+            ) -> Result<Option<$crate::store::PrincipalRecord>, $crate::store::StoreError> {
                 use $crate::store::StoreError;
-                let mut tx = self.begin_write().await?;
+                // Asked first, so that a taken name is an answer and not an error that would
+                // abort a transaction shared with other writes; the unique key still holds.
+                let taken: Option<(i32,)> = ::sqlx::query_as($dialect.sql(
+                    "select 1 from principals p join tenants t on t.id = p.tenant_id \
+                     where t.name = $1 and p.name = $2",
+                ))
+                .bind(&new.tenant_name)
+                .bind(&new.name)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if taken.is_some() {
+                    return Ok(None);
+                }
                 ::sqlx::query($dialect.sql(
                     "insert into tenants (id, name, created_at) values ($1, $2, $3) \
                      on conflict (name) do nothing",
@@ -28,12 +41,12 @@ macro_rules! principal_store {
                 .bind(::uuid::Uuid::new_v4())
                 .bind(&new.tenant_name)
                 .bind(new.created_at)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 let tenant_id: ::uuid::Uuid =
                     ::sqlx::query_scalar($dialect.sql("select id from tenants where name = $1"))
                         .bind(&new.tenant_name)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut **tx)
                         .await?;
                 let sql = format!(
                     "insert into principals (id, tenant_id, name, roles, key_hash, created_at, \
@@ -51,7 +64,7 @@ macro_rules! principal_store {
                         .bind(new.created_at)
                         .bind(new.expires_at)
                         .bind(new.sealed_totp.as_deref())
-                        .fetch_one(&mut *tx)
+                        .fetch_one(&mut **tx)
                         .await
                         .map_err(|e| {
                             if is_unique_violation(&e, "principals_tenant_name_key") {
@@ -60,8 +73,49 @@ macro_rules! principal_store {
                                 StoreError::Database(e)
                             }
                         })?;
+                row.try_into().map(Some)
+            }
+            /// Disables a principal on `conn`.
+            pub(in $crate::store) async fn disable_principal_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                id: $crate::domain::PrincipalId,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let result = ::sqlx::query($dialect.sql(
+                    "update principals set disabled_at = $2 where id = $1 and disabled_at is null",
+                ))
+                .bind(id.0)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+            /// Lifts a second factor's lock on `conn`.
+            pub(in $crate::store) async fn unlock_totp_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                id: $crate::domain::PrincipalId,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let result = ::sqlx::query($dialect.sql(
+                    "update principals set totp_locked_until = null, totp_failures = 0 \
+                     where id = $1 and totp_secret is not null",
+                ))
+                .bind(id.0)
+                .execute(&mut *conn)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+        }
+
+        #[::async_trait::async_trait]
+        impl $crate::store::PrincipalStore for $store {
+            async fn create_principal(
+                &self,
+                new: &$crate::store::NewPrincipal,
+            ) -> Result<$crate::store::PrincipalRecord, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let created = <$store>::create_principal_on(&mut tx, new).await?;
                 tx.commit().await?;
-                row.try_into()
+                created.ok_or($crate::store::StoreError::PrincipalExists)
             }
 
             async fn principal_by_key_hash(
@@ -86,14 +140,8 @@ macro_rules! principal_store {
                 id: $crate::domain::PrincipalId,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<bool, $crate::store::StoreError> {
-                let result = ::sqlx::query($dialect.sql(
-                    "update principals set disabled_at = $2 where id = $1 and disabled_at is null",
-                ))
-                .bind(id.0)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-                Ok(result.rows_affected() == 1)
+                let mut conn = self.pool.acquire().await?;
+                <$store>::disable_principal_on(&mut conn, id, now).await
             }
 
             async fn totp_state(
@@ -162,14 +210,8 @@ macro_rules! principal_store {
                 &self,
                 id: $crate::domain::PrincipalId,
             ) -> Result<bool, $crate::store::StoreError> {
-                let result = ::sqlx::query($dialect.sql(
-                    "update principals set totp_locked_until = null, totp_failures = 0 \
-                     where id = $1 and totp_secret is not null",
-                ))
-                .bind(id.0)
-                .execute(&self.pool)
-                .await?;
-                Ok(result.rows_affected() == 1)
+                let mut conn = self.pool.acquire().await?;
+                <$store>::unlock_totp_on(&mut conn, id).await
             }
         }
     };

@@ -143,4 +143,8 @@ fn role_list(roles: &[crate::domain::Role]) -> String {
     json_list(&roles.iter().map(|r| r.as_str()).collect::<Vec<_>>())
 }
 
-crate::store::principals::principal_store!(SqliteStore, crate::store::dialect::Dialect::Sqlite);
+crate::store::principals::principal_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    crate::store::dialect::Dialect::Sqlite
+);

@@ -621,6 +621,21 @@ async fn principal_changes_are_audited_checkpointed_and_verified() {
         .as_str()
         .unwrap()
         .to_owned();
+    // A name taken in the tenant: refused, recorded, and no second account.
+    let mut again = strongroom();
+    again.args([
+        "principal",
+        "create",
+        "--tenant",
+        "shop",
+        "--name",
+        "carol",
+        "--role",
+        "approver",
+    ]);
+    with_env(&mut again);
+    let (ok, _, err) = run(&mut again);
+    assert!(!ok && err.contains("already exists"), "{err}");
     // A refused creation is recorded too: admin cannot hold a card-data role.
     let mut refused = strongroom();
     refused.args([
@@ -667,6 +682,31 @@ async fn principal_changes_are_audited_checkpointed_and_verified() {
         .find(|e| e.0 == "principal.totp_unlock")
         .unwrap();
     assert_eq!(unlocked.1.as_deref(), Some(id.as_str()));
+    let refusals: Vec<(String, Option<String>)> = sqlx::query_as(
+        "select code, detail from audit_events where action = 'principal.create' \
+         and outcome = 'denied' order by id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        refusals,
+        vec![
+            (
+                "principal_exists".to_owned(),
+                Some("roles=approver".to_owned())
+            ),
+            (
+                "invalid_roles".to_owned(),
+                Some("roles=admin,approver".to_owned())
+            ),
+        ]
+    );
+    let carols: i64 = sqlx::query_scalar("select count(*) from principals where name = 'carol'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(carols, 1);
 
     let mut verify = strongroom();
     verify.args(["audit", "verify"]);

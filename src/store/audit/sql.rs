@@ -108,6 +108,17 @@ macro_rules! audit_store {
                             } => WriteOutcome::Decided(
                                 self.decide_on(&mut tx, *tenant, *id, decision, draft).await?,
                             ),
+                            AuditedWrite::CreatePrincipal(new) => WriteOutcome::PrincipalCreated(
+                                $store::create_principal_on(&mut tx, new)
+                                    .await?
+                                    .map(Box::new),
+                            ),
+                            AuditedWrite::DisablePrincipal { id, now } => WriteOutcome::Disabled(
+                                $store::disable_principal_on(&mut tx, *id, *now).await?,
+                            ),
+                            AuditedWrite::UnlockTotp(id) => {
+                                WriteOutcome::Unlocked($store::unlock_totp_on(&mut tx, *id).await?)
+                            }
                         });
                     }
                     let records = build(&outcomes);

@@ -336,41 +336,16 @@ impl Appender {
         unanchored.then(|| every.saturating_sub(self.last_checkpoint.elapsed()))
     }
 
-    /// Commits what the batch holds. Plain records go first, in one statement of their own,
-    /// when writes are queued with them: they need one round trip, a writes' transaction
-    /// several, and they should not wait for it.
     async fn commit(&mut self, batch: Batch) {
-        let batch = withdraw_abandoned(batch);
-        if batch.writes.is_empty() || batch.recorded.is_empty() {
-            self.commit_one(batch).await;
+        if batch.entries.is_empty() {
             return;
         }
-        let mut plain = Batch {
-            recorded: batch.recorded,
-            ..Batch::default()
-        };
-        let mut writes = Batch {
-            writes: batch.writes,
-            written: batch.written,
-            ..Batch::default()
-        };
-        for entry in batch.entries {
-            match entry {
-                Entry::Plain(event) => plain.entries.push(Entry::Plain(event)),
-                written => writes.entries.push(written),
-            }
-        }
-        self.commit_one(plain).await;
-        self.commit_one(writes).await;
-    }
-
-    async fn commit_one(&mut self, batch: Batch) {
         let Batch {
             entries,
             writes,
             recorded,
             written,
-        } = batch;
+        } = withdraw_abandoned(batch);
         if entries.is_empty() {
             return;
         }

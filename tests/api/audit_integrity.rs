@@ -111,6 +111,29 @@ async fn serve_runs_as_a_role_that_may_only_insert_and_read_audit_records() {
     owner.stop().await;
 }
 
+/// Makes the trail refuse every record, as a full disk would (a trigger that raises).
+async fn refuse_audit_records(pool: &sqlx::PgPool) {
+    for sql in [
+        "create function refuse_audit() returns trigger language plpgsql as \
+         $$ begin raise exception 'audit disk full'; end; $$",
+        "create trigger refuse_audit before insert on audit_events \
+         for each row execute function refuse_audit()",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// Undoes [`refuse_audit_records`].
+async fn take_audit_records_again(pool: &sqlx::PgPool) {
+    sqlx::query("drop trigger refuse_audit on audit_events")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn detokenize_fails_closed_when_the_audit_trail_cannot_be_written() {
     let file = CheckpointFile::new();
@@ -125,17 +148,7 @@ async fn detokenize_fails_closed_when_the_audit_trail_cannot_be_written() {
     assert_eq!(r.status(), StatusCode::OK);
 
     let pool = app.db.pool().await;
-    for sql in [
-        "create function refuse_audit() returns trigger language plpgsql as \
-         $$ begin raise exception 'audit disk full'; end; $$",
-        "create trigger refuse_audit before insert on audit_events \
-         for each row execute function refuse_audit()",
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    refuse_audit_records(&pool).await;
     let r = app
         .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
         .await;
@@ -168,10 +181,7 @@ async fn detokenize_fails_closed_when_the_audit_trail_cannot_be_written() {
     assert!(metrics.contains("strongroom_refusals_total{code=\"audit_unavailable\"} 2"));
 
     // Once the trail takes records again, so does the vault, and the chains still verify.
-    sqlx::query("drop trigger refuse_audit on audit_events")
-        .execute(&pool)
-        .await
-        .unwrap();
+    take_audit_records_again(&pool).await;
     let r = app
         .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
         .await;
@@ -507,17 +517,7 @@ async fn readiness_is_503_while_the_trail_refuses_records_and_200_once_it_takes_
     let ready = || async { app.client.get(app.url("/readyz")).send().await.unwrap() };
     assert_eq!(ready().await.status(), StatusCode::OK);
     let pool = app.db.pool().await;
-    for sql in [
-        "create function refuse_audit() returns trigger language plpgsql as \
-         $$ begin raise exception 'audit disk full'; end; $$",
-        "create trigger refuse_audit before insert on audit_events \
-         for each row execute function refuse_audit()",
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    refuse_audit_records(&pool).await;
     // No request has written since: readiness finds out for itself, and says why.
     let r = ready().await;
     assert!(r.headers().contains_key("retry-after"));
@@ -533,10 +533,7 @@ async fn readiness_is_503_while_the_trail_refuses_records_and_200_once_it_takes_
         "still refusing"
     );
     // Writable again: ready again, without a restart, and the chains verify.
-    sqlx::query("drop trigger refuse_audit on audit_events")
-        .execute(&pool)
-        .await
-        .unwrap();
+    take_audit_records_again(&pool).await;
     assert_eq!(ready().await.status(), StatusCode::OK);
     let r = app
         .tokenize(&app.keys.tokenizer, &json!({"value": random_pan("4", 16)}))
@@ -577,17 +574,7 @@ async fn a_detokenize_spends_its_use_only_with_its_record_and_never_on_a_failed_
     assert_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(uses().await, 0);
     // The trail refusing records: nothing is released, and the use is not taken either.
-    for sql in [
-        "create function refuse_audit() returns trigger language plpgsql as \
-         $$ begin raise exception 'audit disk full'; end; $$",
-        "create trigger refuse_audit before insert on audit_events \
-         for each row execute function refuse_audit()",
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    refuse_audit_records(&pool).await;
     let r = app
         .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
         .await;
@@ -595,10 +582,7 @@ async fn a_detokenize_spends_its_use_only_with_its_record_and_never_on_a_failed_
     assert!(!body.contains(&pan));
     assert!(body.contains("audit_unavailable"), "{body}");
     assert_eq!(uses().await, 0, "no use without its record");
-    sqlx::query("drop trigger refuse_audit on audit_events")
-        .execute(&pool)
-        .await
-        .unwrap();
+    take_audit_records_again(&pool).await;
     // Writable again: the use and its record commit together.
     let r = app
         .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])
@@ -638,17 +622,7 @@ async fn a_change_whose_record_cannot_be_written_is_not_made() {
             .unwrap()
     };
     let grants_before = count("select count(*) from grants").await;
-    for sql in [
-        "create function refuse_audit() returns trigger language plpgsql as \
-         $$ begin raise exception 'audit disk full'; end; $$",
-        "create trigger refuse_audit before insert on audit_events \
-         for each row execute function refuse_audit()",
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    refuse_audit_records(&pool).await;
     // Each answered 503, and none of them happened.
     let r = app
         .client
@@ -684,10 +658,7 @@ async fn a_change_whose_record_cannot_be_written_is_not_made() {
     );
     assert_eq!(count("select count(*) from grants").await, grants_before);
     assert_eq!(count("select count(*) from access_requests").await, 1);
-    sqlx::query("drop trigger refuse_audit on audit_events")
-        .execute(&pool)
-        .await
-        .unwrap();
+    take_audit_records_again(&pool).await;
     // The grant still works, the token is still there, and the chains verify.
     let r = app
         .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token])

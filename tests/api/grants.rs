@@ -172,16 +172,7 @@ async fn a_single_use_grant_used_24_times_at_once_succeeds_exactly_once() {
         .as_str()
         .unwrap()
         .to_owned();
-    let calls = (0..24).map(|_| {
-        let request = app
-            .client
-            .post(app.url("/v1/detokenize"))
-            .bearer_auth(&app.keys.detokenizer)
-            .header("x-access-grant", &grant)
-            .json(&json!({"tokens": [token]}));
-        async move { request.send().await.unwrap() }
-    });
-    let statuses: Vec<StatusCode> = join_all(calls).await;
+    let statuses = detokenize_at_once(&app, &grant, &token, 24).await;
     let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     assert_eq!(ok, 1, "{statuses:?}");
     assert!(
@@ -196,6 +187,20 @@ async fn a_single_use_grant_used_24_times_at_once_succeeds_exactly_once() {
         .await
         .unwrap();
     assert_eq!(grants["grants"][0]["uses"], 1);
+}
+
+/// `n` detokenize calls of `token` under `grant` at once, by the acme detokenizer.
+async fn detokenize_at_once(app: &TestApp, grant: &str, token: &str, n: usize) -> Vec<StatusCode> {
+    let calls = (0..n).map(|_| {
+        let request = app
+            .client
+            .post(app.url("/v1/detokenize"))
+            .bearer_auth(&app.keys.detokenizer)
+            .header("x-access-grant", grant)
+            .json(&json!({ "tokens": [token] }));
+        async move { request.send().await.unwrap() }
+    });
+    join_all(calls).await
 }
 
 /// Runs the calls concurrently and returns their statuses in order.
@@ -535,16 +540,7 @@ async fn concurrent_uses_taken_together_get_distinct_numbers_up_to_the_limit() {
             .as_str()
             .unwrap()
             .to_owned();
-        let calls = (0..16).map(|_| {
-            let request = app
-                .client
-                .post(app.url("/v1/detokenize"))
-                .bearer_auth(&app.keys.detokenizer)
-                .header("x-access-grant", &grant)
-                .json(&json!({"tokens": [token]}));
-            async move { request.send().await.unwrap() }
-        });
-        let statuses: Vec<StatusCode> = join_all(calls).await;
+        let statuses = detokenize_at_once(&app, &grant, &token, 16).await;
         let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
         assert_eq!(ok, 10, "{engine:?}: {statuses:?}");
         // Each success recorded with its own use number, 1 to 10; the rest as exhausted.

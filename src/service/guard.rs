@@ -21,7 +21,7 @@ use crate::domain::guard::{
 };
 use crate::domain::{Allowance, BucketId, ImportWindow, Principal, PrincipalId, TenantId};
 use crate::metrics::Metrics;
-use crate::store::{BucketLockRecord, GuardStore, StoreError};
+use crate::store::{AuditedWrite, BucketLockRecord, GuardStore, StoreError, WriteOutcome};
 
 /// How stale this instance's copy of the open import windows may be.
 pub const WINDOW_REFRESH: Duration = Duration::from_secs(5);
@@ -133,34 +133,6 @@ impl Guard {
         self.store.locked_buckets(tenant, self.clock.now()).await
     }
 
-    /// Lifts a bucket's lock after review; its count starts again from now.
-    pub async fn release(&self, bucket: BucketId) -> Result<Option<TenantId>, StoreError> {
-        self.store.release_bucket(bucket, self.clock.now()).await
-    }
-
-    /// Opens an import window for `principal` lasting `length`.
-    pub async fn open_import(
-        &self,
-        principal: PrincipalId,
-        bucket_budget: u32,
-        length: chrono::TimeDelta,
-    ) -> Result<ImportWindow, GuardError> {
-        if bucket_budget == 0 || length < chrono::TimeDelta::hours(1) || length > MAX_IMPORT_WINDOW
-        {
-            return Err(GuardError::InvalidWindow);
-        }
-        let now = self.clock.now();
-        self.store
-            .open_import_window(Uuid::new_v4(), principal, bucket_budget, now, now + length)
-            .await?
-            .ok_or(GuardError::NoSuchTokenizer)
-    }
-
-    /// Closes an import window early.
-    pub async fn close_import(&self, id: Uuid) -> Result<Option<ImportWindow>, StoreError> {
-        self.store.close_import_window(id, self.clock.now()).await
-    }
-
     /// Windows open now.
     pub async fn open_imports(&self) -> Result<Vec<ImportWindow>, StoreError> {
         self.store.open_import_windows(self.clock.now()).await
@@ -266,62 +238,129 @@ impl GuardAdmin {
         GuardAdmin { guard, trail }
     }
 
-    /// Lifts a bucket's lock after review (`guard.bucket_release`, with the reason); answers
-    /// the bucket's tenant, or `None` when it was not locked (recorded as refused).
+    /// Lifts a bucket's lock after review (`guard.release`, with the reason); answers the
+    /// bucket's tenant, or `None` when it was not locked (recorded as refused). The release
+    /// and its record commit together.
     pub async fn release(
         &self,
         bucket: BucketId,
         reason: String,
     ) -> Result<Option<TenantId>, GuardError> {
-        let released = self.guard.release(bucket).await?;
-        let mut event = AuditEvent::new(Action::BucketRelease, self.guard.clock.now());
-        event.tenant = released;
+        let now = self.guard.clock.now();
+        let mut event = AuditEvent::new(Action::BucketRelease, now);
         event.subject = Some(bucket.to_string());
         event.reason = Some(reason);
-        if released.is_none() {
-            event.outcome = Outcome::Denied;
-            event.code = Some("not_found".to_owned());
-        }
-        self.trail.record_change(event).await?;
-        Ok(released)
+        let finish = move |outcome: &WriteOutcome| {
+            let mut event = event;
+            match outcome {
+                WriteOutcome::Released(Some(tenant)) => {
+                    event.outcome = Outcome::Success;
+                    event.tenant = Some(*tenant);
+                }
+                _ => not_found(&mut event),
+            }
+            event
+        };
+        let outcome = self
+            .trail
+            .write(AuditedWrite::ReleaseBucket { bucket, now }, finish)
+            .await?;
+        self.trail.checkpoint().await;
+        Ok(match outcome {
+            WriteOutcome::Released(tenant) => tenant,
+            _ => None,
+        })
     }
 
-    /// Opens an import window (`guard.import_window_open`).
+    /// Opens an import window (`guard.import_open`), with its record in one transaction.
     pub async fn open_import(
         &self,
         principal: PrincipalId,
         bucket_budget: u32,
         length: chrono::TimeDelta,
     ) -> Result<ImportWindow, GuardError> {
-        let window = self
-            .guard
-            .open_import(principal, bucket_budget, length)
-            .await?;
-        let mut event = AuditEvent::new(Action::ImportWindowOpen, self.guard.clock.now());
-        event.tenant = Some(TenantId(window.tenant));
-        event.subject = Some(window.id.to_string());
-        event.detail = Some(format!(
-            "principal={} bucket_budget={} closes_at={}",
-            window.principal,
-            window.bucket_budget,
-            window.closes_at.to_rfc3339()
-        ));
-        self.trail.record_change(event).await?;
-        Ok(window)
+        let opened_at = self.guard.clock.now();
+        let closes_at = window_end(opened_at, bucket_budget, length)?;
+        let id = Uuid::new_v4();
+        let mut event = AuditEvent::new(Action::ImportWindowOpen, opened_at);
+        event.subject = Some(id.to_string());
+        let finish = move |outcome: &WriteOutcome| {
+            let mut event = event;
+            match outcome {
+                WriteOutcome::ImportWindow(Some(window)) => {
+                    event.outcome = Outcome::Success;
+                    event.tenant = Some(TenantId(window.tenant));
+                    event.detail = Some(format!(
+                        "principal={} bucket_budget={} closes_at={}",
+                        window.principal,
+                        window.bucket_budget,
+                        window.closes_at.to_rfc3339()
+                    ));
+                }
+                _ => not_found(&mut event),
+            }
+            event
+        };
+        let write = AuditedWrite::OpenImportWindow {
+            id,
+            principal,
+            bucket_budget,
+            opened_at,
+            closes_at,
+        };
+        let outcome = self.trail.write(write, finish).await?;
+        self.trail.checkpoint().await;
+        match outcome {
+            WriteOutcome::ImportWindow(Some(window)) => Ok(window),
+            _ => Err(GuardError::NoSuchTokenizer),
+        }
     }
 
-    /// Closes an import window early (`guard.import_window_close`); `None` when it was not
-    /// open (recorded as refused).
+    /// Closes an import window early (`guard.import_close`); `None` when it was not open
+    /// (recorded as refused). The closing and its record commit together.
     pub async fn close_import(&self, id: Uuid) -> Result<Option<ImportWindow>, GuardError> {
-        let closed = self.guard.close_import(id).await?;
-        let mut event = AuditEvent::new(Action::ImportWindowClose, self.guard.clock.now());
-        event.tenant = closed.as_ref().map(|w| TenantId(w.tenant));
+        let now = self.guard.clock.now();
+        let mut event = AuditEvent::new(Action::ImportWindowClose, now);
         event.subject = Some(id.to_string());
-        if closed.is_none() {
-            event.outcome = Outcome::Denied;
-            event.code = Some("not_found".to_owned());
-        }
-        self.trail.record_change(event).await?;
-        Ok(closed)
+        let finish = move |outcome: &WriteOutcome| {
+            let mut event = event;
+            match outcome {
+                WriteOutcome::ImportWindow(Some(window)) => {
+                    event.outcome = Outcome::Success;
+                    event.tenant = Some(TenantId(window.tenant));
+                }
+                _ => not_found(&mut event),
+            }
+            event
+        };
+        let outcome = self
+            .trail
+            .write(AuditedWrite::CloseImportWindow { id, now }, finish)
+            .await?;
+        self.trail.checkpoint().await;
+        Ok(match outcome {
+            WriteOutcome::ImportWindow(window) => window,
+            _ => None,
+        })
     }
+}
+
+/// An admin's change that found nothing to change: recorded as refused.
+fn not_found(event: &mut AuditEvent) {
+    event.outcome = Outcome::Denied;
+    event.code = Some("not_found".to_owned());
+}
+
+/// When an import window of `length` opened at `from` closes, if the budget and length are
+/// allowed.
+fn window_end(
+    from: chrono::DateTime<chrono::Utc>,
+    bucket_budget: u32,
+    length: chrono::TimeDelta,
+) -> Result<chrono::DateTime<chrono::Utc>, GuardError> {
+    if bucket_budget == 0 || length < chrono::TimeDelta::hours(1) || length > MAX_IMPORT_WINDOW {
+        return Err(GuardError::InvalidWindow);
+    }
+    from.checked_add_signed(length)
+        .ok_or(GuardError::InvalidWindow)
 }

@@ -15,7 +15,7 @@ use super::{NewPrincipal, PrincipalRecord, StoreError};
 use crate::domain::access::{Decision, GrantDraft, GrantRecord, NewAccessRequest};
 pub use crate::domain::audit::AuditQuery;
 use crate::domain::audit::{ChainedEvent, StoredRecord};
-use crate::domain::{PrincipalId, TenantId, Token};
+use crate::domain::{BucketId, ImportWindow, PrincipalId, TenantId, Token};
 pub(super) use sql::audit_store;
 
 /// A write that must commit together with its audit record, or not at all.
@@ -92,6 +92,33 @@ pub enum AuditedWrite {
     },
     /// Lift a principal's second factor's lock.
     UnlockTotp(PrincipalId),
+    /// Lift a card bucket's lock after review.
+    ReleaseBucket {
+        /// The bucket.
+        bucket: BucketId,
+        /// When.
+        now: DateTime<Utc>,
+    },
+    /// Open an import window for a tokenizer.
+    OpenImportWindow {
+        /// The window's id.
+        id: Uuid,
+        /// The importing principal.
+        principal: PrincipalId,
+        /// New cards per bucket over the window.
+        bucket_budget: u32,
+        /// When it opens.
+        opened_at: DateTime<Utc>,
+        /// When it closes by itself.
+        closes_at: DateTime<Utc>,
+    },
+    /// Close an import window early.
+    CloseImportWindow {
+        /// The window.
+        id: Uuid,
+        /// When.
+        now: DateTime<Utc>,
+    },
 }
 
 /// What an [`AuditedWrite`] came to.
@@ -115,6 +142,11 @@ pub enum WriteOutcome {
     Disabled(bool),
     /// Whether the principal has a second factor (now unlocked).
     Unlocked(bool),
+    /// The released bucket's tenant, if it was locked.
+    Released(Option<TenantId>),
+    /// The window opened (`None`: no enabled tokenizer of that id), or the one closed (`None`:
+    /// not open).
+    ImportWindow(Option<ImportWindow>),
 }
 
 /// Builds the chained records of a batch once its writes' outcomes are known (the records

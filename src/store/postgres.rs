@@ -140,6 +140,7 @@ crate::store::keys::key_store!(PgStore, crate::store::dialect::Dialect::Postgres
 
 crate::store::guard::guard_store!(
     PgStore,
+    sqlx::Postgres,
     crate::store::dialect::Dialect::Postgres,
     "'tokenizer' = any (roles)"
 );

@@ -134,6 +134,7 @@ crate::store::keys::key_store!(SqliteStore, crate::store::dialect::Dialect::Sqli
 
 crate::store::guard::guard_store!(
     SqliteStore,
+    sqlx::Sqlite,
     crate::store::dialect::Dialect::Sqlite,
     "instr(roles, '\"tokenizer\"') > 0"
 );

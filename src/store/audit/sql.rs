@@ -119,6 +119,31 @@ macro_rules! audit_store {
                             AuditedWrite::UnlockTotp(id) => {
                                 WriteOutcome::Unlocked($store::unlock_totp_on(&mut tx, *id).await?)
                             }
+                            AuditedWrite::ReleaseBucket { bucket, now } => WriteOutcome::Released(
+                                $store::release_bucket_on(&mut tx, *bucket, *now).await?,
+                            ),
+                            AuditedWrite::OpenImportWindow {
+                                id,
+                                principal,
+                                bucket_budget,
+                                opened_at,
+                                closes_at,
+                            } => WriteOutcome::ImportWindow(
+                                $store::open_import_window_on(
+                                    &mut tx,
+                                    *id,
+                                    *principal,
+                                    *bucket_budget,
+                                    *opened_at,
+                                    *closes_at,
+                                )
+                                .await?,
+                            ),
+                            AuditedWrite::CloseImportWindow { id, now } => {
+                                WriteOutcome::ImportWindow(
+                                    $store::close_import_window_on(&mut tx, *id, *now).await?,
+                                )
+                            }
                         });
                     }
                     let records = build(&outcomes);

@@ -5,7 +5,77 @@
 /// `begin_write`) in a [`crate::store::dialect::Dialect`]; `$holds_tokenizer` is the engine's
 /// condition that a `principals` row has the tokenizer role.
 macro_rules! guard_store {
-    ($store:ty, $dialect:expr, $holds_tokenizer:literal) => {
+    ($store:ty, $db:ty, $dialect:expr, $holds_tokenizer:literal) => {
+        impl $store {
+            /// Lifts a bucket's lock on `conn`.
+            pub(in $crate::store) async fn release_bucket_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                bucket: $crate::domain::BucketId,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<Option<$crate::domain::TenantId>, $crate::store::StoreError> {
+                let tenant: Option<::uuid::Uuid> = ::sqlx::query_scalar($dialect.sql(
+                    "update tokenize_buckets \
+                     set locked_at = null, locked_until = null, released_at = $2, counted_since = $2 \
+                     where bucket = $1 and locked_until > $2 \
+                     returning tenant_id",
+                ))
+                .bind(bucket.0.to_vec())
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+                Ok(tenant.map($crate::domain::TenantId))
+            }
+            /// Opens an import window on `conn`.
+            pub(in $crate::store) async fn open_import_window_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                id: ::uuid::Uuid,
+                principal: $crate::domain::PrincipalId,
+                bucket_budget: u32,
+                opened_at: ::chrono::DateTime<::chrono::Utc>,
+                closes_at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<Option<$crate::domain::ImportWindow>, $crate::store::StoreError> {
+                let sql = format!(
+                    "insert into import_windows \
+                         (id, tenant_id, principal_id, bucket_budget, opened_at, closes_at) \
+                     select $1, tenant_id, id, $3, $4, $5 from principals \
+                     where id = $2 and disabled_at is null and {} \
+                     returning {}",
+                    $holds_tokenizer,
+                    $crate::store::rows::IMPORT_WINDOW_COLUMNS,
+                );
+                let row: Option<$crate::store::rows::ImportWindowRow> =
+                    ::sqlx::query_as($dialect.sql_owned(sql))
+                    .bind(id)
+                    .bind(principal.0)
+                    .bind(i32::try_from(bucket_budget).unwrap_or(i32::MAX))
+                    .bind(opened_at)
+                    .bind(closes_at)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+            /// Closes an import window early on `conn`.
+            pub(in $crate::store) async fn close_import_window_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                id: ::uuid::Uuid,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<Option<$crate::domain::ImportWindow>, $crate::store::StoreError> {
+                let sql = format!(
+                    "update import_windows set closed_at = $2 \
+                     where id = $1 and closed_at is null and closes_at > $2 \
+                     returning {}",
+                    $crate::store::rows::IMPORT_WINDOW_COLUMNS,
+                );
+                let row: Option<$crate::store::rows::ImportWindowRow> =
+                    ::sqlx::query_as($dialect.sql_owned(sql))
+                    .bind(id)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+        }
+
         #[::async_trait::async_trait]
         impl $crate::store::GuardStore for $store {
             async fn locked_buckets(
@@ -31,17 +101,8 @@ macro_rules! guard_store {
                 bucket: $crate::domain::BucketId,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<Option<$crate::domain::TenantId>, $crate::store::StoreError> {
-                let tenant: Option<::uuid::Uuid> = ::sqlx::query_scalar($dialect.sql(
-                    "update tokenize_buckets \
-                     set locked_at = null, locked_until = null, released_at = $2, counted_since = $2 \
-                     where bucket = $1 and locked_until > $2 \
-                     returning tenant_id",
-                ))
-                .bind(bucket.0.to_vec())
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(tenant.map($crate::domain::TenantId))
+                let mut conn = self.pool.acquire().await?;
+                <$store>::release_bucket_on(&mut conn, bucket, now).await
             }
 
             async fn open_import_window(
@@ -52,25 +113,16 @@ macro_rules! guard_store {
                 opened_at: ::chrono::DateTime<::chrono::Utc>,
                 closes_at: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<Option<$crate::domain::ImportWindow>, $crate::store::StoreError> {
-                let sql = format!(
-                    "insert into import_windows \
-                         (id, tenant_id, principal_id, bucket_budget, opened_at, closes_at) \
-                     select $1, tenant_id, id, $3, $4, $5 from principals \
-                     where id = $2 and disabled_at is null and {} \
-                     returning {}",
-                    $holds_tokenizer,
-                    $crate::store::rows::IMPORT_WINDOW_COLUMNS,
-                );
-                let row: Option<$crate::store::rows::ImportWindowRow> =
-                    ::sqlx::query_as($dialect.sql_owned(sql))
-                    .bind(id)
-                    .bind(principal.0)
-                    .bind(i32::try_from(bucket_budget).unwrap_or(i32::MAX))
-                    .bind(opened_at)
-                    .bind(closes_at)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(TryInto::try_into).transpose()
+                let mut conn = self.pool.acquire().await?;
+                <$store>::open_import_window_on(
+                    &mut conn,
+                    id,
+                    principal,
+                    bucket_budget,
+                    opened_at,
+                    closes_at,
+                )
+                .await
             }
 
             async fn close_import_window(
@@ -78,19 +130,8 @@ macro_rules! guard_store {
                 id: ::uuid::Uuid,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<Option<$crate::domain::ImportWindow>, $crate::store::StoreError> {
-                let sql = format!(
-                    "update import_windows set closed_at = $2 \
-                     where id = $1 and closed_at is null and closes_at > $2 \
-                     returning {}",
-                    $crate::store::rows::IMPORT_WINDOW_COLUMNS,
-                );
-                let row: Option<$crate::store::rows::ImportWindowRow> =
-                    ::sqlx::query_as($dialect.sql_owned(sql))
-                    .bind(id)
-                    .bind(now)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(TryInto::try_into).transpose()
+                let mut conn = self.pool.acquire().await?;
+                <$store>::close_import_window_on(&mut conn, id, now).await
             }
 
             async fn open_import_windows(

@@ -250,6 +250,31 @@ impl AuditTrail {
         Ok(())
     }
 
+    /// An administrative change written with its record in one transaction, the chain then
+    /// checkpointed at once. `applied` says whether the outcome changed anything and fills in
+    /// what the record says of it; a change that found nothing to change is recorded as
+    /// refused, `not_found`.
+    pub async fn write_change(
+        &self,
+        write: AuditedWrite,
+        event: AuditEvent,
+        applied: fn(&WriteOutcome, &mut AuditEvent) -> bool,
+    ) -> Result<WriteOutcome, AuditError> {
+        let finish = move |outcome: &WriteOutcome| {
+            let mut event = event;
+            if applied(outcome, &mut event) {
+                event.outcome = Outcome::Success;
+            } else {
+                event.outcome = Outcome::Denied;
+                event.code = Some("not_found".to_owned());
+            }
+            event
+        };
+        let outcome = self.write(write, finish).await?;
+        self.checkpoint().await;
+        Ok(outcome)
+    }
+
     /// Writes a checkpoint of the chain head now (at shutdown, and for tests).
     pub async fn checkpoint(&self) {
         let (done, answer) = oneshot::channel();

@@ -250,22 +250,17 @@ impl GuardAdmin {
         let mut event = AuditEvent::new(Action::BucketRelease, now);
         event.subject = Some(bucket.to_string());
         event.reason = Some(reason);
-        let finish = move |outcome: &WriteOutcome| {
-            let mut event = event;
-            match outcome {
-                WriteOutcome::Released(Some(tenant)) => {
-                    event.outcome = Outcome::Success;
-                    event.tenant = Some(*tenant);
-                }
-                _ => not_found(&mut event),
-            }
-            event
-        };
+        let write = AuditedWrite::ReleaseBucket { bucket, now };
         let outcome = self
             .trail
-            .write(AuditedWrite::ReleaseBucket { bucket, now }, finish)
+            .write_change(write, event, |outcome, event| match outcome {
+                WriteOutcome::Released(Some(tenant)) => {
+                    event.tenant = Some(*tenant);
+                    true
+                }
+                _ => false,
+            })
             .await?;
-        self.trail.checkpoint().await;
         Ok(match outcome {
             WriteOutcome::Released(tenant) => tenant,
             _ => None,
@@ -284,23 +279,6 @@ impl GuardAdmin {
         let id = Uuid::new_v4();
         let mut event = AuditEvent::new(Action::ImportWindowOpen, opened_at);
         event.subject = Some(id.to_string());
-        let finish = move |outcome: &WriteOutcome| {
-            let mut event = event;
-            match outcome {
-                WriteOutcome::ImportWindow(Some(window)) => {
-                    event.outcome = Outcome::Success;
-                    event.tenant = Some(TenantId(window.tenant));
-                    event.detail = Some(format!(
-                        "principal={} bucket_budget={} closes_at={}",
-                        window.principal,
-                        window.bucket_budget,
-                        window.closes_at.to_rfc3339()
-                    ));
-                }
-                _ => not_found(&mut event),
-            }
-            event
-        };
         let write = AuditedWrite::OpenImportWindow {
             id,
             principal,
@@ -308,8 +286,22 @@ impl GuardAdmin {
             opened_at,
             closes_at,
         };
-        let outcome = self.trail.write(write, finish).await?;
-        self.trail.checkpoint().await;
+        let outcome = self
+            .trail
+            .write_change(write, event, |outcome, event| match outcome {
+                WriteOutcome::ImportWindow(Some(window)) => {
+                    event.tenant = Some(TenantId(window.tenant));
+                    event.detail = Some(format!(
+                        "principal={} bucket_budget={} closes_at={}",
+                        window.principal,
+                        window.bucket_budget,
+                        window.closes_at.to_rfc3339()
+                    ));
+                    true
+                }
+                _ => false,
+            })
+            .await?;
         match outcome {
             WriteOutcome::ImportWindow(Some(window)) => Ok(window),
             _ => Err(GuardError::NoSuchTokenizer),
@@ -322,33 +314,22 @@ impl GuardAdmin {
         let now = self.guard.clock.now();
         let mut event = AuditEvent::new(Action::ImportWindowClose, now);
         event.subject = Some(id.to_string());
-        let finish = move |outcome: &WriteOutcome| {
-            let mut event = event;
-            match outcome {
-                WriteOutcome::ImportWindow(Some(window)) => {
-                    event.outcome = Outcome::Success;
-                    event.tenant = Some(TenantId(window.tenant));
-                }
-                _ => not_found(&mut event),
-            }
-            event
-        };
+        let write = AuditedWrite::CloseImportWindow { id, now };
         let outcome = self
             .trail
-            .write(AuditedWrite::CloseImportWindow { id, now }, finish)
+            .write_change(write, event, |outcome, event| match outcome {
+                WriteOutcome::ImportWindow(Some(window)) => {
+                    event.tenant = Some(TenantId(window.tenant));
+                    true
+                }
+                _ => false,
+            })
             .await?;
-        self.trail.checkpoint().await;
         Ok(match outcome {
             WriteOutcome::ImportWindow(window) => window,
             _ => None,
         })
     }
-}
-
-/// An admin's change that found nothing to change: recorded as refused.
-fn not_found(event: &mut AuditEvent) {
-    event.outcome = Outcome::Denied;
-    event.code = Some("not_found".to_owned());
 }
 
 /// When an import window of `length` opened at `from` closes, if the budget and length are

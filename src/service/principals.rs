@@ -319,52 +319,32 @@ impl PrincipalAdmin {
     /// (`principal.totp_unlock`); answers whether it has a second factor. Asking for one that
     /// has none is recorded as refused.
     pub async fn unlock_totp(&self, id: PrincipalId) -> Result<bool, PrincipalError> {
-        let event = AuditEvent::new(Action::PrincipalTotpUnlock, self.clock.now());
-        let written = self
-            .changed(AuditedWrite::UnlockTotp(id), event, id, |outcome| {
+        let mut event = AuditEvent::new(Action::PrincipalTotpUnlock, self.clock.now());
+        event.subject = Some(id.to_string());
+        let outcome = self
+            .trail
+            .write_change(AuditedWrite::UnlockTotp(id), event, |outcome, _| {
                 matches!(outcome, WriteOutcome::Unlocked(true))
             })
             .await?;
-        Ok(written)
-    }
-
-    /// Writes a change to one principal with its record in one transaction and checkpoints
-    /// the chain; answers whether it changed anything (refused as `not_found` if not).
-    async fn changed(
-        &self,
-        write: AuditedWrite,
-        mut event: AuditEvent,
-        id: PrincipalId,
-        done: fn(&WriteOutcome) -> bool,
-    ) -> Result<bool, PrincipalError> {
-        event.subject = Some(id.to_string());
-        let finish = move |outcome: &WriteOutcome| {
-            let mut event = event;
-            if done(outcome) {
-                event.outcome = Outcome::Success;
-            } else {
-                event.outcome = Outcome::Denied;
-                event.code = Some("not_found".to_owned());
-            }
-            event
-        };
-        let outcome = self.trail.write(write, finish).await?;
-        self.trail.checkpoint().await;
-        Ok(done(&outcome))
+        Ok(matches!(outcome, WriteOutcome::Unlocked(true)))
     }
 
     /// Disables a principal's key at once (`principal.disable`); answers whether it was
     /// enabled. Asking for one that is not is recorded as refused.
     pub async fn disable(&self, id: PrincipalId) -> Result<bool, PrincipalError> {
         let now = self.clock.now();
-        let event = AuditEvent::new(Action::PrincipalDisable, now);
-        self.changed(
-            AuditedWrite::DisablePrincipal { id, now },
-            event,
-            id,
-            |outcome| matches!(outcome, WriteOutcome::Disabled(true)),
-        )
-        .await
+        let mut event = AuditEvent::new(Action::PrincipalDisable, now);
+        event.subject = Some(id.to_string());
+        let outcome = self
+            .trail
+            .write_change(
+                AuditedWrite::DisablePrincipal { id, now },
+                event,
+                |outcome, _| matches!(outcome, WriteOutcome::Disabled(true)),
+            )
+            .await?;
+        Ok(matches!(outcome, WriteOutcome::Disabled(true)))
     }
 }
 

@@ -567,7 +567,7 @@ async fn a_detokenize_spends_its_use_only_with_its_record_and_never_on_a_failed_
             .unwrap()
     };
     // A token that does not exist: refused, and no use spent.
-    let unknown = random_pan("4", 16).replace('4', "9");
+    let unknown = unknown_token();
     let r = app
         .detokenize(&app.keys.detokenizer, Some(&jwt), &[&token, &unknown])
         .await;

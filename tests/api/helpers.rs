@@ -800,3 +800,14 @@ pub fn without_request_id(mut body: Value) -> Value {
     }
     body
 }
+
+/// A value shaped like a six_four token (16 digits that fail the Luhn check) that no token
+/// of the test has: a guess at a token.
+pub fn unknown_token() -> String {
+    loop {
+        let guess = random_pan("4", 16).replace('4', "9");
+        if !strongroom::domain::luhn::is_valid(guess.as_bytes()) {
+            return guess;
+        }
+    }
+}

@@ -47,6 +47,19 @@ pub async fn spawn_checkpointed(file: &CheckpointFile) -> TestApp {
     .await
 }
 
+/// The records matching `query` once there are any: the housekeeping writes them on its own
+/// time (bounded: five seconds).
+async fn events_eventually(app: &TestApp, query: &str) -> Vec<Value> {
+    for _ in 0..100 {
+        let found = events(app, query).await;
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
 pub async fn events(app: &TestApp, query: &str) -> Vec<Value> {
     let response = app.audit(&app.keys.auditor, query).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -371,14 +384,7 @@ async fn a_lapsed_access_request_is_recorded_as_expired() {
         .unwrap()
         .to_owned();
     clock.advance(chrono::Duration::hours(2));
-    let mut expired = Vec::new();
-    for _ in 0..100 {
-        expired = events(&app, "?action=access_request.expire").await;
-        if !expired.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let expired = events_eventually(&app, "?action=access_request.expire").await;
     let e = expired.first().expect("the sweep records the expiry");
     assert_eq!(e["subject"], id.as_str());
     assert_eq!(e["purpose"], "dispute");
@@ -681,14 +687,7 @@ async fn the_trail_holds_what_an_assessor_asks_for() {
         .unwrap();
     let expiring = expiring["token"].as_str().unwrap().to_owned();
     clock.advance(chrono::Duration::minutes(2));
-    let mut purged = Vec::new();
-    for _ in 0..100 {
-        purged = events(&app, "?action=token.purge").await;
-        if !purged.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let purged = events_eventually(&app, "?action=token.purge").await;
     let e = purged.first().expect("the purge is recorded");
     assert_eq!(e["tokens"], json!([expiring]));
     assert!(e["actor"].is_null() && e["tenant"].is_string());

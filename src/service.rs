@@ -18,7 +18,6 @@ pub mod keys;
 pub mod lifecycle;
 pub mod mfa;
 pub mod principals;
-pub mod token_writer;
 pub mod tokens;
 
 pub use access::{
@@ -35,4 +34,6 @@ pub use housekeeping::Housekeeping;
 pub use keys::{KeyError, KeyService, KeySettings};
 pub use lifecycle::Lifecycle;
 pub use principals::{AuthFailure, FailedAuth, NewPrincipalRequest, PrincipalError};
-pub use tokens::{TokenError, TokenService, TokenView, TokenizeItem, Tokenized};
+pub use tokens::{
+    ItemNote, ItemRefusal, TokenError, TokenService, TokenView, TokenizeItem, TokenizeRecord,
+};

@@ -37,7 +37,8 @@ use crate::tls::{self, TlsError};
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections of the writers' own pool: the audit appender's and the token writer's.
+/// Connections of the audit appender's own pool (it commits every audited write, new token rows
+/// included, one transaction at a time): one in use, one spare while a lost one is replaced.
 const WRITER_CONNECTIONS: u32 = 2;
 /// Longest open connections get to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -156,11 +157,11 @@ impl Application {
             clock.as_ref(),
         )
         .await?;
-        // The audit appender and the token writer have connections of their own: a flood of
-        // requests holding the shared pool cannot starve the trail or the group commit.
+        // The audit appender has connections of its own: a flood of requests holding the shared
+        // pool cannot starve the trail, nor the writes that commit with their records.
         let writers = store::open_serving(&config.database_url, WRITER_CONNECTIONS, wait).await?;
         let audit = AuditTrail::spawn(
-            writers.clone(),
+            writers,
             Some(Anchor::new(
                 checkpoint_key,
                 config.audit_checkpoint_file,
@@ -188,7 +189,6 @@ impl Application {
         let alarms = Alarms::new(Arc::clone(&guard), audit.clone(), metrics.clone());
         let tokens = Arc::new(TokenService::new(
             store.clone(),
-            writers,
             Arc::clone(&keys),
             alarms.clone(),
             audit.clone(),

@@ -138,22 +138,10 @@ pub struct TokenRecord {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
-/// Token rows: deterministic lookup by fingerprint, insert, read, destroy.
+/// Token rows: deterministic lookup by fingerprint, read, destroy. New rows are inserted with
+/// their call's audit record ([`AuditedWrite::Tokenize`]), never on their own.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// Inserts rows in one transaction, under the enumeration guard. Per row: inserted;
-    /// collided with an existing fingerprint (same PAN, tenant and format) or token value, and
-    /// the caller decides which by looking the fingerprint up; or refused because its bucket is
-    /// locked. A bucket whose new PANs (counted in the rolling window against each row's
-    /// allowance, this insert's included) overrun the budget is locked here and now: none of
-    /// this insert's rows in it are stored, and every one of them — colliding ones too — is
-    /// refused, so a refusal never says whether the PAN was known.
-    async fn insert_tokens(
-        &self,
-        rows: &[NewToken],
-        now: DateTime<Utc>,
-    ) -> Result<TokenInsert, StoreError>;
-
     /// The live (not destroyed) token of each `(format, fingerprint)` in one tenant, if any.
     async fn find_by_fingerprints(
         &self,

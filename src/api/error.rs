@@ -397,6 +397,7 @@ impl From<TokenError> for ApiError {
             TokenError::EnumerationSuspected(s) => ApiError::EnumerationSuspected(s),
             TokenError::Key(KeyError::Integrity) => ApiError::IntegrityError,
             TokenError::Key(e) => e.into(),
+            TokenError::Audit(e) => e.into(),
             TokenError::Store(e) if e.is_unavailable() => unavailable(&e),
             TokenError::Store(e) => internal("store operation failed", &e),
         }

@@ -77,8 +77,8 @@ impl Anchor {
     }
 }
 
-/// Makes a write's record once its outcome is known.
-type Finish = Box<dyn FnOnce(&WriteOutcome) -> AuditEvent + Send>;
+/// Makes a write's records once its outcome is known.
+type Finish = Box<dyn FnOnce(&WriteOutcome) -> Vec<AuditEvent> + Send>;
 
 // Nearly every message is an `Append`: boxing it would cost an allocation per record to
 // shrink the rare checkpoint request.
@@ -205,20 +205,7 @@ impl AuditTrail {
         mut event: AuditEvent,
         result: Result<T, E>,
     ) -> Result<T, E> {
-        match &result {
-            Ok(_) => event.outcome = Outcome::Success,
-            Err(e) => {
-                event.outcome = if e.is_fault() {
-                    Outcome::Error
-                } else {
-                    Outcome::Denied
-                };
-                event.code = Some(e.code().to_owned());
-                if let Some(detail) = e.detail() {
-                    event.detail = Some(detail.to_owned());
-                }
-            }
-        }
+        conclude(&mut event, &result);
         let recorded = self.record(event).await;
         match (result, recorded) {
             (Ok(_), Err(e)) => Err(E::from(e)),
@@ -233,6 +220,18 @@ impl AuditTrail {
         &self,
         write: AuditedWrite,
         finish: impl FnOnce(&WriteOutcome) -> AuditEvent + Send + 'static,
+    ) -> Result<WriteOutcome, AuditError> {
+        self.write_records(write, move |outcome| vec![finish(outcome)])
+            .await
+    }
+
+    /// [`AuditTrail::write`] for a write that leaves any number of records: none when it
+    /// committed nothing that needs one (a tokenize round whose rows were all withdrawn), or
+    /// several (a call's record and the bucket locks it set).
+    pub async fn write_records(
+        &self,
+        write: AuditedWrite,
+        finish: impl FnOnce(&WriteOutcome) -> Vec<AuditEvent> + Send + 'static,
     ) -> Result<WriteOutcome, AuditError> {
         let (done, answer) = oneshot::channel();
         self.queue
@@ -280,6 +279,25 @@ impl AuditTrail {
         let (done, answer) = oneshot::channel();
         if self.queue.send(Message::Checkpoint(done)).await.is_ok() {
             let _ = answer.await;
+        }
+    }
+}
+
+/// Writes into `event` how a use case ended: success, or the refusal's outcome, code and
+/// detail (see [`Refusal`]).
+pub fn conclude<T, E: Refusal>(event: &mut AuditEvent, result: &Result<T, E>) {
+    match result {
+        Ok(_) => event.outcome = Outcome::Success,
+        Err(e) => {
+            event.outcome = if e.is_fault() {
+                Outcome::Error
+            } else {
+                Outcome::Denied
+            };
+            event.code = Some(e.code().to_owned());
+            if let Some(detail) = e.detail() {
+                event.detail = Some(detail.to_owned());
+            }
         }
     }
 }
@@ -382,17 +400,17 @@ impl Appender {
         // The chain is built once the writes' outcomes are known, inside their transaction.
         let mut build = |outcomes: &[WriteOutcome]| -> Vec<ChainedEvent> {
             let mut head = start;
-            let chained = entries
-                .take()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|entry| match entry {
-                    Entry::Plain(event) => head.append(event),
+            let mut chained = Vec::with_capacity(count);
+            for entry in entries.take().unwrap_or_default() {
+                match entry {
+                    Entry::Plain(event) => chained.push(head.append(event)),
                     Entry::Written(i, finish) => {
-                        head.append(finish(outcomes.get(i).unwrap_or(&missing)))
+                        for event in finish(outcomes.get(i).unwrap_or(&missing)) {
+                            chained.push(head.append(event));
+                        }
                     }
-                })
-                .collect();
+                }
+            }
             end = Some(head);
             chained
         };
@@ -663,7 +681,7 @@ mod withdraw_tests {
         let (waits, _kept_answer) = oneshot::channel::<Result<WriteOutcome, AuditError>>();
         let (plain, _plain_answer) = oneshot::channel::<Result<(), AuditError>>();
         let finish = |action: Action| -> Finish {
-            Box::new(move |_: &WriteOutcome| AuditEvent::new(action, at))
+            Box::new(move |_: &WriteOutcome| vec![AuditEvent::new(action, at)])
         };
         let batch = Batch {
             entries: vec![
@@ -689,7 +707,7 @@ mod withdraw_tests {
                 Entry::Plain(event) => format!("plain {}", event.action.as_str()),
                 Entry::Written(i, finish) => {
                     let outcome = WriteOutcome::Deleted(true);
-                    format!("write {i} {}", finish(&outcome).action.as_str())
+                    format!("write {i} {}", finish(&outcome)[0].action.as_str())
                 }
             })
             .collect();

@@ -200,28 +200,32 @@ impl Alarms {
         }
     }
 
-    /// Audits and counts each bucket a tokenize call locked: the first refusal in the bucket.
-    pub async fn record_locks(&self, ctx: &RequestContext, locked: &[BucketLocked]) {
+    /// Counts and logs each bucket a tokenize call locked (its record went in with the lock).
+    pub fn observe_locks(&self, locked: &[BucketLocked]) {
         for lock in locked {
             self.metrics.observe_enumeration_suspected();
             tracing::warn!(bucket = %lock.bucket, counted = lock.counted, "card bucket locked: tokenize looks like enumeration");
-            let mut event = ctx.event(Action::EnumerationSuspected, self.guard.clock.now());
-            event.tenant = Some(lock.tenant);
-            event.outcome = Outcome::Denied;
-            event.code = Some("enumeration_suspected".to_owned());
-            event.subject = Some(lock.bucket.to_string());
-            event.detail = Some(format!(
-                "bucket={} new_pans={} budget={}{} locked_until={}",
-                lock.bucket,
-                lock.counted,
-                lock.budget,
-                lock.window
-                    .map(|w| format!(" import_window={w}"))
-                    .unwrap_or_default(),
-                lock.until.to_rfc3339(),
-            ));
-            let _ = self.trail.record(event).await;
         }
+    }
+
+    /// The record of a lock `ctx`'s call set: written in the transaction that sets it.
+    pub fn lock_event(&self, ctx: &RequestContext, lock: &BucketLocked) -> AuditEvent {
+        let mut event = ctx.event(Action::EnumerationSuspected, self.guard.clock.now());
+        event.tenant = Some(lock.tenant);
+        event.outcome = Outcome::Denied;
+        event.code = Some("enumeration_suspected".to_owned());
+        event.subject = Some(lock.bucket.to_string());
+        event.detail = Some(format!(
+            "bucket={} new_pans={} budget={}{} locked_until={}",
+            lock.bucket,
+            lock.counted,
+            lock.budget,
+            lock.window
+                .map(|w| format!(" import_window={w}"))
+                .unwrap_or_default(),
+            lock.until.to_rfc3339(),
+        ));
+        event
     }
 }
 

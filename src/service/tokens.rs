@@ -10,28 +10,26 @@ use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
-use super::audit::{AuditTrail, Refusal};
+use super::audit::{AuditError, AuditTrail, Refusal, conclude};
 use super::context::{Forbidden, RequestContext};
 use super::guard::{Alarms, Guard, Throttled};
 use super::keys::{KeyError, KeyService};
-use super::token_writer::TokenWriter;
 use crate::clock::Clock;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::guard::retry_after;
 use crate::domain::{
-    Allowance, BucketId, FormatError, MaskedPan, Metadata, Pan, Principal, Role, TenantId, Token,
-    TokenFormat,
+    Allowance, BucketId, FormatError, MaskedPan, Metadata, Pan, Role, TenantId, Token, TokenFormat,
 };
 use crate::random::Csprng;
 use crate::store::{
-    AuditedWrite, BucketLocked, NewToken, RowOutcome, StoreError, TokenRecord, TokenStore,
+    AuditedWrite, NewToken, RowOutcome, StoreError, TokenInsert, TokenRecord, TokenStore,
     WriteOutcome,
 };
 
-/// Rounds of insert-and-check before a PAN's token space counts as exhausted. A round fails
-/// only when every fresh token collides, which needs a nearly full space.
-const MAX_ROUNDS: usize = 8;
+/// Fresh tokens drawn for one item before its PAN's token space counts as exhausted: each is
+/// taken only when it collides, which needs a nearly full space.
+const MAX_DRAWS: usize = 8;
 /// Expired tokens destroyed per purge pass.
 const PURGE_BATCH: i64 = 1000;
 
@@ -95,12 +93,56 @@ pub enum TokenError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The call's rows and record could not be committed: nothing of it is stored.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
+
+/// How one item of a tokenize call came out, as its record says it.
+#[derive(Debug, Clone)]
+pub enum ItemNote {
+    /// A token was issued; `created` is false when the PAN already had it.
+    Issued {
+        /// The token.
+        token: Token,
+        /// Whether this call created it.
+        created: bool,
+    },
+    /// The item was refused.
+    Refused(ItemRefusal),
+}
+
+/// Why one item of a tokenize call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemRefusal {
+    /// See [`TokenError::Format`].
+    Format(FormatError),
+    /// See [`TokenError::ExpiryInPast`].
+    ExpiryInPast,
+    /// See [`TokenError::EnumerationSuspected`].
+    EnumerationSuspected(u64),
+    /// See [`TokenError::SpaceExhausted`].
+    SpaceExhausted,
+}
+
+impl From<ItemRefusal> for TokenError {
+    fn from(refusal: ItemRefusal) -> TokenError {
+        match refusal {
+            ItemRefusal::Format(e) => TokenError::Format(e),
+            ItemRefusal::ExpiryInPast => TokenError::ExpiryInPast,
+            ItemRefusal::EnumerationSuspected(s) => TokenError::EnumerationSuspected(s),
+            ItemRefusal::SpaceExhausted => TokenError::SpaceExhausted,
+        }
+    }
+}
+
+/// Makes a tokenize call's record from what became of its items (in the order they were
+/// given). It runs once, inside the transaction that commits the call's rows.
+pub type TokenizeRecord = Arc<dyn Fn(&[ItemNote]) -> AuditEvent + Send + Sync>;
 
 /// Tokens of every tenant.
 pub struct TokenService {
     store: Arc<dyn TokenStore>,
-    writer: TokenWriter,
     keys: Arc<KeyService>,
     guard: Arc<Guard>,
     alarms: Alarms,
@@ -113,28 +155,65 @@ pub struct TokenService {
 pub trait TokenRefusal: Refusal + From<TokenError> + From<Forbidden> + From<Throttled> {}
 impl<E: Refusal + From<TokenError> + From<Forbidden> + From<Throttled>> TokenRefusal for E {}
 
-/// What a tokenize call did: one result per item, and the buckets it locked (each to be
-/// audited once).
-#[derive(Debug)]
-pub struct Tokenized {
-    /// One per item, in input order.
-    pub results: Vec<Result<TokenView, TokenError>>,
-    /// Buckets this call's new PANs locked.
-    pub locked: Vec<BucketLocked>,
-}
-
+/// An item still to be stored.
+#[derive(Clone)]
 struct Pending {
     index: usize,
     fingerprint: Fingerprint,
     bucket: BucketId,
+    /// Fresh tokens drawn for it so far.
+    draws: usize,
+}
+
+/// What one round settles: each item's note and, for those drawn again, the next round.
+struct Round {
+    notes: Vec<(usize, ItemNote)>,
+    again: Vec<Pending>,
+}
+
+/// Reads a round's outcome: an item is settled, or goes again (its value taken or its PAN's
+/// expired token replaced, once more drawn; or its call's rows withdrawn, unchanged). The same
+/// reading makes the record (in the transaction) and the answer (after it), so both agree.
+fn read_round(
+    pending: &[Pending],
+    rows: &[NewToken],
+    outcomes: &[RowOutcome],
+    now: DateTime<Utc>,
+) -> Round {
+    let mut round = Round {
+        notes: Vec::new(),
+        again: Vec::new(),
+    };
+    for ((p, row), outcome) in pending.iter().zip(rows).zip(outcomes) {
+        let note = match outcome {
+            RowOutcome::Inserted => ItemNote::Issued {
+                token: row.token.clone(),
+                created: true,
+            },
+            RowOutcome::Existing(record) => ItemNote::Issued {
+                token: record.token.clone(),
+                created: false,
+            },
+            RowOutcome::Refused { until } => {
+                ItemNote::Refused(ItemRefusal::EnumerationSuspected(retry_after(now, *until)))
+            }
+            RowOutcome::Collided if p.draws >= MAX_DRAWS => {
+                ItemNote::Refused(ItemRefusal::SpaceExhausted)
+            }
+            RowOutcome::Collided | RowOutcome::Withdrawn => {
+                round.again.push(p.clone());
+                continue;
+            }
+        };
+        round.notes.push((p.index, note));
+    }
+    round
 }
 
 impl TokenService {
-    /// A service over `store` and `keys`, with its own token writer (group commit) on
-    /// `writer_store` (a pool of its own in a server, so readers cannot starve it).
+    /// A service over `store` and `keys`; new rows commit with their records through `trail`.
     pub fn new(
         store: Arc<dyn TokenStore>,
-        writer_store: Arc<dyn TokenStore>,
         keys: Arc<KeyService>,
         alarms: Alarms,
         trail: AuditTrail,
@@ -142,7 +221,6 @@ impl TokenService {
         clock: Arc<dyn Clock>,
     ) -> TokenService {
         TokenService {
-            writer: TokenWriter::spawn(writer_store, Arc::clone(&clock)),
             store,
             keys,
             guard: Arc::clone(alarms.guard()),
@@ -154,88 +232,118 @@ impl TokenService {
     }
 
     /// `POST /v1/tokens`: tokenizes one card number for a tokenizer. `asked` is the parsed
-    /// request, or the front end's refusal of it (recorded all the same). Answered once the
-    /// `token.tokenize` record is durable; a bucket this call locked leaves its own record.
-    pub async fn tokenize<E: TokenRefusal>(
+    /// request, or the front end's refusal of it (recorded all the same). A new token's row and
+    /// its `token.tokenize` record commit together, with the record of a bucket the call locked.
+    pub async fn tokenize<E: TokenRefusal + Send + 'static>(
         &self,
         ctx: &RequestContext,
         asked: Result<TokenizeItem, E>,
     ) -> Result<TokenView, E> {
-        let mut event = ctx.event(Action::Tokenize, self.clock.now());
-        let mut locked = Vec::new();
-        let result = async {
-            let principal = ctx.require(Role::Tokenizer)?;
-            let item = asked?;
-            let mut tokenized = self
-                .tokenize_items(principal, std::slice::from_ref(&item))
-                .await?;
-            locked = std::mem::take(&mut tokenized.locked);
-            let view = tokenized
-                .results
+        let event = ctx.event(Action::Tokenize, self.clock.now());
+        let item = match ctx.require(Role::Tokenizer).map_err(E::from).and(asked) {
+            Ok(item) => item,
+            Err(e) => return self.trail.settle(event, Err(e)).await,
+        };
+        let template = event.clone();
+        let record: TokenizeRecord = Arc::new(move |notes: &[ItemNote]| {
+            let mut event = template.clone();
+            let result = match notes.first() {
+                Some(ItemNote::Issued { token, created }) => {
+                    event.tokens.push(token.as_str().to_owned());
+                    event.detail = Some(if *created { "created" } else { "existing" }.to_owned());
+                    Ok(())
+                }
+                Some(ItemNote::Refused(refusal)) => Err(E::from(TokenError::from(*refusal))),
+                None => Err(E::from(TokenError::SpaceExhausted)),
+            };
+            conclude(&mut event, &result);
+            event
+        });
+        match self
+            .tokenize_items(ctx, std::slice::from_ref(&item), record)
+            .await
+        {
+            Ok(mut results) => results
                 .pop()
-                .unwrap_or(Err(TokenError::SpaceExhausted))?;
-            event.tokens.push(view.token.as_str().to_owned());
-            event.detail = Some(if view.created { "created" } else { "existing" }.to_owned());
-            Ok(view)
+                .unwrap_or(Err(TokenError::SpaceExhausted))
+                .map_err(E::from),
+            Err(e) => self.failed(event, e).await,
         }
-        .await;
-        self.alarms.record_locks(ctx, &locked).await;
-        self.trail.settle(event, result).await
     }
 
     /// `POST /v1/tokens/batch`: tokenizes many, answering per item in input order. `asked`
     /// holds each item as parsed or refused by the front end; items fail independently. One
-    /// `token.tokenize_batch` record names every token issued and counts the refusals.
-    pub async fn tokenize_batch<E: TokenRefusal>(
+    /// `token.tokenize_batch` record names every token issued and counts the refusals; it
+    /// commits with the call's new rows.
+    pub async fn tokenize_batch<E: TokenRefusal + Send + 'static>(
         &self,
         ctx: &RequestContext,
         asked: Result<Vec<Result<TokenizeItem, E>>, E>,
     ) -> Result<Vec<Result<TokenView, E>>, E> {
-        let mut event = ctx.event(Action::TokenizeBatch, self.clock.now());
-        let mut locked = Vec::new();
-        let result = async {
-            let principal = ctx.require(Role::Tokenizer)?;
-            let asked = asked?;
-            // Only the valid items go to the store; answers keep input order.
-            let mut valid: Vec<TokenizeItem> = Vec::with_capacity(asked.len());
-            let mut slots = Vec::with_capacity(asked.len());
-            for item in asked {
-                match item {
-                    Ok(item) => {
-                        slots.push(Ok(valid.len()));
-                        valid.push(item);
-                    }
-                    Err(e) => slots.push(Err(e)),
+        let event = ctx.event(Action::TokenizeBatch, self.clock.now());
+        let asked = match ctx.require(Role::Tokenizer).map_err(E::from).and(asked) {
+            Ok(asked) => asked,
+            Err(e) => return self.trail.settle(event, Err(e)).await,
+        };
+        // Only the valid items go to the store; answers keep input order.
+        let mut valid: Vec<TokenizeItem> = Vec::with_capacity(asked.len());
+        let mut slots = Vec::with_capacity(asked.len());
+        for item in asked {
+            match item {
+                Ok(item) => {
+                    slots.push(Ok(valid.len()));
+                    valid.push(item);
                 }
+                Err(e) => slots.push(Err(e)),
             }
-            let tokenized = self.tokenize_items(principal, &valid).await?;
-            locked = tokenized.locked;
-            let mut tokenized: Vec<Option<Result<TokenView, TokenError>>> =
-                tokenized.results.into_iter().map(Some).collect();
-            let results: Vec<Result<TokenView, E>> = slots
-                .into_iter()
-                .map(|slot| match slot {
-                    Ok(i) => tokenized
-                        .get_mut(i)
-                        .and_then(Option::take)
-                        .unwrap_or(Err(TokenError::SpaceExhausted))
-                        .map_err(E::from),
-                    Err(e) => Err(e),
-                })
-                .collect();
-            let mut refused = 0;
-            for r in &results {
-                match r {
-                    Ok(view) => event.tokens.push(view.token.as_str().to_owned()),
-                    Err(_) => refused += 1,
-                }
-            }
-            event.detail = Some(format!("items={} refused={refused}", results.len()));
-            Ok(results)
         }
-        .await;
-        self.alarms.record_locks(ctx, &locked).await;
-        self.trail.settle(event, result).await
+        let items = slots.len();
+        let refused_before = items - valid.len();
+        let template = event.clone();
+        let record: TokenizeRecord = Arc::new(move |notes: &[ItemNote]| {
+            let mut event = template.clone();
+            let mut refused = refused_before;
+            for note in notes {
+                match note {
+                    ItemNote::Issued { token, .. } => event.tokens.push(token.as_str().to_owned()),
+                    ItemNote::Refused(_) => refused += 1,
+                }
+            }
+            event.detail = Some(format!("items={items} refused={refused}"));
+            event.outcome = Outcome::Success;
+            event
+        });
+        let tokenized = match self.tokenize_items(ctx, &valid, record).await {
+            Ok(tokenized) => tokenized,
+            Err(e) => return self.failed(event, e).await,
+        };
+        let mut tokenized: Vec<Option<Result<TokenView, TokenError>>> =
+            tokenized.into_iter().map(Some).collect();
+        Ok(slots
+            .into_iter()
+            .map(|slot| match slot {
+                Ok(i) => tokenized
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .unwrap_or(Err(TokenError::SpaceExhausted))
+                    .map_err(E::from),
+                Err(e) => Err(e),
+            })
+            .collect())
+    }
+
+    /// Answers a tokenize call that failed as a whole: a trail that could not commit the call
+    /// is answered as such (nothing of the call is stored, and there is nowhere to record it);
+    /// any other failure is recorded.
+    async fn failed<T, E: TokenRefusal>(
+        &self,
+        event: AuditEvent,
+        error: TokenError,
+    ) -> Result<T, E> {
+        match error {
+            TokenError::Audit(e) => Err(E::from(e)),
+            e => self.trail.settle(event, Err(E::from(e))).await,
+        }
     }
 
     /// `GET /v1/tokens/{token}`: a live token of the caller's tenant, masked. `token` is
@@ -344,22 +452,26 @@ impl TokenService {
         self.trail.settle(event, result).await
     }
 
-    /// Tokenizes each item for `principal`, answering in input order. Items fail
-    /// independently; a store or key failure fails them all. Every item passes the enumeration
-    /// guard in the same statement that stores it: an item whose bucket is locked — before or
-    /// by this call — is refused whether or not its PAN already has a token.
+    /// Tokenizes each item for `ctx`'s principal, answering in input order. Items fail
+    /// independently; a store, key or trail failure fails them all. Every item passes the
+    /// enumeration guard in the same statement that stores it: an item whose bucket is locked
+    /// — before or by this call — is refused whether or not its PAN already has a token.
     ///
-    /// The engine of both tokenize use cases: no role check and no record of its own.
+    /// The call's new rows commit with the record `record` makes, in one transaction of the
+    /// trail (with the records of buckets the call locked and of expired tokens it replaced),
+    /// or not at all: a round that must draw an item again stores none of the call's rows.
+    /// The engine of both tokenize use cases: no role check of its own.
     pub async fn tokenize_items(
         &self,
-        principal: &Principal,
+        ctx: &RequestContext,
         items: &[TokenizeItem],
-    ) -> Result<Tokenized, TokenError> {
-        let tenant = principal.tenant;
+        record: TokenizeRecord,
+    ) -> Result<Vec<Result<TokenView, TokenError>>, TokenError> {
+        let tenant = ctx.principal.tenant;
         let now = micros(self.clock.now());
-        let allowance = self.guard.allowance(principal.id).await?;
-        let mut locked = Vec::new();
+        let allowance = self.guard.allowance(ctx.principal.id).await?;
         let fingerprint_key = self.keys.fingerprint_key(tenant);
+        let mut notes: Vec<Option<ItemNote>> = items.iter().map(|_| None).collect();
         let mut results: Vec<Option<Result<TokenView, TokenError>>> =
             items.iter().map(|_| None).collect();
         let mut pending = Vec::with_capacity(items.len());
@@ -367,9 +479,9 @@ impl TokenService {
             let checked = item
                 .format
                 .check(&item.pan)
-                .map_err(TokenError::from)
+                .map_err(ItemRefusal::Format)
                 .and_then(|()| match item.expires_at {
-                    Some(at) if at <= now => Err(TokenError::ExpiryInPast),
+                    Some(at) if at <= now => Err(ItemRefusal::ExpiryInPast),
                     _ => Ok(()),
                 });
             match checked {
@@ -377,88 +489,81 @@ impl TokenService {
                     index,
                     fingerprint: fingerprint_key.fingerprint(&item.pan),
                     bucket: fingerprint_key.bucket(&item.pan),
+                    draws: 0,
                 }),
-                Err(e) => set(&mut results, index, Err(e)),
+                Err(refusal) => {
+                    set(&mut notes, index, ItemNote::Refused(refusal));
+                    set(&mut results, index, Err(refusal.into()));
+                }
             }
         }
+        if pending.is_empty() {
+            // Nothing to store: the record stands alone.
+            self.trail.record(record(&settled(notes))).await?;
+            return Ok(finished(results));
+        }
 
-        for _ in 0..MAX_ROUNDS {
-            if pending.is_empty() {
-                break;
+        while !pending.is_empty() {
+            for p in &mut pending {
+                p.draws += 1;
             }
-            // Insert first: for a new PAN that is the only round trip. A row that is not
-            // inserted collided with a fingerprint (the PAN has a token) or a token value.
             let rows = self
                 .seal_new_rows(tenant, items, &pending, allowance, now)
                 .await?;
-            let inserted = self.writer.insert(rows.clone()).await?;
-            locked.extend(inserted.locked);
-            let mut missed = Vec::new();
-            for ((p, row), outcome) in pending.into_iter().zip(rows).zip(inserted.rows) {
-                if let RowOutcome::Refused { until } = outcome {
-                    set(
-                        &mut results,
-                        p.index,
-                        Err(TokenError::EnumerationSuspected(retry_after(now, until))),
-                    );
-                } else if outcome == RowOutcome::Inserted {
-                    set(
-                        &mut results,
-                        p.index,
-                        Ok(view(
-                            row.token,
-                            row.format,
-                            row.masked,
-                            row.metadata,
-                            row.created_at,
-                            row.expires_at,
-                            true,
-                        )),
-                    );
-                } else {
-                    missed.push(p);
-                }
-            }
-            if missed.is_empty() {
-                pending = missed;
-                break;
-            }
-            let keys: Vec<(TokenFormat, Fingerprint)> = missed
-                .iter()
-                .filter_map(|p| {
-                    items
-                        .get(p.index)
-                        .map(|i| (i.format, p.fingerprint.clone()))
-                })
-                .collect();
-            let existing = self.store.find_by_fingerprints(tenant, &keys).await?;
-            pending = Vec::new();
-            for (p, found) in missed.into_iter().zip(existing) {
-                match found {
-                    Some(record) if is_expired(&record, now) => {
-                        // An expired token no longer counts for determinism: destroy it and
-                        // issue a fresh one in the next round.
-                        self.store
-                            .destroy_if_expired(tenant, &record.token, now)
-                            .await?;
-                        pending.push(p);
+            let finish = {
+                let (pending, rows, mut notes) = (pending.clone(), rows.clone(), notes.clone());
+                let (record, alarms, ctx) = (Arc::clone(&record), self.alarms.clone(), ctx.clone());
+                move |outcome: &WriteOutcome| {
+                    let WriteOutcome::Tokenized(insert) = outcome else {
+                        return Vec::new();
+                    };
+                    let mut events = side_records(&alarms, &ctx, insert, now);
+                    let round = read_round(&pending, &rows, &insert.rows, now);
+                    if round.again.is_empty() {
+                        for (index, note) in round.notes {
+                            set(&mut notes, index, note);
+                        }
+                        events.push(record(&settled(notes)));
                     }
-                    Some(record) => set(&mut results, p.index, existing_view(record, now)),
-                    // A token-value collision: try again with a fresh token.
-                    None => pending.push(p),
+                    events
                 }
+            };
+            let write = AuditedWrite::Tokenize {
+                rows: rows.clone(),
+                now,
+            };
+            let insert = match self.trail.write_records(write, finish).await? {
+                WriteOutcome::Tokenized(insert) => insert,
+                _ => return Err(StoreError::Corrupt("tokenize outcome").into()),
+            };
+            self.alarms.observe_locks(&insert.locked);
+            let round = read_round(&pending, &rows, &insert.rows, now);
+            for (index, note) in round.notes {
+                set(&mut notes, index, note);
             }
+            for ((p, row), outcome) in pending.iter().zip(rows).zip(insert.rows) {
+                let result = match outcome {
+                    RowOutcome::Inserted => Ok(view(
+                        row.token,
+                        row.format,
+                        row.masked,
+                        row.metadata,
+                        row.created_at,
+                        row.expires_at,
+                        true,
+                    )),
+                    RowOutcome::Existing(record) => existing_view(*record, now),
+                    RowOutcome::Refused { until } => {
+                        Err(TokenError::EnumerationSuspected(retry_after(now, until)))
+                    }
+                    RowOutcome::Collided if p.draws >= MAX_DRAWS => Err(TokenError::SpaceExhausted),
+                    RowOutcome::Collided | RowOutcome::Withdrawn => continue,
+                };
+                set(&mut results, p.index, result);
+            }
+            pending = round.again;
         }
-        for p in pending {
-            set(&mut results, p.index, Err(TokenError::SpaceExhausted));
-        }
-        Ok(Tokenized {
-            results: results
-                .into_iter()
-                .map(|r| r.unwrap_or(Err(TokenError::SpaceExhausted)))
-                .collect(),
-            locked,
-        })
+        Ok(finished(results))
     }
 
     /// Draws fresh, mutually distinct tokens for the pending items and seals their PANs.
@@ -478,7 +583,7 @@ impl TokenService {
             };
             let mut token = self.draw(item)?;
             // Two items of one statement must not share a value, or one would shadow the other.
-            for _ in 0..MAX_ROUNDS {
+            for _ in 0..MAX_DRAWS {
                 if !drawn.contains(&token) {
                     break;
                 }
@@ -562,10 +667,7 @@ impl TokenService {
             let purged = self.store.purge_expired(now, PURGE_BATCH).await?;
             let n = purged.len();
             for (tenant, token) in purged {
-                let mut event = AuditEvent::new(Action::TokenPurge, self.clock.now());
-                event.tenant = Some(tenant);
-                event.tokens.push(token.as_str().to_owned());
-                event.detail = Some("expired".to_owned());
+                let event = purge_event(tenant, &token, self.clock.now());
                 if self.trail.record(event).await.is_err() {
                     tracing::warn!("a token purge could not be recorded");
                 }
@@ -578,14 +680,56 @@ impl TokenService {
     }
 }
 
+/// The records a tokenize round leaves whether or not it settles its call: the locks it set
+/// and the expired tokens it destroyed to make way for a fresh one.
+fn side_records(
+    alarms: &Alarms,
+    ctx: &RequestContext,
+    insert: &TokenInsert,
+    now: DateTime<Utc>,
+) -> Vec<AuditEvent> {
+    let locks = insert
+        .locked
+        .iter()
+        .map(|lock| alarms.lock_event(ctx, lock));
+    let purges = insert
+        .purged
+        .iter()
+        .map(|(tenant, token)| purge_event(*tenant, token, now));
+    locks.chain(purges).collect()
+}
+
+/// The record of an expired token's card data destroyed, by the vault.
+fn purge_event(tenant: TenantId, token: &Token, at: DateTime<Utc>) -> AuditEvent {
+    let mut event = AuditEvent::new(Action::TokenPurge, at);
+    event.tenant = Some(tenant);
+    event.tokens.push(token.as_str().to_owned());
+    event.detail = Some("expired".to_owned());
+    event
+}
+
+/// Every item's note, once each is settled.
+fn settled(notes: Vec<Option<ItemNote>>) -> Vec<ItemNote> {
+    notes
+        .into_iter()
+        .map(|n| n.unwrap_or(ItemNote::Refused(ItemRefusal::SpaceExhausted)))
+        .collect()
+}
+
+/// Every item's answer, once each is settled.
+fn finished(
+    results: Vec<Option<Result<TokenView, TokenError>>>,
+) -> Vec<Result<TokenView, TokenError>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(TokenError::SpaceExhausted)))
+        .collect()
+}
+
 fn set<T>(results: &mut [Option<T>], index: usize, value: T) {
     if let Some(slot) = results.get_mut(index) {
         *slot = Some(value);
     }
-}
-
-fn is_expired(record: &TokenRecord, now: DateTime<Utc>) -> bool {
-    is_expired_at(record.expires_at, now)
 }
 
 fn is_expired_at(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {

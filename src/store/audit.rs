@@ -11,7 +11,7 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::access::{DecideOutcome, UseOutcome};
-use super::{NewPrincipal, PrincipalRecord, StoreError};
+use super::{NewPrincipal, NewToken, PrincipalRecord, StoreError, TokenInsert};
 use crate::domain::access::{Decision, GrantDraft, GrantRecord, NewAccessRequest};
 pub use crate::domain::audit::AuditQuery;
 use crate::domain::audit::{ChainedEvent, StoredRecord};
@@ -21,6 +21,14 @@ pub(super) use sql::audit_store;
 /// A write that must commit together with its audit record, or not at all.
 #[derive(Debug, Clone)]
 pub enum AuditedWrite {
+    /// Insert one tokenize call's new rows under the enumeration guard. The tokenize calls of
+    /// one transaction go in as one statement; each learns its share (see [`TokenInsert`]).
+    Tokenize {
+        /// The call's rows, sealed, each value drawn once.
+        rows: Vec<NewToken>,
+        /// When (the guard counts its window back from here).
+        now: DateTime<Utc>,
+    },
     /// Take one use of a grant held by `grantee` (see [`crate::store::AccessStore::use_grant`]).
     UseGrant {
         /// The grant's tenant.
@@ -124,6 +132,8 @@ pub enum AuditedWrite {
 /// What an [`AuditedWrite`] came to.
 #[derive(Debug, Clone)]
 pub enum WriteOutcome {
+    /// What became of a tokenize call's rows.
+    Tokenized(TokenInsert),
     /// The grant's use, or why none was taken.
     Grant(UseOutcome),
     /// Whether a live token was destroyed.

@@ -1,7 +1,7 @@
 //! What the oracle guards store: locked card buckets, import windows, and principals' misses.
 //!
 //! Counting is in the database, so it holds across every instance. The budget check itself runs
-//! inside the token insert (see [`super::TokenStore::insert_tokens`]), where it can see the rows
+//! inside the token insert (see [`super::AuditedWrite::Tokenize`]), where it can see the rows
 //! it counts. Bucket ids are keyed hashes; nothing here holds a digit of a PAN.
 
 mod sql;
@@ -16,13 +16,19 @@ use super::StoreError;
 use crate::domain::guard::BucketLocked;
 use crate::domain::{BucketId, ImportWindow, PrincipalId, TenantId};
 
-/// What became of one row handed to [`super::TokenStore::insert_tokens`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What became of one row of a tokenize call's insert.
+#[derive(Debug, Clone)]
 pub enum RowOutcome {
     /// Stored.
     Inserted,
-    /// Not stored: its fingerprint (the PAN has a token) or its token value exists.
+    /// Not stored: the PAN already has this live token in this format and tenant.
+    Existing(Box<super::TokenRecord>),
+    /// Not stored: draw again. Its token value is taken, or its PAN's token had expired (and
+    /// is now destroyed).
     Collided,
+    /// Stored and taken back in the same transaction, because another row of the same call
+    /// must be drawn again: the call's rows commit in one round or not at all. Send it again.
+    Withdrawn,
     /// Not stored: its bucket is locked until then, as an enumeration suspect.
     Refused {
         /// When the lock ends by itself.
@@ -30,13 +36,16 @@ pub enum RowOutcome {
     },
 }
 
-/// The outcome of one insert: per row, and the buckets it locked.
+/// The outcome of one insert: per row, the buckets it locked, and the expired tokens it
+/// destroyed to make way for its rows' PANs.
 #[derive(Debug, Clone, Default)]
 pub struct TokenInsert {
     /// One per row, in order.
     pub rows: Vec<RowOutcome>,
     /// Buckets this insert locked.
     pub locked: Vec<BucketLocked>,
+    /// Expired tokens destroyed because a row's PAN had one (each to be recorded as purged).
+    pub purged: Vec<(TenantId, crate::domain::Token)>,
 }
 
 /// A locked bucket, for an admin's review.

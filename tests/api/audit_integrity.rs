@@ -622,8 +622,20 @@ async fn a_change_whose_record_cannot_be_written_is_not_made() {
             .unwrap()
     };
     let grants_before = count("select count(*) from grants").await;
+    let tokens_before = count("select count(*) from tokens").await;
     refuse_audit_records(&pool).await;
     // Each answered 503, and none of them happened.
+    let r = app
+        .tokenize(&app.keys.tokenizer, &json!({"value": random_pan("4", 16)}))
+        .await;
+    assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable").await;
+    let items: Vec<Value> = (0..5)
+        .map(|_| json!({"value": random_pan("5", 16)}))
+        .collect();
+    let r = app
+        .tokenize_batch(&app.keys.tokenizer, &json!({"items": items}))
+        .await;
+    assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable").await;
     let r = app
         .client
         .post(app.url(&format!("/v1/grants/{jti}/revoke")))
@@ -658,6 +670,11 @@ async fn a_change_whose_record_cannot_be_written_is_not_made() {
     );
     assert_eq!(count("select count(*) from grants").await, grants_before);
     assert_eq!(count("select count(*) from access_requests").await, 1);
+    assert_eq!(
+        count("select count(*) from tokens").await,
+        tokens_before,
+        "no card number stored without its tokenize record"
+    );
     take_audit_records_again(&pool).await;
     // The grant still works, the token is still there, and the chains verify.
     let r = app

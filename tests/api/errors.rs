@@ -183,6 +183,26 @@ async fn a_request_that_runs_too_long_is_503_timeout_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(count, 0);
+    let recorded: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'token.tokenize' and outcome = 'success'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, 0, "no record of a token that was not stored");
+    // The vault serves again at once, and the new token commits with its record.
+    let r = app
+        .tokenize(&app.keys.tokenizer, &json!({"value": random_pan("4", 16)}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (stored, recorded): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from tokens), (select count(*) from audit_events \
+         where action = 'token.tokenize' and outcome = 'success')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((stored, recorded), (1, 1));
 }
 
 #[tokio::test]

@@ -221,7 +221,6 @@ fn token_service(f: &Fixture, keys: &Arc<KeyService>, budget: u32) -> TokenServi
     ));
     TokenService::new(
         f.store.clone(),
-        f.store.clone(),
         Arc::clone(keys),
         strongroom::service::Alarms::new(guard, trail.clone(), Metrics::new()),
         trail,
@@ -247,9 +246,59 @@ async fn tokenize_in(
         lookups_throttled_until: None,
     };
     service
-        .tokenize_items(&principal, items)
+        .tokenize_items(&context(&principal), items, batch_record())
         .await
-        .map(|t| t.results)
+}
+
+/// A call of `principal`'s, under a request id of its own.
+fn context(principal: &strongroom::domain::Principal) -> strongroom::service::RequestContext {
+    strongroom::service::RequestContext {
+        principal: principal.clone(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        source: None,
+    }
+}
+
+/// A tokenize call's record, as the batch use case writes it (tokens issued, in order).
+fn batch_record() -> strongroom::service::TokenizeRecord {
+    Arc::new(|notes: &[strongroom::service::ItemNote]| {
+        let mut event = strongroom::domain::audit::AuditEvent::new(
+            strongroom::domain::audit::Action::TokenizeBatch,
+            SystemClock.now(),
+        );
+        for note in notes {
+            if let strongroom::service::ItemNote::Issued { token, .. } = note {
+                event.tokens.push(token.as_str().to_owned());
+            }
+        }
+        event
+    })
+}
+
+/// What one tokenize call did, as a test reads it: its answers, and the records of the buckets
+/// it locked (subject, detail), read back from the trail it committed them to.
+struct Called {
+    results: Vec<Result<strongroom::service::TokenView, strongroom::service::TokenError>>,
+    locked: Vec<(String, String)>,
+}
+
+/// Tokenizes for `principal` and reads back what the call recorded.
+async fn tokenize_as(
+    f: &Fixture,
+    service: &TokenService,
+    principal: &strongroom::domain::Principal,
+    items: &[TokenizeItem],
+) -> Result<Called, strongroom::service::TokenError> {
+    let ctx = context(principal);
+    let results = service.tokenize_items(&ctx, items, batch_record()).await?;
+    let locked = f
+        .rows::<(String, String)>(&format!(
+            "select subject, detail from audit_events \
+             where action = 'tokenize.enumeration_suspected' and request_id = '{}' order by id",
+            ctx.request_id
+        ))
+        .await;
+    Ok(Called { results, locked })
 }
 
 fn item(pan: &str) -> TokenizeItem {

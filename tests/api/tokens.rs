@@ -455,6 +455,18 @@ async fn expired_tokens_answer_410_and_their_card_data_is_purged() {
         "token_expired",
     )
     .await;
+    // The destruction is recorded, in the transaction that issued the fresh token.
+    let (purged, issued): (i64, i64) = sqlx::query_as(
+        "select count(*) filter (where action = 'token.purge' and $1 = any(tokens)), \
+                count(*) filter (where action = 'token.tokenize' and $2 = any(tokens) \
+                                 and detail = 'created') from audit_events",
+    )
+    .bind(&token)
+    .bind(fresh["token"].as_str().unwrap())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((purged, issued), (1, 1));
 }
 
 #[tokio::test]
@@ -664,4 +676,52 @@ async fn an_exhausted_token_space_fails_with_a_clear_error_not_a_loop() {
         "token_space_exhausted",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_batch_item_drawn_again_stores_the_others_once_with_one_record() {
+    // Every draw is the same: a length_preserving token of 16 digits is taken after the first,
+    // while the first opaque one is still free.
+    let app = spawn_app_with(Options {
+        rng: Arc::new(StuckRandom),
+        engine: Engine::Postgres,
+        ..Options::default()
+    })
+    .await;
+    let first = app
+        .tokenize(
+            &app.keys.tokenizer,
+            &json!({"value": random_pan("4", 16), "format": "length_preserving"}),
+        )
+        .await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let response = app
+        .tokenize_batch(
+            &app.keys.tokenizer,
+            &json!({"items": [
+                {"value": random_pan("5", 16), "format": "length_preserving"},
+                {"value": random_pan("4", 16), "format": "opaque"},
+            ]}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["error"]["code"], "token_space_exhausted");
+    let opaque = results[1]["token"].as_str().unwrap();
+    // The opaque row was stored and withdrawn in every round its neighbour was drawn again,
+    // and committed once, in the round that settled the call, with the call's one record.
+    let pool = app.db.pool().await;
+    let (rows, records, named, detail): (i64, i64, i64, Option<String>) = sqlx::query_as(
+        "select (select count(*) from tokens), \
+                (select count(*) from audit_events where action = 'token.tokenize_batch'), \
+                (select count(*) from audit_events where $1 = any(tokens)), \
+                (select detail from audit_events where action = 'token.tokenize_batch')",
+    )
+    .bind(opaque)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((rows, records, named), (2, 1, 1));
+    assert_eq!(detail.as_deref(), Some("items=2 refused=1"));
 }

@@ -19,8 +19,8 @@ macro_rules! audit_store {
             use $crate::store::rows::{AUDIT_COLUMNS, AuditRow, rows, seq};
             use $crate::domain::{PrincipalId, TenantId};
             use $crate::store::{
-                AuditQuery, AuditStore, AuditedWrite, RecordBuilder, StoreError, UseOutcome,
-                WriteOutcome,
+                AuditQuery, AuditStore, AuditedWrite, RecordBuilder, StoreError, TokenInsert,
+                UseOutcome, WriteOutcome,
             };
             use chrono::{DateTime, Utc};
 
@@ -66,6 +66,25 @@ macro_rules! audit_store {
                             }
                         }
                     }
+                    // The tokenize calls of the batch are one guarded insert.
+                    let mut calls = Vec::new();
+                    let mut callers = Vec::new();
+                    let mut at = None;
+                    for (i, write) in writes.iter().enumerate() {
+                        if let AuditedWrite::Tokenize { rows, now } = write {
+                            calls.push(rows.as_slice());
+                            callers.push(i);
+                            at = at.max(Some(*now));
+                        }
+                    }
+                    if let Some(now) = at {
+                        let shares = $store::tokenize_on(&mut tx, &calls, now).await?;
+                        for (i, share) in callers.into_iter().zip(shares) {
+                            if let Some(slot) = taken.get_mut(i) {
+                                *slot = Some(WriteOutcome::Tokenized(share));
+                            }
+                        }
+                    }
                     let mut outcomes = Vec::with_capacity(writes.len());
                     for (i, write) in writes.iter().enumerate() {
                         outcomes.push(match write {
@@ -73,6 +92,10 @@ macro_rules! audit_store {
                                 .get_mut(i)
                                 .and_then(Option::take)
                                 .unwrap_or(WriteOutcome::Grant(UseOutcome::NotFound)),
+                            AuditedWrite::Tokenize { .. } => taken
+                                .get_mut(i)
+                                .and_then(Option::take)
+                                .unwrap_or_else(|| WriteOutcome::Tokenized(TokenInsert::default())),
                             AuditedWrite::DeleteToken { tenant, token, now } => {
                                 WriteOutcome::Deleted(
                                     $store::destroy_on(&mut tx, *tenant, token, *now, true).await?,

@@ -108,15 +108,18 @@ async fn insert_rows(
 }
 
 impl PgStore {
-    /// The guarded insert (see [`crate::store::TokenStore::insert_tokens`]).
-    async fn insert_guarded(
-        &self,
+    /// The guarded insert, in the caller's transaction: rows of buckets locked before or by
+    /// this insert are refused (a bucket whose new PANs, counted in the rolling window against
+    /// each row's allowance, this insert's included, overrun the budget is locked here and
+    /// now, and none of this insert's rows stay in it); the rest are inserted or collide with
+    /// an existing fingerprint or token value (`Collided`; the caller tells the two apart).
+    pub(in crate::store) async fn insert_guarded_on(
+        tx: &mut sqlx::PgConnection,
         rows: &[NewToken],
         now: DateTime<Utc>,
     ) -> Result<TokenInsert, StoreError> {
-        let mut tx = self.begin_write().await?;
         // One statement refuses the rows of buckets already locked and inserts the rest.
-        let (stored, prelocked) = insert_rows(&mut tx, rows, now).await?;
+        let (stored, prelocked) = insert_rows(tx, rows, now).await?;
         let inserted: Vec<bool> = rows
             .iter()
             .map(|r| stored.contains(&(r.tenant.0, r.token.as_str().to_owned())))
@@ -182,34 +185,51 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        if !closed.is_empty() {
-            // Nothing of this insert stays in a closed bucket.
-            let (tenants, tokens): (Vec<Uuid>, Vec<String>) = rows
-                .iter()
-                .zip(&inserted)
-                .filter(|(r, ok)| **ok && closed.contains_key(&(r.tenant, r.bucket)))
-                .map(|(r, _)| (r.tenant.0, r.token.as_str().to_owned()))
-                .unzip();
-            sqlx::query(
-                "delete from tokens where (tenant_id, token) in \
-                 (select * from unnest($1::uuid[], $2::text[]))",
-            )
-            .bind(&tenants)
-            .bind(&tokens)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        // Nothing of this insert stays in a closed bucket.
+        let doomed: Vec<(TenantId, Token)> = rows
+            .iter()
+            .zip(&inserted)
+            .filter(|(r, ok)| **ok && closed.contains_key(&(r.tenant, r.bucket)))
+            .map(|(r, _)| (r.tenant, r.token.clone()))
+            .collect();
+        PgStore::delete_new_rows_on(tx, &doomed).await?;
         closed.extend(prelocked);
         Ok(TokenInsert {
             rows: outcomes(rows, &inserted, &closed),
             locked,
+            purged: Vec::new(),
         })
     }
 
-    /// See [`crate::store::TokenStore::find_by_fingerprints`].
-    async fn find_fingerprints(
-        &self,
+    /// Deletes rows this transaction inserted and must not keep (in a bucket it locked, or of
+    /// a call that must draw again). Never used on a committed row: a token's value stays
+    /// reserved once issued.
+    pub(in crate::store) async fn delete_new_rows_on(
+        tx: &mut sqlx::PgConnection,
+        rows: &[(TenantId, Token)],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let (tenants, tokens): (Vec<Uuid>, Vec<String>) = rows
+            .iter()
+            .map(|(tenant, token)| (tenant.0, token.as_str().to_owned()))
+            .unzip();
+        sqlx::query(
+            "delete from tokens where (tenant_id, token) in \
+             (select * from unnest($1::uuid[], $2::text[]))",
+        )
+        .bind(&tenants)
+        .bind(&tokens)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// See [`crate::store::TokenStore::find_by_fingerprints`]; on `conn`, in the caller's
+    /// transaction if it has one open.
+    pub(in crate::store) async fn find_fingerprints_on(
+        conn: &mut sqlx::PgConnection,
         tenant: TenantId,
         keys: &[(TokenFormat, Fingerprint)],
     ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
@@ -230,7 +250,7 @@ impl PgStore {
             .bind(tenant.0)
             .bind(keys.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>())
             .bind(keys.iter().map(|(_, fp)| fp.0.to_vec()).collect::<Vec<_>>())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let mut found: Vec<Option<TokenRecord>> = vec![None; keys.len()];
         for row in rows {

@@ -31,22 +31,22 @@ async fn locked_until(
 }
 
 impl SqliteStore {
-    /// The guarded insert (see [`crate::store::TokenStore::insert_tokens`]).
-    async fn insert_guarded(
-        &self,
+    /// The guarded insert, in the caller's transaction (see
+    /// [`crate::store::PgStore::insert_guarded_on`]).
+    pub(in crate::store) async fn insert_guarded_on(
+        tx: &mut sqlx::SqliteConnection,
         rows: &[NewToken],
         now: DateTime<Utc>,
     ) -> Result<TokenInsert, StoreError> {
-        // One write transaction for the set: SQLite has one writer, so the counts below cannot
-        // race. A row that meets an existing fingerprint or token value is skipped, and the
-        // caller tells the two apart, as with PostgreSQL.
-        let mut tx = self.begin_write().await?;
+        // The caller's write transaction (`BEGIN IMMEDIATE`): SQLite has one writer, so the
+        // counts below cannot race. A row that meets an existing fingerprint or token value is
+        // skipped, and the caller tells the two apart, as with PostgreSQL.
         let mut prelocked: HashMap<(TenantId, BucketId), DateTime<Utc>> = HashMap::new();
         let mut inserted = Vec::with_capacity(rows.len());
         for r in rows {
             let key = (r.tenant, r.bucket);
             if !prelocked.contains_key(&key)
-                && let Some(until) = locked_until(&mut tx, r.tenant, r.bucket, now).await?
+                && let Some(until) = locked_until(tx, r.tenant, r.bucket, now).await?
             {
                 prelocked.insert(key, until);
             }
@@ -116,28 +116,41 @@ impl SqliteStore {
             .await?;
         }
         // Nothing of this insert stays in a bucket it locked.
-        for (r, _) in rows
+        let doomed: Vec<(TenantId, Token)> = rows
             .iter()
             .zip(&inserted)
             .filter(|(r, ok)| **ok && closed.contains_key(&(r.tenant, r.bucket)))
-        {
-            sqlx::query("delete from tokens where tenant_id = ?1 and token = ?2")
-                .bind(r.tenant.0)
-                .bind(r.token.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+            .map(|(r, _)| (r.tenant, r.token.clone()))
+            .collect();
+        SqliteStore::delete_new_rows_on(tx, &doomed).await?;
         closed.extend(prelocked);
         Ok(TokenInsert {
             rows: outcomes(rows, &inserted, &closed),
             locked,
+            purged: Vec::new(),
         })
     }
 
-    /// See [`crate::store::TokenStore::find_by_fingerprints`].
-    async fn find_fingerprints(
-        &self,
+    /// Deletes rows this transaction inserted and must not keep (see
+    /// [`crate::store::PgStore::delete_new_rows_on`]).
+    pub(in crate::store) async fn delete_new_rows_on(
+        tx: &mut sqlx::SqliteConnection,
+        rows: &[(TenantId, Token)],
+    ) -> Result<(), StoreError> {
+        for (tenant, token) in rows {
+            sqlx::query("delete from tokens where tenant_id = ?1 and token = ?2")
+                .bind(tenant.0)
+                .bind(token.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// See [`crate::store::TokenStore::find_by_fingerprints`]; on `conn`, in the caller's
+    /// transaction if it has one open.
+    pub(in crate::store) async fn find_fingerprints_on(
+        conn: &mut sqlx::SqliteConnection,
         tenant: TenantId,
         keys: &[(TokenFormat, Fingerprint)],
     ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
@@ -150,7 +163,7 @@ impl SqliteStore {
                 .bind(tenant.0)
                 .bind(format.as_str())
                 .bind(fingerprint.0.to_vec())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await?;
             found.push(row.map(TokenRecord::try_from).transpose()?);
         }

@@ -1,10 +1,11 @@
-//! [`crate::store::TokenStore`] for both engines: reading one token and destroying one are the
-//! same statement on both, written once here. What really differs is supplied by the engine as
-//! inherent methods: the guarded insert (`insert_rows`: `unnest` and advisory lock stripes in
-//! PostgreSQL, row by row under `BEGIN IMMEDIATE` in SQLite), the fingerprint lookup and the
-//! read of several tokens (`find_fingerprints`, `read_tokens`: one `unnest … with ordinality`
-//! in PostgreSQL, one query a key in SQLite), and the purge (`purge_batch`: `for update skip
-//! locked` in PostgreSQL, by `rowid` in SQLite).
+//! [`crate::store::TokenStore`] for both engines: reading one token, destroying one and the
+//! tokenize calls' insert (`tokenize_on`, run in the audit trail's transaction) are written once
+//! here. What really differs is supplied by the engine as inherent methods: the guarded insert
+//! (`insert_guarded_on`: `unnest` and advisory lock stripes in PostgreSQL, row by row under
+//! `BEGIN IMMEDIATE` in SQLite) and the delete of rows it must not keep, the fingerprint lookup
+//! and the read of several tokens (`find_fingerprints_on`, `read_tokens`: one `unnest … with
+//! ordinality` in PostgreSQL, one query a key in SQLite), and the purge (`purge_batch`: `for
+//! update skip locked` in PostgreSQL, by `rowid` in SQLite).
 
 /// The columns that hold card data or point at it, set to null when a token is destroyed.
 macro_rules! destroy_card_data {
@@ -26,7 +27,10 @@ macro_rules! token_store {
             use $crate::crypto::fingerprint::Fingerprint;
             use $crate::domain::{TenantId, Token, TokenFormat};
             use $crate::store::rows::{TOKEN_COLUMNS, TokenRow};
-            use $crate::store::{NewToken, StoreError, TokenInsert, TokenRecord, TokenStore};
+            use $crate::store::tokens::calls;
+            use $crate::store::{
+                NewToken, RowOutcome, StoreError, TokenInsert, TokenRecord, TokenStore,
+            };
 
             impl $store {
                 /// Destroys one live token: a caller's delete, or (`deleting` false) only if
@@ -66,24 +70,70 @@ macro_rules! token_store {
                     .await?;
                     Ok(result.rows_affected() == 1)
                 }
+
+                /// The rows of several tokenize calls, in the caller's transaction: one guarded
+                /// insert for all of them, then, for the rows that met a fingerprint, the live
+                /// token found (`Existing`) or, if it had expired, that token destroyed and the
+                /// row drawn again. Each call learns its own share; a call with a row to draw
+                /// again keeps none of its rows (see [`calls`]).
+                pub(in $crate::store) async fn tokenize_on(
+                    conn: &mut <$db as ::sqlx::Database>::Connection,
+                    calls: &[&[NewToken]],
+                    now: DateTime<Utc>,
+                ) -> Result<Vec<TokenInsert>, StoreError> {
+                    let merged = calls::merge(calls);
+                    let mut insert = $store::insert_guarded_on(conn, &merged.rows, now).await?;
+                    let mut purged: Vec<Option<Token>> = vec![None; merged.rows.len()];
+                    let mut tenants: Vec<TenantId> = Vec::new();
+                    for (row, outcome) in merged.rows.iter().zip(&insert.rows) {
+                        if matches!(outcome, RowOutcome::Collided) && !tenants.contains(&row.tenant) {
+                            tenants.push(row.tenant);
+                        }
+                    }
+                    for tenant in tenants {
+                        let met: Vec<usize> = (0..merged.rows.len())
+                            .filter(|i| {
+                                merged.rows.get(*i).is_some_and(|r| r.tenant == tenant)
+                                    && matches!(insert.rows.get(*i), Some(RowOutcome::Collided))
+                            })
+                            .collect();
+                        let keys: Vec<(TokenFormat, Fingerprint)> = met
+                            .iter()
+                            .filter_map(|i| merged.rows.get(*i))
+                            .map(|r| (r.format, r.fingerprint.clone()))
+                            .collect();
+                        let found = $store::find_fingerprints_on(conn, tenant, &keys).await?;
+                        for (i, record) in met.into_iter().zip(found) {
+                            let Some(record) = record else { continue };
+                            if record.expires_at.is_some_and(|at| at <= now) {
+                                // An expired token no longer counts for determinism: it is
+                                // destroyed and the row's PAN gets a fresh one.
+                                if $store::destroy_on(conn, tenant, &record.token, now, false).await? {
+                                    if let Some(slot) = purged.get_mut(i) {
+                                        *slot = Some(record.token);
+                                    }
+                                }
+                            } else if let Some(outcome) = insert.rows.get_mut(i) {
+                                *outcome = RowOutcome::Existing(Box::new(record));
+                            }
+                        }
+                    }
+                    insert.purged = Vec::new();
+                    let (shares, withdrawn) = merged.split(insert, purged);
+                    $store::delete_new_rows_on(conn, &withdrawn).await?;
+                    Ok(shares)
+                }
             }
 
             #[async_trait]
             impl TokenStore for $store {
-                async fn insert_tokens(
-                    &self,
-                    rows: &[NewToken],
-                    now: DateTime<Utc>,
-                ) -> Result<TokenInsert, StoreError> {
-                    self.insert_guarded(rows, now).await
-                }
-
                 async fn find_by_fingerprints(
                     &self,
                     tenant: TenantId,
                     keys: &[(TokenFormat, Fingerprint)],
                 ) -> Result<Vec<Option<TokenRecord>>, StoreError> {
-                    self.find_fingerprints(tenant, keys).await
+                    let mut conn = self.pool.acquire().await?;
+                    $store::find_fingerprints_on(&mut conn, tenant, keys).await
                 }
 
                 async fn get_token(

@@ -9,7 +9,7 @@ use strongroom::domain::{Principal, PrincipalId, Role, TenantId};
 use strongroom::service::{TokenError, TokenService};
 use uuid::Uuid;
 
-use super::{Backend, Fixture, fixture, item, keys};
+use super::{Backend, Fixture, fixture, item, keys, tokenize_as};
 use crate::helpers::*;
 use strongroom::service::KeySettings;
 
@@ -45,34 +45,42 @@ pub(super) async fn a_bucket_past_its_budget_refuses_known_and_new_pans_alike_an
     let tokens = service(&f, &keys, 3);
     let me = tokenizer(PrincipalId(Uuid::new_v4()), f.tenant);
     let known = pan_in_bucket("411111", "1111", 0);
-    let first = tokens.tokenize_items(&me, &[item(&known)]).await.unwrap();
-    assert!(first.results[0].as_ref().unwrap().created);
-    // Budget 3: two more new PANs fit; the known one is answered again and again.
-    let more = tokens
-        .tokenize_items(
-            &me,
-            &[
-                item(&pan_in_bucket("411111", "1111", 1)),
-                item(&known),
-                item(&pan_in_bucket("411111", "1111", 2)),
-            ],
-        )
+    let first = tokenize_as(&f, &tokens, &me, &[item(&known)])
         .await
         .unwrap();
+    assert!(first.results[0].as_ref().unwrap().created);
+    // Budget 3: two more new PANs fit; the known one is answered again and again.
+    let more = tokenize_as(
+        &f,
+        &tokens,
+        &me,
+        &[
+            item(&pan_in_bucket("411111", "1111", 1)),
+            item(&known),
+            item(&pan_in_bucket("411111", "1111", 2)),
+        ],
+    )
+    .await
+    .unwrap();
     assert!(more.results.iter().all(Result::is_ok));
     assert!(more.locked.is_empty());
     // The fourth new PAN overruns it: refused, the bucket locked, and the known PAN riding in
     // the same call is refused the same way.
-    let over = tokens
-        .tokenize_items(
-            &me,
-            &[item(&pan_in_bucket("411111", "1111", 3)), item(&known)],
-        )
-        .await
-        .unwrap();
+    let over = tokenize_as(
+        &f,
+        &tokens,
+        &me,
+        &[item(&pan_in_bucket("411111", "1111", 3)), item(&known)],
+    )
+    .await
+    .unwrap();
     assert!(over.results.iter().all(refused), "{:?}", over.results);
     assert_eq!(over.locked.len(), 1);
-    assert_eq!((over.locked[0].counted, over.locked[0].budget), (4, 3));
+    assert!(
+        over.locked[0].1.contains("new_pans=4 budget=3"),
+        "{:?}",
+        over.locked
+    );
     assert_eq!(
         bucket_rows(&f).await,
         3,
@@ -80,16 +88,20 @@ pub(super) async fn a_bucket_past_its_budget_refuses_known_and_new_pans_alike_an
     );
     // Locked: known alone, new alone, each refused; nothing new locks it again.
     for pan in [known.clone(), pan_in_bucket("411111", "1111", 4)] {
-        let r = tokens.tokenize_items(&me, &[item(&pan)]).await.unwrap();
+        let r = tokenize_as(&f, &tokens, &me, &[item(&pan)]).await.unwrap();
         assert!(refused(&r.results[0]));
         assert!(r.locked.is_empty());
     }
     assert_eq!(bucket_rows(&f).await, 3);
     // Other buckets are untouched.
-    let elsewhere = tokens
-        .tokenize_items(&me, &[item(&pan_in_bucket("411111", "2222", 0))])
-        .await
-        .unwrap();
+    let elsewhere = tokenize_as(
+        &f,
+        &tokens,
+        &me,
+        &[item(&pan_in_bucket("411111", "2222", 0))],
+    )
+    .await
+    .unwrap();
     assert!(elsewhere.results[0].is_ok());
     // The lock is listed, and an admin's release opens the bucket with a fresh count.
     let locks = f
@@ -98,7 +110,7 @@ pub(super) async fn a_bucket_past_its_budget_refuses_known_and_new_pans_alike_an
         .await
         .unwrap();
     assert_eq!(locks.len(), 1);
-    assert_eq!(locks[0].bucket, over.locked[0].bucket);
+    assert_eq!(locks[0].bucket.to_string(), over.locked[0].0);
     let released = f
         .store
         .release_bucket(locks[0].bucket, SystemClock.now())
@@ -112,12 +124,18 @@ pub(super) async fn a_bucket_past_its_budget_refuses_known_and_new_pans_alike_an
             .unwrap()
             .is_none()
     );
-    let again = tokens.tokenize_items(&me, &[item(&known)]).await.unwrap();
-    assert!(!again.results[0].as_ref().unwrap().created);
-    let fresh = tokens
-        .tokenize_items(&me, &[item(&pan_in_bucket("411111", "1111", 5))])
+    let again = tokenize_as(&f, &tokens, &me, &[item(&known)])
         .await
         .unwrap();
+    assert!(!again.results[0].as_ref().unwrap().created);
+    let fresh = tokenize_as(
+        &f,
+        &tokens,
+        &me,
+        &[item(&pan_in_bucket("411111", "1111", 5))],
+    )
+    .await
+    .unwrap();
     assert!(fresh.results[0].as_ref().unwrap().created);
 }
 
@@ -160,28 +178,33 @@ pub(super) async fn an_import_window_has_its_own_budget_and_widens_no_one_elses(
     let batch: Vec<_> = (0..10)
         .map(|n| item(&pan_in_bucket("411111", "1111", n)))
         .collect();
-    let imported = tokens.tokenize_items(&importer, &batch).await.unwrap();
+    let imported = tokenize_as(&f, &tokens, &importer, &batch).await.unwrap();
     assert!(
         imported.results.iter().all(Result::is_ok),
         "{:?}",
         imported.results
     );
     // Everyone else still has the ordinary budget of 2 in that bucket.
-    let r = tokens
-        .tokenize_items(
-            &other,
-            &[
-                item(&pan_in_bucket("411111", "1111", 100)),
-                item(&pan_in_bucket("411111", "1111", 101)),
-            ],
-        )
-        .await
-        .unwrap();
+    let r = tokenize_as(
+        &f,
+        &tokens,
+        &other,
+        &[
+            item(&pan_in_bucket("411111", "1111", 100)),
+            item(&pan_in_bucket("411111", "1111", 101)),
+        ],
+    )
+    .await
+    .unwrap();
     assert!(r.results.iter().all(Result::is_ok));
-    let r = tokens
-        .tokenize_items(&other, &[item(&pan_in_bucket("411111", "1111", 102))])
-        .await
-        .unwrap();
+    let r = tokenize_as(
+        &f,
+        &tokens,
+        &other,
+        &[item(&pan_in_bucket("411111", "1111", 102))],
+    )
+    .await
+    .unwrap();
     assert!(refused(&r.results[0]));
     // Closed early by an admin, the window no longer lists; past its time it never does.
     assert_eq!(f.store.open_import_windows(now).await.unwrap().len(), 1);

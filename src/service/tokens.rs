@@ -176,7 +176,7 @@ struct Round {
 /// reading makes the record (in the transaction) and the answer (after it), so both agree.
 fn read_round(
     pending: &[Pending],
-    rows: &[NewToken],
+    drawn: &[Token],
     outcomes: &[RowOutcome],
     now: DateTime<Utc>,
 ) -> Round {
@@ -184,10 +184,10 @@ fn read_round(
         notes: Vec::new(),
         again: Vec::new(),
     };
-    for ((p, row), outcome) in pending.iter().zip(rows).zip(outcomes) {
+    for ((p, token), outcome) in pending.iter().zip(drawn).zip(outcomes) {
         let note = match outcome {
             RowOutcome::Inserted => ItemNote::Issued {
-                token: row.token.clone(),
+                token: token.clone(),
                 created: true,
             },
             RowOutcome::Existing(record) => ItemNote::Issued {
@@ -510,15 +510,16 @@ impl TokenService {
             let rows = self
                 .seal_new_rows(tenant, items, &pending, allowance, now)
                 .await?;
+            let drawn: Vec<Token> = rows.iter().map(|r| r.token.clone()).collect();
             let finish = {
-                let (pending, rows, mut notes) = (pending.clone(), rows.clone(), notes.clone());
+                let (pending, drawn, mut notes) = (pending.clone(), drawn.clone(), notes.clone());
                 let (record, alarms, ctx) = (Arc::clone(&record), self.alarms.clone(), ctx.clone());
                 move |outcome: &WriteOutcome| {
                     let WriteOutcome::Tokenized(insert) = outcome else {
                         return Vec::new();
                     };
                     let mut events = side_records(&alarms, &ctx, insert, now);
-                    let round = read_round(&pending, &rows, &insert.rows, now);
+                    let round = read_round(&pending, &drawn, &insert.rows, now);
                     if round.again.is_empty() {
                         for (index, note) in round.notes {
                             set(&mut notes, index, note);
@@ -537,7 +538,7 @@ impl TokenService {
                 _ => return Err(StoreError::Corrupt("tokenize outcome").into()),
             };
             self.alarms.observe_locks(&insert.locked);
-            let round = read_round(&pending, &rows, &insert.rows, now);
+            let round = read_round(&pending, &drawn, &insert.rows, now);
             for (index, note) in round.notes {
                 set(&mut notes, index, note);
             }

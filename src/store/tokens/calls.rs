@@ -43,21 +43,23 @@ pub(in crate::store) fn merge(calls: &[&[NewToken]]) -> Merged {
 impl Merged {
     /// Each call's share of `insert` (the outcome of inserting [`Merged::rows`]), with the
     /// expired tokens destroyed for its rows (`purged`, by row), and the rows the caller must
-    /// delete again before committing: those of calls that have a row to draw again.
+    /// delete again before committing: those of calls that go again (see
+    /// [`Merged::going_again`]), answered `Withdrawn`.
     pub(in crate::store) fn split(
         &self,
         insert: TokenInsert,
         mut purged: Vec<Option<Token>>,
     ) -> (Vec<TokenInsert>, Vec<(TenantId, Token)>) {
         let TokenInsert {
-            rows: outcomes,
+            rows: mut outcomes,
             mut locked,
             ..
         } = insert;
+        let again = self.going_again(&mut outcomes);
         let mut outcomes: Vec<Option<RowOutcome>> = outcomes.into_iter().map(Some).collect();
         let mut shares = Vec::with_capacity(self.places.len());
         let mut withdrawn = Vec::new();
-        for places in &self.places {
+        for (places, again) in self.places.iter().zip(again) {
             let mut rows: Vec<RowOutcome> = places
                 .iter()
                 .map(|p| {
@@ -65,7 +67,7 @@ impl Merged {
                         .unwrap_or(RowOutcome::Collided)
                 })
                 .collect();
-            if rows.iter().any(|r| matches!(r, RowOutcome::Collided)) {
+            if again {
                 for (outcome, place) in rows.iter_mut().zip(places) {
                     if let (RowOutcome::Inserted, Some(row)) =
                         (&outcome, place.and_then(|i| self.rows.get(i)))
@@ -96,6 +98,43 @@ impl Merged {
             });
         }
         (shares, withdrawn)
+    }
+
+    /// Which calls go again: those with a row to draw again (or one that sat out). A row that
+    /// found its PAN's token in a row this same insert stored is only as good as that row: if
+    /// the row's call goes again (and its rows are taken back), so does the finder's call.
+    fn going_again(&self, outcomes: &mut [RowOutcome]) -> Vec<bool> {
+        let mut again = vec![false; self.places.len()];
+        loop {
+            for (places, again) in self.places.iter().zip(again.iter_mut()) {
+                *again = *again
+                    || places.iter().any(|p| {
+                        p.is_none_or(|i| matches!(outcomes.get(i), Some(RowOutcome::Collided)))
+                    });
+            }
+            let taken_back: HashSet<(TenantId, &Token)> = self
+                .places
+                .iter()
+                .zip(&again)
+                .filter(|(_, again)| **again)
+                .flat_map(|(places, _)| places.iter().flatten())
+                .filter(|i| matches!(outcomes.get(**i), Some(RowOutcome::Inserted)))
+                .filter_map(|i| self.rows.get(*i))
+                .map(|r| (r.tenant, &r.token))
+                .collect();
+            let mut changed = false;
+            for outcome in outcomes.iter_mut() {
+                if let RowOutcome::Existing(found) = outcome
+                    && taken_back.contains(&(found.tenant, &found.token))
+                {
+                    *outcome = RowOutcome::Collided;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return again;
+            }
+        }
     }
 }
 
@@ -194,6 +233,45 @@ mod tests {
         );
         assert_eq!(shares[0].locked, vec![lock(1, 1)]);
         assert_eq!(shares[1].locked, vec![lock(1, 2)]);
+    }
+
+    #[test]
+    fn a_call_that_found_its_token_in_a_row_taken_back_goes_again_too() {
+        // Call a stores the PAN's row and has a row to draw again; call b, the same PAN, found
+        // a's row. a's row is taken back, so b must not answer with it.
+        let a = [row(1, "tok_a", 1), row(1, "tok_x", 1)];
+        let b = [row(1, "tok_b", 1)];
+        let c = [row(1, "tok_c", 2)];
+        let merged = merge(&[&a, &b, &c]);
+        let found = crate::store::TokenRecord {
+            tenant: TenantId(uuid::Uuid::from_u128(1)),
+            token: Token::from_stored("tok_a".to_owned()),
+            format: TokenFormat::Opaque,
+            sealed: None,
+            masked: None,
+            metadata: None,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            expires_at: None,
+            deleted_at: None,
+        };
+        let insert = TokenInsert {
+            rows: vec![
+                RowOutcome::Inserted,
+                RowOutcome::Collided,
+                RowOutcome::Existing(Box::new(found)),
+                RowOutcome::Inserted,
+            ],
+            ..TokenInsert::default()
+        };
+        let (shares, withdrawn) = merged.split(insert, vec![None; 4]);
+        assert!(matches!(
+            shares[0].rows[..],
+            [RowOutcome::Withdrawn, RowOutcome::Collided]
+        ));
+        assert!(matches!(shares[1].rows[..], [RowOutcome::Collided]));
+        assert!(matches!(shares[2].rows[..], [RowOutcome::Inserted]));
+        assert_eq!(withdrawn.len(), 1);
+        assert_eq!(withdrawn[0].1.as_str(), "tok_a");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth_flood;
 pub mod authn;
 pub mod context;
+pub mod deadline;
 pub mod detokenize;
 pub mod grants;
 pub mod guard;

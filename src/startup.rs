@@ -229,13 +229,7 @@ impl Application {
             Arc::clone(&authn),
         );
         let lifecycle = Lifecycle::new(audit.clone(), Arc::clone(&clock));
-        let health = Health::new(
-            store.clone(),
-            store.clone(),
-            audit.clone(),
-            Arc::clone(&keys),
-            Arc::clone(&clock),
-        );
+        let health = Health::new(store.clone(), audit.clone(), Arc::clone(&keys));
         let state = AppState::new(
             Services {
                 keys,

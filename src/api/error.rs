@@ -457,8 +457,11 @@ impl From<ReadError> for ApiError {
 }
 
 impl From<AuditError> for ApiError {
-    fn from(_: AuditError) -> Self {
-        ApiError::AuditUnavailable
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Unavailable => ApiError::AuditUnavailable,
+            AuditError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ProblemCode;
 use super::{ApiError, AppState};
+use crate::service::deadline::Deadline;
 
 /// Middleware: one structured log line and the request metrics per request.
 pub async fn access_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -77,13 +78,19 @@ pub async fn shed_load(State(state): State<AppState>, request: Request, next: Ne
     next.run(request).await
 }
 
-/// Middleware: refuses a request that runs longer than the configured timeout. Dropping the
-/// handler rolls back any open transaction.
+/// Middleware: refuses a request that runs longer than the configured timeout, unless its
+/// records have started committing: then it is answered with their outcome (the database
+/// bounds that wait with its statement timeout). So a `503 timeout` has committed nothing;
+/// dropping the handler rolls back any open transaction of its own.
 pub async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit: Duration = state.settings().request_timeout;
-    match tokio::time::timeout(limit, next.run(request)).await {
+    let deadline = Deadline::default();
+    let run = deadline.clone().scope(next.run(request));
+    tokio::pin!(run);
+    match tokio::time::timeout(limit, &mut run).await {
         Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
+        Err(_) if deadline.expire() => ApiError::Timeout.into_response(),
+        Err(_) => run.await,
     }
 }
 

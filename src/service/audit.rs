@@ -11,7 +11,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -20,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::context::{Forbidden, RequestContext};
+use super::deadline::Deadline;
 use crate::clock::Clock;
 use crate::crypto::checkpoint::CheckpointKey;
 use crate::domain::Role;
@@ -43,9 +43,13 @@ const VERIFY_PAGE: u32 = 2000;
 /// Why a record was not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuditError {
-    /// The database refused or could not be reached; the record is not in the trail.
+    /// The trail refused the record (or its appender has stopped); it is not in the trail.
     #[error("the audit trail could not be written")]
     Unavailable,
+    /// The database could not be reached, had no connection free in time or stalled (its
+    /// statement timeout cancelled the transaction); nothing of it is in the trail.
+    #[error("the database is unavailable")]
+    DatabaseUnavailable,
 }
 
 /// How a use case that did not succeed is written in the trail: the stable code the caller is
@@ -84,13 +88,35 @@ type Finish = Box<dyn FnOnce(&WriteOutcome) -> Vec<AuditEvent> + Send>;
 // shrink the rare checkpoint request.
 #[allow(clippy::large_enum_variant)]
 enum Message {
-    Append(AuditEvent, oneshot::Sender<Result<(), AuditError>>),
-    Write(
-        AuditedWrite,
-        Finish,
-        oneshot::Sender<Result<WriteOutcome, AuditError>>,
-    ),
+    Append(AuditEvent, Waiter<()>),
+    Write(AuditedWrite, Finish, Waiter<WriteOutcome>),
     Checkpoint(oneshot::Sender<()>),
+    Probe(oneshot::Sender<Result<(), AuditError>>),
+}
+
+/// A request waiting for its record or write, and its deadline (none for commands).
+struct Waiter<T> {
+    done: oneshot::Sender<Result<T, AuditError>>,
+    deadline: Option<Deadline>,
+}
+
+impl<T> Waiter<T> {
+    /// A waiter for the current request.
+    fn new() -> (Waiter<T>, oneshot::Receiver<Result<T, AuditError>>) {
+        let (done, answer) = oneshot::channel();
+        let deadline = Deadline::current();
+        (Waiter { done, deadline }, answer)
+    }
+
+    /// Claims the request for the coming transaction: false if it has been answered without
+    /// waiting for us (it timed out, or its caller left), and its part must be left out.
+    fn claim(&self) -> bool {
+        self.deadline.as_ref().is_none_or(Deadline::commit) && !self.done.is_closed()
+    }
+
+    fn send(self, result: Result<T, AuditError>) {
+        let _ = self.done.send(result);
+    }
 }
 
 /// One place in a batch's chain: a record as it came, or the record of a write.
@@ -101,30 +127,37 @@ enum Entry {
     Written(usize, Finish),
 }
 
-/// Drops the writes whose requests gave up waiting (their timeout answered `503 timeout`)
-/// before the transaction starts, so that such an answer leaves nothing committed. A write
-/// already in a running transaction commits with it; its request has its answer by then.
+/// Leaves out of the batch the records and writes of requests that were answered without
+/// waiting for them (`503 timeout`, or a caller that left), and claims the rest, before the
+/// transaction starts: a request answered `503 timeout` has committed nothing, and one whose
+/// part is claimed is answered with its outcome instead of timing out.
 fn withdraw_abandoned(batch: Batch) -> Batch {
-    if batch.written.iter().all(|done| !done.is_closed()) {
+    let recorded: Vec<bool> = batch.recorded.iter().map(Waiter::claim).collect();
+    let written: Vec<bool> = batch.written.iter().map(Waiter::claim).collect();
+    if recorded.iter().chain(&written).all(|kept| *kept) {
         return batch;
     }
-    let mut kept = Batch {
-        recorded: batch.recorded,
-        ..Batch::default()
-    };
+    let mut kept = Batch::default();
     let mut renumbered = Vec::with_capacity(batch.writes.len());
-    for (write, done) in batch.writes.into_iter().zip(batch.written) {
-        if done.is_closed() {
-            renumbered.push(None);
-        } else {
+    for ((write, waiter), keep) in batch.writes.into_iter().zip(batch.written).zip(&written) {
+        if *keep {
             renumbered.push(Some(kept.writes.len()));
             kept.writes.push(write);
-            kept.written.push(done);
+            kept.written.push(waiter);
+        } else {
+            renumbered.push(None);
         }
     }
+    let mut plain = batch.recorded.into_iter().zip(recorded);
     for entry in batch.entries {
         match entry {
-            Entry::Plain(event) => kept.entries.push(Entry::Plain(event)),
+            // Plain records and their waiters come in the same order.
+            Entry::Plain(event) => {
+                if let Some((waiter, true)) = plain.next() {
+                    kept.entries.push(Entry::Plain(event));
+                    kept.recorded.push(waiter);
+                }
+            }
             Entry::Written(i, finish) => {
                 if let Some(Some(j)) = renumbered.get(i) {
                     kept.entries.push(Entry::Written(*j, finish));
@@ -140,16 +173,14 @@ fn withdraw_abandoned(batch: Batch) -> Batch {
 struct Batch {
     entries: Vec<Entry>,
     writes: Vec<AuditedWrite>,
-    recorded: Vec<oneshot::Sender<Result<(), AuditError>>>,
-    written: Vec<oneshot::Sender<Result<WriteOutcome, AuditError>>>,
+    recorded: Vec<Waiter<()>>,
+    written: Vec<Waiter<WriteOutcome>>,
 }
 
 /// A handle on this writer's appender; clones share it.
 #[derive(Clone)]
 pub struct AuditTrail {
     queue: mpsc::Sender<Message>,
-    /// Whether the last batch committed: readiness reads it.
-    healthy: Arc<AtomicBool>,
 }
 
 impl AuditTrail {
@@ -161,9 +192,7 @@ impl AuditTrail {
         metrics: Metrics,
     ) -> AuditTrail {
         let (queue, inbox) = mpsc::channel(QUEUE);
-        let healthy = Arc::new(AtomicBool::new(true));
         let appender = Appender {
-            healthy: Arc::clone(&healthy),
             store,
             anchor,
             clock,
@@ -173,25 +202,14 @@ impl AuditTrail {
             last_checkpoint: Instant::now(),
         };
         tokio::spawn(appender.run(inbox));
-        AuditTrail { queue, healthy }
-    }
-
-    /// Whether the last batch of records committed (true until one fails, and again once one
-    /// commits). A failed write is answered at once; this lets readiness say so too.
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && !self.queue.is_closed()
-    }
-
-    /// Marks the trail writable again after a probe found it so.
-    pub fn mark_healthy(&self) {
-        self.healthy.store(true, Ordering::Relaxed);
+        AuditTrail { queue }
     }
 
     /// Appends `event` and waits until it is durable.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        let (done, answer) = oneshot::channel();
+        let (waiter, answer) = Waiter::new();
         self.queue
-            .send(Message::Append(event, done))
+            .send(Message::Append(event, waiter))
             .await
             .map_err(|_| AuditError::Unavailable)?;
         answer.await.unwrap_or(Err(AuditError::Unavailable))
@@ -233,9 +251,9 @@ impl AuditTrail {
         write: AuditedWrite,
         finish: impl FnOnce(&WriteOutcome) -> Vec<AuditEvent> + Send + 'static,
     ) -> Result<WriteOutcome, AuditError> {
-        let (done, answer) = oneshot::channel();
+        let (waiter, answer) = Waiter::new();
         self.queue
-            .send(Message::Write(write, Box::new(finish), done))
+            .send(Message::Write(write, Box::new(finish), waiter))
             .await
             .map_err(|_| AuditError::Unavailable)?;
         answer.await.unwrap_or(Err(AuditError::Unavailable))
@@ -274,6 +292,17 @@ impl AuditTrail {
         Ok(outcome)
     }
 
+    /// Whether the appender can write a record now, on its own connections: one is inserted
+    /// and rolled back after what is queued. Readiness asks this.
+    pub async fn probe(&self) -> Result<(), AuditError> {
+        let (done, answer) = oneshot::channel();
+        self.queue
+            .send(Message::Probe(done))
+            .await
+            .map_err(|_| AuditError::Unavailable)?;
+        answer.await.unwrap_or(Err(AuditError::Unavailable))
+    }
+
     /// Writes a checkpoint of the chain head now (at shutdown, and for tests).
     pub async fn checkpoint(&self) {
         let (done, answer) = oneshot::channel();
@@ -303,7 +332,6 @@ pub fn conclude<T, E: Refusal>(event: &mut AuditEvent, result: &Result<T, E>) {
 }
 
 struct Appender {
-    healthy: Arc<AtomicBool>,
     store: Arc<dyn AuditStore>,
     anchor: Option<Anchor>,
     clock: Arc<dyn Clock>,
@@ -334,16 +362,20 @@ impl Appender {
             // Take whatever is queued: under load a batch grows to the concurrency.
             while let Some(message) = next.take() {
                 match message {
-                    Message::Append(event, done) => {
+                    Message::Append(event, waiter) => {
                         batch.entries.push(Entry::Plain(event));
-                        batch.recorded.push(done);
+                        batch.recorded.push(waiter);
                     }
-                    Message::Write(write, finish, done) => {
+                    Message::Probe(done) => {
+                        self.commit(std::mem::take(&mut batch)).await;
+                        let _ = done.send(self.probe().await);
+                    }
+                    Message::Write(write, finish, waiter) => {
                         batch
                             .entries
                             .push(Entry::Written(batch.writes.len(), finish));
                         batch.writes.push(write);
-                        batch.written.push(done);
+                        batch.written.push(waiter);
                     }
                     Message::Checkpoint(done) => {
                         self.commit(std::mem::take(&mut batch)).await;
@@ -425,28 +457,42 @@ impl Appender {
                 if let Some(end) = end {
                     self.head = end;
                 }
-                self.healthy.store(true, Ordering::Relaxed);
-                for done in recorded {
-                    let _ = done.send(Ok(()));
+                for waiter in recorded {
+                    waiter.send(Ok(()));
                 }
-                for (done, outcome) in written.into_iter().zip(outcomes) {
-                    let _ = done.send(Ok(outcome));
+                for (waiter, outcome) in written.into_iter().zip(outcomes) {
+                    waiter.send(Ok(outcome));
                 }
             }
             Err(e) => {
-                self.healthy.store(false, Ordering::Relaxed);
                 tracing::error!(error = %e, records = count, "audit trail write failed");
                 self.metrics.observe_audit_write_failure("database");
                 // Whether the commit landed is unknown: vouch for the last head known to have
                 // landed, then go on in a new chain.
                 self.write_checkpoint().await;
                 self.head = ChainHead::new(Uuid::new_v4());
-                for done in recorded {
-                    let _ = done.send(Err(AuditError::Unavailable));
+                let error = if e.is_unavailable() {
+                    AuditError::DatabaseUnavailable
+                } else {
+                    AuditError::Unavailable
+                };
+                for waiter in recorded {
+                    waiter.send(Err(error));
                 }
-                for done in written {
-                    let _ = done.send(Err(AuditError::Unavailable));
+                for waiter in written {
+                    waiter.send(Err(error));
                 }
+            }
+        }
+    }
+
+    /// Appends a record on the appender's own connections and rolls it back.
+    async fn probe(&mut self) -> Result<(), AuditError> {
+        match self.store.probe_append(self.clock.now()).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "the audit trail cannot be written");
+                Err(AuditError::Unavailable)
             }
         }
     }
@@ -676,10 +722,18 @@ mod withdraw_tests {
     #[test]
     fn a_write_whose_request_gave_up_is_withdrawn_and_the_rest_renumbered() {
         let at = chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap_or_default();
-        let (gave_up, dropped) = oneshot::channel::<Result<WriteOutcome, AuditError>>();
+        let (gave_up, dropped) = Waiter::<WriteOutcome>::new();
         drop(dropped);
-        let (waits, _kept_answer) = oneshot::channel::<Result<WriteOutcome, AuditError>>();
-        let (plain, _plain_answer) = oneshot::channel::<Result<(), AuditError>>();
+        let (waits, _kept_answer) = Waiter::<WriteOutcome>::new();
+        let (plain, _plain_answer) = Waiter::<()>::new();
+        // A record of a request already answered `503 timeout`, and one still waiting.
+        let timed_out = Deadline::default();
+        assert!(timed_out.expire());
+        let (mut late, _late_answer) = Waiter::<()>::new();
+        late.deadline = Some(timed_out);
+        let (mut on_time, _on_time_answer) = Waiter::<()>::new();
+        let waiting = Deadline::default();
+        on_time.deadline = Some(waiting.clone());
         let finish = |action: Action| -> Finish {
             Box::new(move |_: &WriteOutcome| vec![AuditEvent::new(action, at)])
         };
@@ -687,16 +741,22 @@ mod withdraw_tests {
             entries: vec![
                 Entry::Written(0, finish(Action::Delete)),
                 Entry::Plain(AuditEvent::new(Action::Lookup, at)),
+                Entry::Plain(AuditEvent::new(Action::TokenizeBatch, at)),
                 Entry::Written(1, finish(Action::Detokenize)),
+                Entry::Plain(AuditEvent::new(Action::AuditRead, at)),
             ],
             writes: vec![use_of(1), use_of(2)],
-            recorded: vec![plain],
+            recorded: vec![plain, late, on_time],
             written: vec![gave_up, waits],
         };
         let kept = withdraw_abandoned(batch);
         assert_eq!(kept.writes.len(), 1);
         assert_eq!(kept.written.len(), 1);
-        assert_eq!(kept.recorded.len(), 1);
+        assert_eq!(kept.recorded.len(), 2);
+        assert!(
+            !waiting.expire(),
+            "claimed: its request now waits for the commit"
+        );
         assert!(
             matches!(kept.writes[0], AuditedWrite::UseGrant { jti, .. } if jti == Uuid::from_u128(2))
         );
@@ -711,6 +771,13 @@ mod withdraw_tests {
                 }
             })
             .collect();
-        assert_eq!(kinds, vec!["plain token.lookup", "write 0 detokenize"]);
+        assert_eq!(
+            kinds,
+            vec![
+                "plain token.lookup",
+                "write 0 detokenize",
+                "plain audit.read"
+            ]
+        );
     }
 }

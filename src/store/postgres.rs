@@ -16,6 +16,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use super::rows::AppliedMigration;
 use super::{Database, SchemaStatus, StoreError};
 
+/// How long a pooled connection may sit idle before it is pinged at checkout.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// The migrations this binary carries (`migrations/`).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -64,10 +67,20 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_wait)
-            // A ping before every checkout doubles the round trips of a one-query request; a
-            // broken connection (say, after a database restart) fails its one query instead and
-            // the pool replaces it.
+            // A ping before every checkout doubles the round trips of a one-query request, so
+            // only a connection that sat idle for a second is pinged first: one the database
+            // dropped while nothing ran (a restart, a terminated backend) is replaced before a
+            // request's write meets it. A connection that breaks under load fails its one
+            // statement instead (a 503), and the pool replaces it.
             .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.application_name("strongroom"))
             .await?;
         Ok(PgStore { pool })

@@ -1,6 +1,8 @@
 //! Problem details for everything that is not a token rule: routes, media types, sizes,
 //! malformed JSON, timeouts, request ids.
 
+use std::sync::Arc;
+
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -154,7 +156,7 @@ async fn a_body_declared_over_the_limit_is_refused_before_any_of_it_is_sent() {
 }
 
 #[tokio::test]
-async fn a_request_that_runs_too_long_is_503_timeout_and_stores_nothing() {
+async fn a_write_stalled_past_the_request_timeout_is_503_and_stores_nothing() {
     let app = spawn_app_with(Options {
         engine: Engine::Postgres,
         configure: Box::new(|c| c.api.request_timeout = std::time::Duration::from_millis(300)),
@@ -171,10 +173,18 @@ async fn a_request_that_runs_too_long_is_503_timeout_and_stores_nothing() {
     let response = app
         .tokenize(&app.keys.tokenizer, &json!({"value": random_pan("4", 16)}))
         .await;
-    let body = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "timeout").await;
+    assert!(response.headers().contains_key("retry-after"));
+    // Its write was already committing at its deadline, so it waits for the outcome: the
+    // database drops the waiting insert itself (its statement timeout is just past the
+    // request's) and the answer says so. Once the lock is gone there is nothing left to
+    // commit, even later.
+    let body = assert_problem(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+    )
+    .await;
     assert!(body["detail"].is_string());
-    // The database drops the waiting insert itself (its statement timeout is just past the
-    // request's): once the lock is gone there is nothing left to commit, even later.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     tx.rollback().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -203,6 +213,91 @@ async fn a_request_that_runs_too_long_is_503_timeout_and_stores_nothing() {
     .await
     .unwrap();
     assert_eq!((stored, recorded), (1, 1));
+}
+
+#[tokio::test]
+async fn a_request_is_answered_503_timeout_only_if_nothing_of_it_commits() {
+    // The lock ends after the first calls' deadlines but before the database would cancel
+    // their statements: a call whose write was already in the transaction then commits, and
+    // must be answered with its token, not `503 timeout`; a call answered `503 timeout` must
+    // have stored nothing and left no record.
+    let app = Arc::new(
+        spawn_app_with(Options {
+            engine: Engine::Postgres,
+            configure: Box::new(|c| c.api.request_timeout = std::time::Duration::from_millis(300)),
+            ..Options::default()
+        })
+        .await,
+    );
+    let pool = app.db.pool().await;
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("lock table tokens in access exclusive mode")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let mut calls = Vec::new();
+    for n in 0..6u64 {
+        let app = Arc::clone(&app);
+        calls.push(tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(40 * n)).await;
+            let id = format!("race-{n}");
+            let r = app
+                .client
+                .post(app.url("/v1/tokens"))
+                .bearer_auth(&app.keys.tokenizer)
+                .header("x-request-id", &id)
+                .json(&json!({"value": random_pan("4", 16)}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.unwrap();
+            (id, status, body)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tx.rollback().await.unwrap();
+    let mut answered = std::collections::HashMap::new();
+    for call in calls {
+        let (id, status, body) = call.await.unwrap();
+        let recorded: Vec<String> = sqlx::query_scalar(
+            "select unnest(tokens) from audit_events where request_id = $1 and outcome = 'success'",
+        )
+        .bind(&id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if status == StatusCode::CREATED {
+            let token = body["token"].as_str().unwrap().to_owned();
+            assert_eq!(
+                recorded,
+                vec![token.clone()],
+                "{id}: one record of its token"
+            );
+            let stored: i64 = sqlx::query_scalar("select count(*) from tokens where token = $1")
+                .bind(&token)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(stored, 1, "{id}: its token is stored");
+        } else {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{id}: {body}");
+            assert!(
+                recorded.is_empty(),
+                "{id} answered {body} but recorded {recorded:?}"
+            );
+        }
+        *answered.entry(status).or_insert(0) += 1;
+    }
+    let stored: i64 = sqlx::query_scalar("select count(*) from tokens")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        answered.get(&StatusCode::CREATED).copied().unwrap_or(0),
+        "every stored token was answered: {answered:?}"
+    );
 }
 
 #[tokio::test]

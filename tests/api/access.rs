@@ -483,6 +483,8 @@ async fn totp_codes_are_accepted_once_and_wrong_ones_lock_the_factor() {
         details.contains(&"totp_locked") && details.contains(&"totp_wrong"),
         "{details:?}"
     );
+    let (ok, out) = crate::audit::verify(&app, None);
+    assert!(ok, "audit verify after a TOTP lockout: {out}");
 }
 
 #[tokio::test]

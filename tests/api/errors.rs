@@ -213,6 +213,8 @@ async fn a_write_stalled_past_the_request_timeout_is_503_and_stores_nothing() {
     .await
     .unwrap();
     assert_eq!((stored, recorded), (1, 1));
+    let (ok, out) = crate::audit::verify(&app, None);
+    assert!(ok, "audit verify after a stalled write: {out}");
 }
 
 #[tokio::test]
@@ -298,6 +300,8 @@ async fn a_request_is_answered_503_timeout_only_if_nothing_of_it_commits() {
         answered.get(&StatusCode::CREATED).copied().unwrap_or(0),
         "every stored token was answered: {answered:?}"
     );
+    let (ok, out) = crate::audit::verify(&app, None);
+    assert!(ok, "audit verify after timed-out requests: {out}");
 }
 
 #[tokio::test]

@@ -89,4 +89,6 @@ async fn a_swapped_corrupted_or_rekeyed_ciphertext_answers_integrity_error_and_i
     // Nothing of it in the logs either.
     let logs = captured_logs();
     assert!(pans.iter().all(|p| !logs.contains(p.as_str())));
+    let (ok, out) = crate::audit::verify(&app, None);
+    assert!(ok, "audit verify after integrity failures: {out}");
 }

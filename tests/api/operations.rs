@@ -158,6 +158,8 @@ async fn a_database_that_is_gone_answers_503_database_unavailable_never_500() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(back, "served again once the database is back");
+    let (ok, out) = crate::audit::verify(&app, None);
+    assert!(ok, "audit verify after the database went away: {out}");
 }
 
 #[tokio::test]

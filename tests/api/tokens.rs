@@ -467,6 +467,8 @@ async fn expired_tokens_answer_410_and_their_card_data_is_purged() {
     .await
     .unwrap();
     assert_eq!((purged, issued), (1, 1));
+    let (ok, out) = crate::audit::verify(&app, None);
+    assert!(ok, "audit verify after expired tokens replaced: {out}");
 }
 
 #[tokio::test]

@@ -58,6 +58,8 @@ pub struct ServeConfig {
     pub audit_checkpoint_interval: Duration,
     /// New PANs per card bucket per rolling 24 h before the bucket is locked.
     pub tokenize_bucket_budget: u32,
+    /// Audit appenders, each with a chain of its own (the embedded store always has one).
+    pub audit_lanes: usize,
 }
 
 impl ServeConfig {
@@ -87,6 +89,7 @@ impl ServeConfig {
             audit_checkpoint_file: None,
             audit_checkpoint_interval: Duration::from_secs(1),
             tokenize_bucket_budget: crate::domain::guard::DEFAULT_BUCKET_BUDGET,
+            audit_lanes: 2,
         }
     }
 }
@@ -109,6 +112,7 @@ impl fmt::Debug for ServeConfig {
             .field("audit_checkpoint_interval", &self.audit_checkpoint_interval)
             .field("tokenize_bucket_budget", &self.tokenize_bucket_budget)
             .field("totp_lockout_minutes", &self.totp_lockout_minutes)
+            .field("audit_lanes", &self.audit_lanes)
             .finish()
     }
 }

@@ -37,9 +37,6 @@ use crate::tls::{self, TlsError};
 
 /// Longest a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections of the audit appender's own pool (it commits every audited write, new token rows
-/// included, one transaction at a time): one in use, one spare while a lost one is replaced.
-const WRITER_CONNECTIONS: u32 = 2;
 /// Longest open connections get to finish after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -157,10 +154,19 @@ impl Application {
             clock.as_ref(),
         )
         .await?;
-        // The audit appender has connections of its own: a flood of requests holding the shared
-        // pool cannot starve the trail, nor the writes that commit with their records.
-        let writers = store::open_serving(&config.database_url, WRITER_CONNECTIONS, wait).await?;
-        let audit = AuditTrail::spawn(
+        // The audit appenders have connections of their own (one each, and a spare while a
+        // lost one is replaced): a flood of requests holding the shared pool cannot starve the
+        // trail, nor the writes that commit with their records.
+        // The embedded store has one writer: more lanes would only wait for each other.
+        let lanes = if config.database_url.is_embedded() {
+            1
+        } else {
+            config.audit_lanes.max(1)
+        };
+        let connections = u32::try_from(lanes + 1).unwrap_or(u32::MAX);
+        let writers = store::open_serving(&config.database_url, connections, wait).await?;
+        let audit = AuditTrail::spawn_lanes(
+            lanes,
             writers,
             Some(Anchor::new(
                 checkpoint_key,

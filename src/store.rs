@@ -420,8 +420,9 @@ pub async fn open_serving(
     max_connections: u32,
     request_timeout: std::time::Duration,
 ) -> Result<Arc<dyn Store>, StoreError> {
+    let embedded = url.is_embedded();
     let url = url.expose();
-    if url.starts_with("sqlite:") {
+    if embedded {
         Ok(Arc::new(
             SqliteStore::connect_waiting(url, max_connections, request_timeout).await?,
         ))
@@ -438,8 +439,9 @@ pub async fn open_waiting(
     max_connections: u32,
     acquire_wait: std::time::Duration,
 ) -> Result<Arc<dyn Store>, StoreError> {
+    let embedded = url.is_embedded();
     let url = url.expose();
-    if url.starts_with("sqlite:") {
+    if embedded {
         Ok(Arc::new(
             SqliteStore::connect_waiting(url, max_connections, acquire_wait).await?,
         ))
@@ -459,6 +461,11 @@ impl DatabaseUrl {
     /// The URL, for connecting.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether it names the embedded store (SQLite) rather than PostgreSQL.
+    pub fn is_embedded(&self) -> bool {
+        self.0.starts_with("sqlite:")
     }
 }
 

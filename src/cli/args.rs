@@ -177,6 +177,16 @@ pub(super) struct ServeArgs {
         default_value_t = 1000
     )]
     pub(super) audit_checkpoint_interval_ms: u64,
+    /// Audit appenders ("lanes"), each with a hash chain of its own: while one commits its
+    /// batch of writes and records, the next runs its transaction. 1 to 8; the embedded
+    /// store always uses one.
+    #[arg(
+        long,
+        env = "STRONGROOM_AUDIT_LANES",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u64).range(1..=8)
+    )]
+    pub(super) audit_lanes: u64,
     /// How long ten wrong TOTP codes in a row lock a person's second factor, in minutes: at
     /// least 30 (PCI DSS 8.3.4), at most 10080 (7 days). `strongroom principal unlock-totp`
     /// lifts a lock early.

@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -177,10 +178,13 @@ struct Batch {
     written: Vec<Waiter<WriteOutcome>>,
 }
 
-/// A handle on this writer's appender; clones share it.
+/// A handle on this writer's appenders; clones share them.
 #[derive(Clone)]
 pub struct AuditTrail {
-    queue: mpsc::Sender<Message>,
+    /// One queue per appender (lane), each appender with a chain of its own.
+    lanes: Arc<[mpsc::Sender<Message>]>,
+    /// The lane the next request goes to, counted up.
+    next: Arc<AtomicUsize>,
 }
 
 impl AuditTrail {
@@ -191,27 +195,63 @@ impl AuditTrail {
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> AuditTrail {
-        let (queue, inbox) = mpsc::channel(QUEUE);
-        let appender = Appender {
-            store,
-            anchor,
-            clock,
-            metrics,
-            head: ChainHead::new(Uuid::new_v4()),
-            checkpointed: None,
-            last_checkpoint: Instant::now(),
-        };
-        tokio::spawn(appender.run(inbox));
-        AuditTrail { queue }
+        AuditTrail::spawn_lanes(1, store, anchor, clock, metrics)
+    }
+
+    /// Starts `lanes` appenders over `store`, each with a new chain of its own, checkpointed
+    /// to the same anchor. Requests' records and writes go to the lanes in turn, so one lane's
+    /// transaction runs while another's commits: the database's work and its commit flush
+    /// overlap instead of taking turns.
+    pub fn spawn_lanes(
+        lanes: usize,
+        store: Arc<dyn AuditStore>,
+        anchor: Option<Anchor>,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> AuditTrail {
+        let anchor = anchor.map(Arc::new);
+        let queues: Vec<mpsc::Sender<Message>> = (0..lanes.max(1))
+            .map(|_| {
+                let (queue, inbox) = mpsc::channel(QUEUE);
+                let appender = Appender {
+                    store: Arc::clone(&store),
+                    anchor: anchor.clone(),
+                    clock: Arc::clone(&clock),
+                    metrics: metrics.clone(),
+                    head: ChainHead::new(Uuid::new_v4()),
+                    checkpointed: None,
+                    last_checkpoint: Instant::now(),
+                };
+                tokio::spawn(appender.run(inbox));
+                queue
+            })
+            .collect();
+        AuditTrail {
+            lanes: queues.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The next lane in turn: under load each lane batches what arrived while it was busy.
+    fn lane(&self) -> Result<&mpsc::Sender<Message>, AuditError> {
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..self.lanes.len())
+            .filter_map(|i| self.lanes.get((first + i) % self.lanes.len()))
+            .find(|lane| !lane.is_closed())
+            .ok_or(AuditError::Unavailable)
+    }
+
+    async fn send(&self, message: Message) -> Result<(), AuditError> {
+        self.lane()?
+            .send(message)
+            .await
+            .map_err(|_| AuditError::Unavailable)
     }
 
     /// Appends `event` and waits until it is durable.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let (waiter, answer) = Waiter::new();
-        self.queue
-            .send(Message::Append(event, waiter))
-            .await
-            .map_err(|_| AuditError::Unavailable)?;
+        self.send(Message::Append(event, waiter)).await?;
         answer.await.unwrap_or(Err(AuditError::Unavailable))
     }
 
@@ -252,10 +292,8 @@ impl AuditTrail {
         finish: impl FnOnce(&WriteOutcome) -> Vec<AuditEvent> + Send + 'static,
     ) -> Result<WriteOutcome, AuditError> {
         let (waiter, answer) = Waiter::new();
-        self.queue
-            .send(Message::Write(write, Box::new(finish), waiter))
-            .await
-            .map_err(|_| AuditError::Unavailable)?;
+        self.send(Message::Write(write, Box::new(finish), waiter))
+            .await?;
         answer.await.unwrap_or(Err(AuditError::Unavailable))
     }
 
@@ -292,22 +330,26 @@ impl AuditTrail {
         Ok(outcome)
     }
 
-    /// Whether the appender can write a record now, on its own connections: one is inserted
-    /// and rolled back after what is queued. Readiness asks this.
+    /// Whether every appender can write a record now, on its own connections: each inserts
+    /// one and rolls it back after what is queued. Readiness asks this.
     pub async fn probe(&self) -> Result<(), AuditError> {
-        let (done, answer) = oneshot::channel();
-        self.queue
-            .send(Message::Probe(done))
-            .await
-            .map_err(|_| AuditError::Unavailable)?;
-        answer.await.unwrap_or(Err(AuditError::Unavailable))
+        for lane in self.lanes.iter() {
+            let (done, answer) = oneshot::channel();
+            lane.send(Message::Probe(done))
+                .await
+                .map_err(|_| AuditError::Unavailable)?;
+            answer.await.unwrap_or(Err(AuditError::Unavailable))?;
+        }
+        Ok(())
     }
 
-    /// Writes a checkpoint of the chain head now (at shutdown, and for tests).
+    /// Writes a checkpoint of every chain head now (at shutdown, and for tests).
     pub async fn checkpoint(&self) {
-        let (done, answer) = oneshot::channel();
-        if self.queue.send(Message::Checkpoint(done)).await.is_ok() {
-            let _ = answer.await;
+        for lane in self.lanes.iter() {
+            let (done, answer) = oneshot::channel();
+            if lane.send(Message::Checkpoint(done)).await.is_ok() {
+                let _ = answer.await;
+            }
         }
     }
 }
@@ -333,7 +375,7 @@ pub fn conclude<T, E: Refusal>(event: &mut AuditEvent, result: &Result<T, E>) {
 
 struct Appender {
     store: Arc<dyn AuditStore>,
-    anchor: Option<Anchor>,
+    anchor: Option<Arc<Anchor>>,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     head: ChainHead,

@@ -33,13 +33,19 @@ impl Drop for CheckpointFile {
 }
 
 /// A server on PostgreSQL (its tests tamper with rows in SQL) whose every batch is
-/// checkpointed to `file`.
+/// checkpointed to `file`, with one audit lane: its tests read one chain's places.
 pub async fn spawn_checkpointed(file: &CheckpointFile) -> TestApp {
+    spawn_checkpointed_lanes(file, 1).await
+}
+
+/// [`spawn_checkpointed`] with `lanes` audit appenders, each a chain of its own.
+pub async fn spawn_checkpointed_lanes(file: &CheckpointFile, lanes: usize) -> TestApp {
     let path = file.0.clone();
     spawn_app_with(Options {
         configure: Box::new(move |c| {
             c.audit_checkpoint_file = Some(path);
             c.audit_checkpoint_interval = Duration::ZERO;
+            c.audit_lanes = lanes;
         }),
         engine: Engine::Postgres,
         ..Options::default()

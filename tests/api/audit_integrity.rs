@@ -350,7 +350,8 @@ async fn verify_names_each_kind_of_tampering_by_a_database_superuser() {
 #[tokio::test]
 async fn two_instances_writing_at_once_keep_chains_that_verify() {
     let file = CheckpointFile::new();
-    let a = spawn_checkpointed(&file).await;
+    // Two lanes in each instance (the default on PostgreSQL): four chains written at once.
+    let a = crate::audit::spawn_checkpointed_lanes(&file, 2).await;
     let path = file.0.clone();
     let b = start(
         Arc::clone(&a.db),
@@ -403,7 +404,11 @@ async fn two_instances_writing_at_once_keep_chains_that_verify() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(chains.len(), 2, "one chain per instance: {chains:?}");
+    assert_eq!(
+        chains.len(),
+        4,
+        "one chain per lane of each instance: {chains:?}"
+    );
     assert_eq!(chains.iter().map(|c| c.1).sum::<i64>(), 60);
 
     let store = strongroom::store::PgStore::from_pool(pool);
@@ -437,6 +442,8 @@ async fn shutdown_checkpoints_the_last_records() {
         configure: Box::new(move |c| {
             c.audit_checkpoint_file = Some(path);
             c.audit_checkpoint_interval = Duration::from_secs(3600);
+            // One chain, so that the stop's record follows the traffic's in it.
+            c.audit_lanes = 1;
         }),
         ..Options::default()
     })

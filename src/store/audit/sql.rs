@@ -55,6 +55,9 @@ macro_rules! audit_store {
                             }
                         }
                     }
+                    // In one order everywhere, so transactions of the appender's lanes (and of
+                    // other instances) that use the same grants wait instead of deadlocking.
+                    uses.sort_by_key(|((tenant, jti, grantee), _, _)| (tenant.0, *jti, grantee.0));
                     let mut taken: Vec<Option<WriteOutcome>> = vec![None; writes.len()];
                     for ((tenant, jti, grantee), now, calls) in uses {
                         let n = u32::try_from(calls.len()).unwrap_or(u32::MAX);

@@ -21,22 +21,50 @@ pub(in crate::store) struct Merged {
 /// Merges the calls' rows. Rows of different calls may draw the same value in one tenant by
 /// chance: the later ones sit the insert out and are answered `Collided`, so that their
 /// caller draws again (one statement must never carry a value twice).
+///
+/// The rows go in ordered by tenant, format and fingerprint, so that two transactions storing
+/// the same cards (the appender's lanes, other instances) meet them in the same order and wait
+/// for each other instead of deadlocking.
 pub(in crate::store) fn merge(calls: &[&[NewToken]]) -> Merged {
     let mut seen: HashSet<(TenantId, &Token)> = HashSet::new();
-    let mut rows = Vec::with_capacity(calls.iter().map(|c| c.len()).sum());
+    let mut taken: Vec<&NewToken> = Vec::with_capacity(calls.iter().map(|c| c.len()).sum());
     let mut places = Vec::with_capacity(calls.len());
     for call in calls {
         let mut own = Vec::with_capacity(call.len());
         for row in call.iter() {
             if seen.insert((row.tenant, &row.token)) {
-                own.push(Some(rows.len()));
-                rows.push(row.clone());
+                own.push(Some(taken.len()));
+                taken.push(row);
             } else {
                 own.push(None);
             }
         }
         places.push(own);
     }
+    let mut order: Vec<usize> = (0..taken.len()).collect();
+    order.sort_by(|a, b| {
+        let key = |i: &usize| {
+            taken
+                .get(*i)
+                .map(|r| (r.tenant.0, r.format.as_str(), r.fingerprint.0))
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut moved_to = vec![0; order.len()];
+    for (to, from) in order.iter().enumerate() {
+        if let Some(slot) = moved_to.get_mut(*from) {
+            *slot = to;
+        }
+    }
+    for own in &mut places {
+        for place in own.iter_mut().flatten() {
+            *place = moved_to.get(*place).copied().unwrap_or(*place);
+        }
+    }
+    let rows = order
+        .iter()
+        .filter_map(|i| taken.get(*i).map(|r| (*r).clone()))
+        .collect();
     Merged { rows, places }
 }
 

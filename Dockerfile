@@ -13,7 +13,11 @@
 FROM rust:1.95-slim-bookworm AS builder
 # The slim image already has gcc and libc6-dev, which is all the C that ring and aws-lc-sys
 # (through rustls/sqlx) need: aws-lc-sys builds with the cc crate, no cmake, no C++, and
-# nothing links OpenSSL, so no pkg-config either.
+# nothing links OpenSSL, so no pkg-config either. jemalloc (the binary's allocator) is built
+# with its own configure script and make.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
 COPY Cargo.toml Cargo.lock clippy.toml ./
 COPY src ./src

@@ -27,8 +27,8 @@ use crate::store::{
     WriteOutcome,
 };
 
-/// Fresh tokens drawn for one item before its PAN's token space counts as exhausted: each is
-/// taken only when it collides, which needs a nearly full space.
+/// Fresh tokens drawn for one item before its PAN's token space counts as exhausted. A draw is
+/// lost only when its value is already taken, which needs a nearly full space.
 const MAX_DRAWS: usize = 8;
 /// Expired tokens destroyed per purge pass.
 const PURGE_BATCH: i64 = 1000;

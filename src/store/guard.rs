@@ -205,6 +205,19 @@ pub(super) fn decide_locks(counted: &[Counted], now: DateTime<Utc>) -> (Vec<Buck
     (new_locks, closed)
 }
 
+/// The rows this insert stored in buckets closed to it: they must not stay.
+pub(super) fn stored_in_closed(
+    rows: &[super::NewToken],
+    inserted: &[bool],
+    closed: &Closed,
+) -> Vec<(TenantId, crate::domain::Token)> {
+    rows.iter()
+        .zip(inserted)
+        .filter(|(r, ok)| **ok && closed.contains_key(&(r.tenant, r.bucket)))
+        .map(|(r, _)| (r.tenant, r.token.clone()))
+        .collect()
+}
+
 /// The rows' outcomes: refused where the bucket is closed (before or by this insert), else
 /// inserted or collided.
 pub(super) fn outcomes(

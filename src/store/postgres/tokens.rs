@@ -8,7 +8,9 @@ use uuid::Uuid;
 use super::PgStore;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::domain::{BucketId, TenantId, Token, TokenFormat};
-use crate::store::guard::{Closed, Counted, count_groups, decide_locks, outcomes};
+use crate::store::guard::{
+    Closed, Counted, count_groups, decide_locks, outcomes, stored_in_closed,
+};
 use crate::store::rows::{IndexedTokenRow, TOKEN_COLUMNS, metadata_text};
 use crate::store::{NewToken, StoreError, TokenInsert, TokenRecord};
 
@@ -186,13 +188,7 @@ impl PgStore {
             .await?;
         }
         // Nothing of this insert stays in a closed bucket.
-        let doomed: Vec<(TenantId, Token)> = rows
-            .iter()
-            .zip(&inserted)
-            .filter(|(r, ok)| **ok && closed.contains_key(&(r.tenant, r.bucket)))
-            .map(|(r, _)| (r.tenant, r.token.clone()))
-            .collect();
-        PgStore::delete_new_rows_on(tx, &doomed).await?;
+        PgStore::delete_new_rows_on(tx, &stored_in_closed(rows, &inserted, &closed)).await?;
         closed.extend(prelocked);
         Ok(TokenInsert {
             rows: outcomes(rows, &inserted, &closed),

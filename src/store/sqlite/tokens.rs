@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::SqliteStore;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::domain::{BucketId, TenantId, Token, TokenFormat};
-use crate::store::guard::{Counted, count_groups, decide_locks, outcomes};
+use crate::store::guard::{Counted, count_groups, decide_locks, outcomes, stored_in_closed};
 use crate::store::rows::{TOKEN_COLUMNS, TokenRow, metadata_text};
 use crate::store::{NewToken, StoreError, TokenInsert, TokenRecord, TokenStore};
 
@@ -116,13 +116,7 @@ impl SqliteStore {
             .await?;
         }
         // Nothing of this insert stays in a bucket it locked.
-        let doomed: Vec<(TenantId, Token)> = rows
-            .iter()
-            .zip(&inserted)
-            .filter(|(r, ok)| **ok && closed.contains_key(&(r.tenant, r.bucket)))
-            .map(|(r, _)| (r.tenant, r.token.clone()))
-            .collect();
-        SqliteStore::delete_new_rows_on(tx, &doomed).await?;
+        SqliteStore::delete_new_rows_on(tx, &stored_in_closed(rows, &inserted, &closed)).await?;
         closed.extend(prelocked);
         Ok(TokenInsert {
             rows: outcomes(rows, &inserted, &closed),

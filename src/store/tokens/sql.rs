@@ -118,7 +118,6 @@ macro_rules! token_store {
                             }
                         }
                     }
-                    insert.purged = Vec::new();
                     let (shares, withdrawn) = merged.split(insert, purged);
                     $store::delete_new_rows_on(conn, &withdrawn).await?;
                     Ok(shares)

@@ -6,7 +6,8 @@
 //!
 //! Which master keys a command takes: a weak one (see `crypto::key_strength`) nowhere; a
 //! development one (made by `strongroom dev`) only where it can be the only key there is and
-//! nothing is served: `dev` itself and `audit verify`, which checks a dev vault's trail too.
+//! nothing is served: `dev` itself, `audit verify`, which checks a dev vault's trail too, and
+//! `keys status`, which only reads.
 //! `serve`, `migrate` and the `principal` commands refuse it, so that a key from a laptop's
 //! data directory never protects, prepares or administers a real vault.
 
@@ -15,6 +16,7 @@ mod args;
 mod commands;
 pub mod dev;
 mod guard;
+mod keys;
 
 pub use args::Cli;
 pub use commands::run;

@@ -297,9 +297,51 @@ pub struct StoredSigningKey {
     pub public_key: Vec<u8>,
 }
 
+/// What an operator is shown of one data key: never its material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyState {
+    /// Its version.
+    pub version: u32,
+    /// Encryptions reserved under it by all instances (may over-count, never under-count).
+    pub encryptions: u64,
+    /// Token rows whose card number is sealed under it now.
+    pub rows: u64,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it stopped sealing, if it has.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// What an operator is shown of one grant-signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyState {
+    /// Its `kid`.
+    pub kid: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it stopped signing, if it has.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// Every key and wrapped secret the vault holds, as an operator sees them: names, versions,
+/// states and counts, never material.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyInventory {
+    /// Data keys, oldest first.
+    pub data_keys: Vec<DataKeyState>,
+    /// Grant-signing keys, oldest first.
+    pub signing_keys: Vec<SigningKeyState>,
+    /// Other wrapped secrets: name and when made, by name.
+    pub secrets: Vec<(String, DateTime<Utc>)>,
+}
+
 /// Wrapped keys and secrets, and the shared count of encryptions per DEK.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
+    /// Every key and secret with its state; the rows under each data key are counted (a scan
+    /// of the token table's key column, for an operator's command, not a request).
+    async fn key_inventory(&self) -> Result<KeyInventory, StoreError>;
+
     /// Every DEK, oldest first.
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError>;
 

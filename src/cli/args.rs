@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::admin::{CheckpointArgs, DatabaseArgs};
 use super::guard::GuardCommand;
+use super::keys::KeysCommand;
 use crate::domain::Role;
 
 /// Strongroom: a card-data tokenization vault with just-in-time access.
@@ -38,6 +39,9 @@ pub(super) enum Command {
     /// Review the enumeration guard: locked card buckets and import windows.
     #[command(subcommand)]
     Guard(GuardCommand),
+    /// Inspect the vault's keys (never their material).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Run a local vault in one command: the embedded store, a generated master key, demo
     /// principals and policies, plain HTTP on loopback. Not for real card data.
     Dev {

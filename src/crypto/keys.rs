@@ -62,7 +62,10 @@ pub enum MasterKeyKind {
 pub const DEV_KEY_PREFIX: &str = "strongroom-dev-key:";
 
 /// The key-encryption key. It only ever wraps and unwraps other keys.
-pub struct MasterKey(AeadKey);
+pub struct MasterKey(AeadKey, [u8; FINGERPRINT_LEN]);
+
+/// Bytes of a master key's fingerprint (shown as hex).
+const FINGERPRINT_LEN: usize = 6;
 
 impl MasterKey {
     /// Parses either form: plain base64 (`strongroom keygen`) or [`DEV_KEY_PREFIX`] and base64
@@ -88,7 +91,17 @@ impl MasterKey {
         if let Some(weakness) = key_strength::weakness(&bytes) {
             return Err(MasterKeyError::Weak(weakness));
         }
-        Ok((MasterKey(AeadKey::new(&bytes)), kind))
+        // A keyed digest of the key under a fixed label, cut to 48 bits: enough to tell two
+        // keys apart on an operator's screen, nothing to learn the key from.
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes.as_slice()),
+            b"strongroom:master-key-fingerprint:v1",
+        );
+        let mut fingerprint = [0u8; FINGERPRINT_LEN];
+        for (to, from) in fingerprint.iter_mut().zip(tag.as_ref()) {
+            *to = *from;
+        }
+        Ok((MasterKey(AeadKey::new(&bytes), fingerprint), kind))
     }
 
     /// Parses a production key, the base64 form that `strongroom keygen` prints; refuses a
@@ -121,6 +134,12 @@ impl MasterKey {
         text.push_str(DEV_KEY_PREFIX);
         text.push_str(&base64);
         Ok(text)
+    }
+
+    /// A short fingerprint (12 hex digits) that tells this key from another without revealing
+    /// it: the first 48 bits of HMAC-SHA-256 keyed with it over a fixed label.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(self.1)
     }
 
     /// Wraps a 256-bit secret; `label` names what it is (and is bound as associated data, so a
@@ -323,6 +342,20 @@ mod tests {
 
     fn token(s: &str) -> Token {
         Token::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_master_key_s_fingerprint_is_stable_tells_keys_apart_and_is_not_the_key() {
+        let rng = SystemRandom::new();
+        let text = MasterKey::generate_base64(&rng).unwrap();
+        let key = MasterKey::from_base64(&text).unwrap();
+        let again = MasterKey::from_base64(&text).unwrap();
+        let other = MasterKey::from_base64(&MasterKey::generate_base64(&rng).unwrap()).unwrap();
+        assert_eq!(key.fingerprint(), again.fingerprint());
+        assert_ne!(key.fingerprint(), other.fingerprint());
+        assert_eq!(key.fingerprint().len(), 12);
+        let raw = hex::encode(STANDARD.decode(text.as_bytes()).unwrap());
+        assert!(!raw.contains(&key.fingerprint()));
     }
 
     #[test]

@@ -7,6 +7,68 @@ macro_rules! key_store {
     ($store:ty, $dialect:expr) => {
         #[::async_trait::async_trait]
         impl $crate::store::KeyStore for $store {
+            async fn key_inventory(
+                &self,
+            ) -> Result<$crate::store::KeyInventory, $crate::store::StoreError> {
+                use ::chrono::{DateTime, Utc};
+                use $crate::store::StoreError;
+                let keys: Vec<(i32, i64, DateTime<Utc>, Option<DateTime<Utc>>)> =
+                    ::sqlx::query_as($dialect.sql(
+                        "select version, encryptions, created_at, retired_at from data_keys \
+                         order by version",
+                    ))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let rows: Vec<(i32, i64)> = ::sqlx::query_as($dialect.sql(
+                    "select dek_version, count(*) from tokens where dek_version is not null \
+                     group by dek_version",
+                ))
+                .fetch_all(&self.pool)
+                .await?;
+                let signing: Vec<(String, DateTime<Utc>, Option<DateTime<Utc>>)> =
+                    ::sqlx::query_as($dialect.sql(
+                        "select kid, created_at, retired_at from signing_keys order by created_at",
+                    ))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let secrets: Vec<(String, DateTime<Utc>)> = ::sqlx::query_as(
+                    $dialect.sql("select name, created_at from vault_secrets order by name"),
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let count = |n: i64| u64::try_from(n).unwrap_or(0);
+                let data_keys = keys
+                    .into_iter()
+                    .map(|(version, encryptions, created_at, retired_at)| {
+                        Ok($crate::store::DataKeyState {
+                            version: u32::try_from(version)
+                                .map_err(|_| StoreError::Corrupt("key version"))?,
+                            encryptions: count(encryptions),
+                            rows: rows
+                                .iter()
+                                .find(|(v, _)| *v == version)
+                                .map_or(0, |(_, n)| count(*n)),
+                            created_at,
+                            retired_at,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok($crate::store::KeyInventory {
+                    data_keys,
+                    signing_keys: signing
+                        .into_iter()
+                        .map(
+                            |(kid, created_at, retired_at)| $crate::store::SigningKeyState {
+                                kid,
+                                created_at,
+                                retired_at,
+                            },
+                        )
+                        .collect(),
+                    secrets,
+                })
+            }
+
             async fn data_keys(
                 &self,
             ) -> Result<Vec<$crate::store::WrappedDataKey>, $crate::store::StoreError> {

@@ -734,3 +734,69 @@ async fn principal_changes_are_audited_checkpointed_and_verified() {
     );
     let _ = std::fs::remove_file(&checkpoints);
 }
+
+#[tokio::test]
+async fn keys_status_shows_every_key_s_state_and_use_and_never_a_key() {
+    let app = spawn_pg_app().await;
+    for _ in 0..3 {
+        app.token_for(&random_pan("4", 16)).await;
+    }
+    app.checkout_grant(1).await;
+    let status = |master: Option<&str>, json: bool| {
+        let mut command = strongroom();
+        command
+            .args(["keys", "status"])
+            .env("DATABASE_URL", &app.db.url);
+        if json {
+            command.arg("--json");
+        }
+        if let Some(key) = master {
+            command.env("STRONGROOM_MASTER_KEY", key);
+        }
+        let (ok, out, err) = run(&mut command);
+        assert!(ok, "{err}");
+        assert!(
+            master.is_none_or(|key| !out.contains(key.trim()) && !err.contains(key.trim())),
+            "the master key was printed"
+        );
+        out
+    };
+    let out = status(Some(&app.master_key), true);
+    let s: Value = serde_json::from_str(&out).unwrap();
+    let fingerprint = s["master_key"]["fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(fingerprint.len(), 12);
+    assert_eq!(s["master_key"]["opens_stored_keys"], true);
+    assert_eq!(s["master_key"]["kind"], "production");
+    let data = s["data_keys"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{out}");
+    assert_eq!(data[0]["version"], 1);
+    assert_eq!(data[0]["state"], "active");
+    assert_eq!(data[0]["rows"], 3);
+    assert!(data[0]["encryptions"].as_u64().unwrap() >= 3);
+    assert!(data[0]["retired_at"].is_null());
+    let signing = s["signing_keys"].as_array().unwrap();
+    assert_eq!(signing.len(), 1, "{out}");
+    assert_eq!(signing[0]["state"], "active");
+    let secrets: Vec<&str> = s["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert!(secrets.contains(&"fingerprint-root"), "{secrets:?}");
+    // Another master key is told apart and found not to open the keys; none at all is shown
+    // as not set; the text form says the same.
+    let (_, other, _) = run(strongroom().arg("keygen"));
+    let s: Value = serde_json::from_str(&status(Some(&other), true)).unwrap();
+    assert_eq!(s["master_key"]["opens_stored_keys"], false);
+    assert_ne!(s["master_key"]["fingerprint"], fingerprint.as_str());
+    let s: Value = serde_json::from_str(&status(None, true)).unwrap();
+    assert_eq!(s["master_key"]["source"], "not set");
+    let text = status(Some(&app.master_key), false);
+    assert!(
+        text.contains(&format!("fingerprint {fingerprint}")),
+        "{text}"
+    );
+    assert!(text.contains("data key v1: active, "), "{text}");
+    assert!(text.contains(", 3 rows,"), "{text}");
+}

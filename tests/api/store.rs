@@ -385,6 +385,24 @@ async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limi
         .rows("select dek_version, count(*) from tokens group by dek_version order by dek_version")
         .await;
     assert_eq!(per_version, vec![(1, 4), (2, 1)]);
+    // The operator's inventory says the same, and names the other secrets.
+    let inventory = strongroom::store::KeyStore::key_inventory(&*f.store)
+        .await
+        .unwrap();
+    let seen: Vec<(u32, u64, u64, bool)> = inventory
+        .data_keys
+        .iter()
+        .map(|k| (k.version, k.rows, k.encryptions, k.retired_at.is_some()))
+        .collect();
+    assert_eq!(seen[0], (1, 4, 4, true));
+    assert_eq!((seen[1].0, seen[1].1, seen[1].3), (2, 1, false));
+    assert!(
+        inventory
+            .secrets
+            .iter()
+            .any(|(n, _)| n == "fingerprint-root"),
+        "{inventory:?}"
+    );
     // Both versions still decrypt their rows.
     for (token,) in f.rows::<(String,)>("select token from tokens").await {
         let token = strongroom::domain::Token::parse(&token).unwrap();

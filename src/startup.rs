@@ -229,6 +229,7 @@ impl Application {
             metrics.clone(),
         ));
         let housekeeping = Housekeeping::new(
+            Arc::clone(&keys),
             Arc::clone(&tokens),
             Arc::clone(&access),
             guard,

@@ -1,12 +1,20 @@
 //! `strongroom keys`: what an operator is shown of the vault's keys — the master key's source
 //! and fingerprint, each data key's state and use, the grant-signing keys and the other
-//! wrapped secrets. Never key material.
+//! wrapped secrets — and the rotation of the data key. Never key material.
+
+use std::sync::Arc;
 
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::admin::{CliError, DatabaseArgs, connect_current, master_key_from_env_of_any_kind};
+use super::admin::{
+    CheckpointArgs, CliError, DatabaseArgs, command_audit_trail, connect_current,
+    master_key_from_env, master_key_from_env_of_any_kind,
+};
+use crate::clock::SystemClock;
 use crate::crypto::keys::{MasterKeyError, MasterKeyKind, dek_label};
+use crate::random::SystemRandom;
+use crate::service::keys::admin::KeyAdmin;
 use crate::store::KeyInventory;
 
 /// What `strongroom keys` does.
@@ -23,11 +31,50 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make a new data key the active one: it seals every card number from now on, and the
+    /// old ones retire (they open what they sealed, never seal again). Running instances pick
+    /// it up at their next housekeeping pass (every minute). Needs
+    /// STRONGROOM_MASTER_KEY (a production key that opens the stored keys). Audited
+    /// (`key.rotate`).
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+    },
 }
 
 /// Runs a keys command.
 pub async fn run(command: KeysCommand) -> Result<(), CliError> {
     match command {
+        KeysCommand::Rotate {
+            database,
+            checkpoints,
+        } => {
+            let store = connect_current(&database).await?;
+            let master = master_key_from_env()?;
+            let audit =
+                command_audit_trail(&store, Some(&master), checkpoints.audit_checkpoint_file)
+                    .await?;
+            let admin = KeyAdmin::new(
+                store,
+                master,
+                Arc::new(SystemRandom::new()),
+                Arc::new(SystemClock),
+                audit,
+            );
+            let (version, retired) = admin.rotate_data_key().await?;
+            let retired: Vec<String> = retired.iter().map(|v| format!("v{v}")).collect();
+            println!(
+                "data key v{version} is active; retired: {}",
+                if retired.is_empty() {
+                    "none".to_owned()
+                } else {
+                    retired.join(", ")
+                }
+            );
+            Ok(())
+        }
         KeysCommand::Status { database, json } => {
             let store = connect_current(&database).await?;
             let inventory = store.key_inventory().await?;

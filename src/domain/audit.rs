@@ -80,6 +80,8 @@ pub enum Action {
     PrincipalTotpUnlock,
     /// A key was created (data-encryption key, grant-signing key).
     KeyCreate,
+    /// An operator rotated a key: a new one is active, the old one retired.
+    KeyRotate,
     /// A caller failed to authenticate.
     AuthFailure,
     /// `GET /v1/audit`.
@@ -106,7 +108,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 27] = [
         Action::Tokenize,
         Action::TokenizeBatch,
         Action::Lookup,
@@ -122,6 +124,7 @@ impl Action {
         Action::PrincipalDisable,
         Action::PrincipalTotpUnlock,
         Action::KeyCreate,
+        Action::KeyRotate,
         Action::AuthFailure,
         Action::AuditRead,
         Action::EnumerationSuspected,
@@ -153,6 +156,7 @@ impl Action {
             Action::PrincipalDisable => "principal.disable",
             Action::PrincipalTotpUnlock => "principal.totp_unlock",
             Action::KeyCreate => "key.create",
+            Action::KeyRotate => "key.rotate",
             Action::AuthFailure => "auth.failure",
             Action::AuditRead => "audit.read",
             Action::EnumerationSuspected => "tokenize.enumeration_suspected",

@@ -1,6 +1,6 @@
-//! Housekeeping, now and then: destroy the card data of expired tokens, expire lapsed access
-//! requests (each recorded), forget lookup misses that no longer count, and write the
-//! aggregated records of authentication floods that have ended.
+//! Housekeeping, now and then: pick up a data key an operator rotated in, destroy the card data
+//! of expired tokens, expire lapsed access requests (each recorded), forget lookup misses that
+//! no longer count, and write the aggregated records of authentication floods that have ended.
 //!
 //! Every step is independent: one that fails is logged and the others still run; the next
 //! pass tries again.
@@ -10,10 +10,12 @@ use std::sync::Arc;
 use super::access::AccessService;
 use super::authn::Authenticator;
 use super::guard::Guard;
+use super::keys::KeyService;
 use super::tokens::TokenService;
 
 /// The housekeeping of one instance.
 pub struct Housekeeping {
+    keys: Arc<KeyService>,
     tokens: Arc<TokenService>,
     access: Arc<AccessService>,
     guard: Arc<Guard>,
@@ -23,12 +25,14 @@ pub struct Housekeeping {
 impl Housekeeping {
     /// Housekeeping over these services.
     pub fn new(
+        keys: Arc<KeyService>,
         tokens: Arc<TokenService>,
         access: Arc<AccessService>,
         guard: Arc<Guard>,
         authn: Arc<Authenticator>,
     ) -> Housekeeping {
         Housekeeping {
+            keys,
             tokens,
             access,
             guard,
@@ -38,6 +42,9 @@ impl Housekeeping {
 
     /// One pass.
     pub async fn run_once(&self) {
+        if let Err(e) = self.keys.refresh().await {
+            tracing::warn!(error = %e, "reloading the data keys failed");
+        }
         self.authn.sweep_floods().await;
         if let Err(e) = self.guard.purge_misses().await {
             tracing::warn!(error = %e, "purging old lookup misses failed");

@@ -3,6 +3,7 @@
 //!
 //! Keys are unwrapped once per instance, never per request. Nothing here logs key material.
 
+pub mod admin;
 mod data;
 mod secrets;
 mod signing;
@@ -86,6 +87,12 @@ pub enum KeyError {
     /// A grant-signing key could not be made, loaded or used.
     #[error(transparent)]
     Signing(#[from] SigningKeyError),
+    /// A key change could not be recorded in the audit trail, so it was not made.
+    #[error("the audit trail could not record the change, so it was not made")]
+    AuditUnavailable,
+    /// Another rotation made the same version first.
+    #[error("another rotation made that key version first; nothing was changed, run it again")]
+    RotationRaced,
 }
 
 impl KeyError {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::access::{DecideOutcome, UseOutcome};
-use super::{NewPrincipal, NewToken, PrincipalRecord, StoreError, TokenInsert};
+use super::{NewPrincipal, NewToken, PrincipalRecord, StoreError, TokenInsert, WrappedDataKey};
 use crate::domain::access::{Decision, GrantDraft, GrantRecord, NewAccessRequest};
 pub use crate::domain::audit::AuditQuery;
 use crate::domain::audit::{ChainedEvent, StoredRecord};
@@ -120,6 +120,14 @@ pub enum AuditedWrite {
         /// When it closes by itself.
         closes_at: DateTime<Utc>,
     },
+    /// Make `key` (the next version) the active data key; every older one retires: it opens,
+    /// never seals again.
+    RotateDataKey {
+        /// The new key, wrapped.
+        key: WrappedDataKey,
+        /// When.
+        now: DateTime<Utc>,
+    },
     /// Close an import window early.
     CloseImportWindow {
         /// The window.
@@ -154,6 +162,8 @@ pub enum WriteOutcome {
     Unlocked(bool),
     /// The released bucket's tenant, if it was locked.
     Released(Option<TenantId>),
+    /// The versions a rotation retired; `None` when another rotation made that version first.
+    DataKeyRotated(Option<Vec<u32>>),
     /// The window opened (`None`: no enabled tokenizer of that id), or the one closed (`None`:
     /// not open).
     ImportWindow(Option<ImportWindow>),

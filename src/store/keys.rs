@@ -4,7 +4,49 @@
 /// Implements [`crate::store::KeyStore`] for an engine's store (a type with a `pool`) in a
 /// [`crate::store::dialect::Dialect`].
 macro_rules! key_store {
-    ($store:ty, $dialect:expr) => {
+    ($store:ty, $db:ty, $dialect:expr) => {
+        impl $store {
+            /// Inserts the next data key and retires every older active one, on `conn` (in the
+            /// transaction that records the rotation). `None` when the version exists already
+            /// (another rotation won); otherwise the versions retired.
+            pub(in $crate::store) async fn rotate_data_key_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                key: &$crate::store::WrappedDataKey,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<Option<Vec<u32>>, $crate::store::StoreError> {
+                let version = i32::try_from(key.version)
+                    .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                let inserted = ::sqlx::query($dialect.sql(
+                    "insert into data_keys (version, wrapped, created_at) values ($1, $2, $3) \
+                     on conflict (version) do nothing",
+                ))
+                .bind(version)
+                .bind(&key.wrapped)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !inserted {
+                    return Ok(None);
+                }
+                let retired: Vec<(i32,)> = ::sqlx::query_as($dialect.sql(
+                    "update data_keys set retired_at = $2 \
+                     where version < $1 and retired_at is null returning version",
+                ))
+                .bind(version)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+                Ok(Some(
+                    retired
+                        .into_iter()
+                        .filter_map(|(v,)| u32::try_from(v).ok())
+                        .collect(),
+                ))
+            }
+        }
+
         #[::async_trait::async_trait]
         impl $crate::store::KeyStore for $store {
             async fn key_inventory(

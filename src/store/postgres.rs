@@ -149,7 +149,11 @@ fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
         .is_some_and(|db| db.is_unique_violation() && db.constraint() == Some(constraint))
 }
 
-crate::store::keys::key_store!(PgStore, crate::store::dialect::Dialect::Postgres);
+crate::store::keys::key_store!(
+    PgStore,
+    sqlx::Postgres,
+    crate::store::dialect::Dialect::Postgres
+);
 
 crate::store::guard::guard_store!(
     PgStore,

@@ -130,7 +130,11 @@ fn json_list<S: AsRef<str>>(items: &[S]) -> String {
         .unwrap_or_else(|_| "[]".to_owned())
 }
 
-crate::store::keys::key_store!(SqliteStore, crate::store::dialect::Dialect::Sqlite);
+crate::store::keys::key_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    crate::store::dialect::Dialect::Sqlite
+);
 
 crate::store::guard::guard_store!(
     SqliteStore,

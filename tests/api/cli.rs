@@ -800,3 +800,88 @@ async fn keys_status_shows_every_key_s_state_and_use_and_never_a_key() {
     assert!(text.contains("data key v1: active, "), "{text}");
     assert!(text.contains(", 3 rows,"), "{text}");
 }
+
+#[tokio::test]
+async fn keys_rotate_makes_a_new_data_key_active_and_every_old_row_still_reads() {
+    let app = spawn_app_with(Options {
+        engine: crate::helpers::Engine::Postgres,
+        configure: Box::new(|c| c.purge_interval = Duration::from_millis(200)),
+        ..Options::default()
+    })
+    .await;
+    let pans: Vec<String> = (0..2).map(|_| random_pan("4", 16)).collect();
+    let mut old = Vec::new();
+    for pan in &pans {
+        old.push(app.token_for(pan).await);
+    }
+    let rotate = |master: &str| {
+        run(strongroom()
+            .args(["keys", "rotate"])
+            .env("DATABASE_URL", &app.db.url)
+            .env("STRONGROOM_MASTER_KEY", master))
+    };
+    // Another master key is refused before anything is made.
+    let (_, other, _) = run(strongroom().arg("keygen"));
+    let (ok, _, err) = rotate(other.trim());
+    assert!(!ok && err.contains("does not match"), "{err}");
+    let (ok, out, err) = rotate(&app.master_key);
+    assert!(ok, "{err}");
+    assert!(out.contains("data key v2 is active; retired: v1"), "{out}");
+    // The running server picks it up without a restart: new rows are sealed under v2.
+    let pool = app.db.pool().await;
+    let mut picked_up = false;
+    for _ in 0..50 {
+        let token = app.token_for(&random_pan("5", 16)).await;
+        let version: Option<i32> =
+            sqlx::query_scalar("select dek_version from tokens where token = $1")
+                .bind(&token)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if version == Some(2) {
+            picked_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(picked_up, "the server kept sealing under the retired key");
+    // The old rows still read back under their retired key.
+    let grant = app.checkout_grant(10).await;
+    let jwt = grant["grant"].as_str().unwrap().to_owned();
+    let r = app
+        .detokenize(&app.keys.detokenizer, Some(&jwt), &[&old[0], &old[1]])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    let values: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, vec![pans[0].as_str(), pans[1].as_str()]);
+    // The status says so, and the trail has the rotation with the operator's chain.
+    let (ok, out, _) = run(strongroom()
+        .args(["keys", "status", "--json"])
+        .env("DATABASE_URL", &app.db.url)
+        .env("STRONGROOM_MASTER_KEY", &app.master_key));
+    assert!(ok);
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["data_keys"][0]["state"], "retired");
+    assert_eq!(s["data_keys"][0]["rows"], 2);
+    assert!(s["data_keys"][0]["retired_at"].is_string());
+    assert_eq!(s["data_keys"][1]["state"], "active");
+    assert!(s["data_keys"][1]["rows"].as_u64().unwrap() >= 1);
+    let (outcome, subject, detail): (String, Option<String>, Option<String>) = sqlx::query_as(
+        "select outcome, subject, detail from audit_events where action = 'key.rotate'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (outcome.as_str(), subject.as_deref(), detail.as_deref()),
+        ("success", Some("data_key:2"), Some("retired=1"))
+    );
+    let (ok, out) = crate::audit::verify(&app, None);
+    assert!(ok, "{out}");
+}

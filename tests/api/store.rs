@@ -186,6 +186,7 @@ conformance!(
     instances_starting_together_create_one_of_each_key_and_agree_on_them,
     a_different_master_key_is_refused_at_load,
     encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limit,
+    an_operator_s_rotation_retires_every_older_data_key_with_its_record,
     a_ciphertext_moved_to_another_row_fails_to_decrypt,
     fingerprints_find_existing_tokens_only_within_the_tenant_and_format,
     tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_tenant,
@@ -352,6 +353,43 @@ async fn a_different_master_key_is_refused_at_load(backend: Backend) {
         keys(&f, KeySettings::default()).await,
         Err(KeyError::MasterKeyMismatch)
     ));
+}
+
+async fn an_operator_s_rotation_retires_every_older_data_key_with_its_record(backend: Backend) {
+    let f = fixture(backend).await;
+    let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let admin = strongroom::service::keys::admin::KeyAdmin::new(
+        f.store.clone(),
+        MasterKey::from_base64(&f.master).unwrap(),
+        Arc::new(SystemRandom::new()),
+        clock.clone(),
+        AuditTrail::spawn(f.store.clone(), None, clock, Metrics::new()),
+    );
+    assert_eq!(admin.rotate_data_key().await.unwrap(), (2, vec![1]));
+    assert_eq!(admin.rotate_data_key().await.unwrap(), (3, vec![2]));
+    let inventory = strongroom::store::KeyStore::key_inventory(&*f.store)
+        .await
+        .unwrap();
+    let states: Vec<(u32, bool)> = inventory
+        .data_keys
+        .iter()
+        .map(|k| (k.version, k.retired_at.is_some()))
+        .collect();
+    assert_eq!(states, vec![(1, true), (2, true), (3, false)]);
+    // This instance seals under the new key once it refreshes, and opens every version.
+    keys.refresh().await.unwrap();
+    assert_eq!(keys.active_version(), Some(3));
+    let records: Vec<(String, String)> = f
+        .rows("select subject, detail from audit_events where action = 'key.rotate' order by id")
+        .await;
+    assert_eq!(
+        records,
+        vec![
+            ("data_key:2".to_owned(), "retired=1".to_owned()),
+            ("data_key:3".to_owned(), "retired=2".to_owned())
+        ]
+    );
 }
 
 async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limit(

@@ -100,6 +100,12 @@ impl KeyService {
         self.reload().await
     }
 
+    /// Reloads the data keys, so that a key an operator made active (`strongroom keys rotate`)
+    /// seals from now on in this instance too; housekeeping calls it.
+    pub async fn refresh(&self) -> Result<(), KeyError> {
+        self.reload().await
+    }
+
     /// Reloads and unwraps every DEK from the store.
     pub(super) async fn reload(&self) -> Result<(), KeyError> {
         let wrapped = self.store.data_keys().await?;

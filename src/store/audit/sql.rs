@@ -165,6 +165,11 @@ macro_rules! audit_store {
                                 )
                                 .await?,
                             ),
+                            AuditedWrite::RotateDataKey { key, now } => {
+                                WriteOutcome::DataKeyRotated(
+                                    $store::rotate_data_key_on(&mut tx, key, *now).await?,
+                                )
+                            }
                             AuditedWrite::CloseImportWindow { id, now } => {
                                 WriteOutcome::ImportWindow(
                                     $store::close_import_window_on(&mut tx, *id, *now).await?,

@@ -1,0 +1,83 @@
+//! An operator's key commands. Each change commits in one transaction with its record, in the
+//! command's own audit chain, and names no key material.
+
+use std::sync::Arc;
+
+use super::KeyError;
+use crate::clock::Clock;
+use crate::crypto::CryptoError;
+use crate::crypto::keys::{MasterKey, dek_label};
+use crate::domain::audit::{Action, AuditEvent};
+use crate::random::{self, Csprng};
+use crate::service::AuditTrail;
+use crate::store::{AuditedWrite, KeyStore, WrappedDataKey, WriteOutcome};
+
+/// The key commands, over the store, under the master key.
+pub struct KeyAdmin {
+    store: Arc<dyn KeyStore>,
+    master: MasterKey,
+    rng: Arc<dyn Csprng>,
+    clock: Arc<dyn Clock>,
+    trail: AuditTrail,
+}
+
+impl KeyAdmin {
+    /// Key commands over `store`, recorded in `trail`.
+    pub fn new(
+        store: Arc<dyn KeyStore>,
+        master: MasterKey,
+        rng: Arc<dyn Csprng>,
+        clock: Arc<dyn Clock>,
+        trail: AuditTrail,
+    ) -> KeyAdmin {
+        KeyAdmin {
+            store,
+            master,
+            rng,
+            clock,
+            trail,
+        }
+    }
+
+    /// Makes a new data key the active one; every older one retires (it opens what it
+    /// sealed, never seals again). Returns the new version and the ones retired. Refuses a
+    /// master key that does not open the stored keys, so a rotation never wraps a key under
+    /// the wrong master key.
+    pub async fn rotate_data_key(&self) -> Result<(u32, Vec<u32>), KeyError> {
+        let stored = self.store.data_keys().await?;
+        for key in &stored {
+            self.master
+                .unwrap(&dek_label(key.version), &key.wrapped)
+                .map_err(|_| KeyError::MasterKeyMismatch)?;
+        }
+        let version = stored.iter().map(|k| k.version).max().unwrap_or(0) + 1;
+        let secret = zeroize::Zeroizing::new(
+            random::bytes::<32>(self.rng.as_ref()).map_err(CryptoError::from)?,
+        );
+        let wrapped = self
+            .master
+            .wrap(self.rng.as_ref(), &dek_label(version), &secret)?;
+        let write = AuditedWrite::RotateDataKey {
+            key: WrappedDataKey { version, wrapped },
+            now: self.clock.now(),
+        };
+        let mut event = AuditEvent::new(Action::KeyRotate, self.clock.now());
+        event.subject = Some(format!("data_key:{version}"));
+        let outcome = self
+            .trail
+            .write_change(write, event, |outcome, event| match outcome {
+                WriteOutcome::DataKeyRotated(Some(retired)) => {
+                    let retired: Vec<String> = retired.iter().map(u32::to_string).collect();
+                    event.detail = Some(format!("retired={}", retired.join(",")));
+                    true
+                }
+                _ => false,
+            })
+            .await
+            .map_err(|_| KeyError::AuditUnavailable)?;
+        match outcome {
+            WriteOutcome::DataKeyRotated(Some(retired)) => Ok((version, retired)),
+            _ => Err(KeyError::RotationRaced),
+        }
+    }
+}

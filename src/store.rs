@@ -345,6 +345,9 @@ pub trait KeyStore: Send + Sync {
     /// Every DEK, oldest first.
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError>;
 
+    /// When a DEK version was made, if it exists.
+    async fn data_key_created(&self, version: u32) -> Result<Option<DateTime<Utc>>, StoreError>;
+
     /// Adds a DEK version unless another instance added it first; returns whether it did.
     async fn insert_data_key(
         &self,

@@ -181,6 +181,15 @@ pub(super) struct ServeArgs {
         default_value_t = 1000
     )]
     pub(super) audit_checkpoint_interval_ms: u64,
+    /// The data key's cryptoperiod, in days: an active data key older than this retires and a
+    /// new one takes over (recorded as `key.rotate`, by age), checked every minute. 1 to 3650.
+    #[arg(
+        long,
+        env = "STRONGROOM_DATA_KEY_MAX_AGE_DAYS",
+        default_value_t = 365,
+        value_parser = clap::value_parser!(u32).range(1..=3650)
+    )]
+    pub(super) data_key_max_age_days: u32,
     /// Audit appenders ("lanes"), each with a hash chain of its own: while one commits its
     /// batch of writes and records, the next runs its transaction. 1 to 8; the embedded
     /// store always uses one.

@@ -246,6 +246,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.tokenize_bucket_budget = args.tokenize_bucket_budget;
     config.totp_lockout_minutes = args.totp_lockout_minutes;
     config.audit_lanes = usize::try_from(args.audit_lanes).unwrap_or(1);
+    config.keys.max_age = chrono::TimeDelta::days(i64::from(args.data_key_max_age_days));
     if config.force_plain_http && !config.listen.ip().is_loopback() && config.tls.is_none() {
         tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (forced)");
     }

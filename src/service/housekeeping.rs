@@ -42,6 +42,9 @@ impl Housekeeping {
 
     /// One pass.
     pub async fn run_once(&self) {
+        if let Err(e) = self.keys.rotate_if_aged().await {
+            tracing::warn!(error = %e, "rotating an aged data key failed");
+        }
         if let Err(e) = self.keys.refresh().await {
             tracing::warn!(error = %e, "reloading the data keys failed");
         }

@@ -40,7 +40,7 @@ const EDDSA: &str = "EdDSA";
 /// NIST SP 800-38D §8.3 caps random-nonce GCM at 2^32 messages per key; we retire at 2^30.
 pub const DEFAULT_ENCRYPTION_LIMIT: u64 = 1 << 30;
 
-/// How encryptions are counted.
+/// How encryptions are counted, and how long a data key may seal.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySettings {
     /// Encryptions after which a DEK retires and a new one takes over.
@@ -48,13 +48,19 @@ pub struct KeySettings {
     /// Encryptions reserved from the shared counter at a time. Unused reservations are lost
     /// when an instance stops: over-counting is safe, under-counting is not.
     pub reservation_block: u32,
+    /// Age after which the active DEK retires and a new one takes over (its cryptoperiod).
+    pub max_age: chrono::TimeDelta,
 }
+
+/// The data key's cryptoperiod unless configured: a year.
+pub const DEFAULT_DATA_KEY_MAX_AGE_DAYS: u32 = 365;
 
 impl Default for KeySettings {
     fn default() -> Self {
         KeySettings {
             encryption_limit: DEFAULT_ENCRYPTION_LIMIT,
             reservation_block: 4096,
+            max_age: chrono::TimeDelta::days(i64::from(DEFAULT_DATA_KEY_MAX_AGE_DAYS)),
         }
     }
 }

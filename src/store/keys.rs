@@ -111,6 +111,21 @@ macro_rules! key_store {
                 })
             }
 
+            async fn data_key_created(
+                &self,
+                version: u32,
+            ) -> Result<Option<::chrono::DateTime<::chrono::Utc>>, $crate::store::StoreError> {
+                let version = i32::try_from(version)
+                    .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                let created: Option<(::chrono::DateTime<::chrono::Utc>,)> = ::sqlx::query_as(
+                    $dialect.sql("select created_at from data_keys where version = $1"),
+                )
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(created.map(|(at,)| at))
+            }
+
             async fn data_keys(
                 &self,
             ) -> Result<Vec<$crate::store::WrappedDataKey>, $crate::store::StoreError> {

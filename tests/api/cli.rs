@@ -880,7 +880,7 @@ async fn keys_rotate_makes_a_new_data_key_active_and_every_old_row_still_reads()
     .unwrap();
     assert_eq!(
         (outcome.as_str(), subject.as_deref(), detail.as_deref()),
-        ("success", Some("data_key:2"), Some("retired=1"))
+        ("success", Some("data_key:2"), Some("retired=1 by=operator"))
     );
     let (ok, out) = crate::audit::verify(&app, None);
     assert!(ok, "{out}");

@@ -187,6 +187,7 @@ conformance!(
     a_different_master_key_is_refused_at_load,
     encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limit,
     an_operator_s_rotation_retires_every_older_data_key_with_its_record,
+    a_data_key_past_its_cryptoperiod_is_rotated_by_the_vault,
     a_ciphertext_moved_to_another_row_fails_to_decrypt,
     fingerprints_find_existing_tokens_only_within_the_tenant_and_format,
     tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_tenant,
@@ -386,10 +387,37 @@ async fn an_operator_s_rotation_retires_every_older_data_key_with_its_record(bac
     assert_eq!(
         records,
         vec![
-            ("data_key:2".to_owned(), "retired=1".to_owned()),
-            ("data_key:3".to_owned(), "retired=2".to_owned())
+            ("data_key:2".to_owned(), "retired=1 by=operator".to_owned()),
+            ("data_key:3".to_owned(), "retired=2 by=operator".to_owned())
         ]
     );
+}
+
+async fn a_data_key_past_its_cryptoperiod_is_rotated_by_the_vault(backend: Backend) {
+    let f = fixture(backend).await;
+    let young = keys(&f, KeySettings::default()).await.unwrap();
+    assert_eq!(
+        young.rotate_if_aged().await.unwrap(),
+        None,
+        "a new key is young"
+    );
+    let aged = KeySettings {
+        max_age: chrono::TimeDelta::zero(),
+        ..KeySettings::default()
+    };
+    let keys = keys(&f, aged).await.unwrap();
+    assert_eq!(keys.rotate_if_aged().await.unwrap(), Some(2));
+    assert_eq!(keys.active_version(), Some(2));
+    let records: Vec<(String, String)> = f
+        .rows("select subject, detail from audit_events where action = 'key.rotate'")
+        .await;
+    assert_eq!(
+        records,
+        vec![("data_key:2".to_owned(), "retired=1 by=age".to_owned())]
+    );
+    // The other instance picks it up at its next pass.
+    young.refresh().await.unwrap();
+    assert_eq!(young.active_version(), Some(2));
 }
 
 async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limit(
@@ -399,6 +427,7 @@ async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limi
     let settings = KeySettings {
         encryption_limit: 4,
         reservation_block: 2,
+        ..KeySettings::default()
     };
     let keys = Arc::new(keys(&f, settings).await.unwrap());
     let service = tokens(&f, &keys);

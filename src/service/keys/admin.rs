@@ -44,40 +44,59 @@ impl KeyAdmin {
     /// master key that does not open the stored keys, so a rotation never wraps a key under
     /// the wrong master key.
     pub async fn rotate_data_key(&self) -> Result<(u32, Vec<u32>), KeyError> {
-        let stored = self.store.data_keys().await?;
-        for key in &stored {
-            self.master
-                .unwrap(&dek_label(key.version), &key.wrapped)
-                .map_err(|_| KeyError::MasterKeyMismatch)?;
-        }
-        let version = stored.iter().map(|k| k.version).max().unwrap_or(0) + 1;
-        let secret = zeroize::Zeroizing::new(
-            random::bytes::<32>(self.rng.as_ref()).map_err(CryptoError::from)?,
-        );
-        let wrapped = self
-            .master
-            .wrap(self.rng.as_ref(), &dek_label(version), &secret)?;
-        let write = AuditedWrite::RotateDataKey {
-            key: WrappedDataKey { version, wrapped },
-            now: self.clock.now(),
-        };
-        let mut event = AuditEvent::new(Action::KeyRotate, self.clock.now());
-        event.subject = Some(format!("data_key:{version}"));
-        let outcome = self
-            .trail
-            .write_change(write, event, |outcome, event| match outcome {
-                WriteOutcome::DataKeyRotated(Some(retired)) => {
-                    let retired: Vec<String> = retired.iter().map(u32::to_string).collect();
-                    event.detail = Some(format!("retired={}", retired.join(",")));
-                    true
-                }
-                _ => false,
-            })
-            .await
-            .map_err(|_| KeyError::AuditUnavailable)?;
-        match outcome {
-            WriteOutcome::DataKeyRotated(Some(retired)) => Ok((version, retired)),
-            _ => Err(KeyError::RotationRaced),
-        }
+        rotate_data_key(
+            self.store.as_ref(),
+            &self.master,
+            self.rng.as_ref(),
+            self.clock.as_ref(),
+            &self.trail,
+            "operator",
+        )
+        .await
+    }
+}
+
+/// A data key rotation, by an operator or by the vault when the active key reaches its age:
+/// the next version is made and wrapped, and inserted with every older active one retired, in
+/// one transaction with its `key.rotate` record (`why` goes in its detail).
+pub(super) async fn rotate_data_key(
+    store: &dyn KeyStore,
+    master: &MasterKey,
+    rng: &dyn Csprng,
+    clock: &dyn Clock,
+    trail: &AuditTrail,
+    why: &'static str,
+) -> Result<(u32, Vec<u32>), KeyError> {
+    let stored = store.data_keys().await?;
+    for key in &stored {
+        master
+            .unwrap(&dek_label(key.version), &key.wrapped)
+            .map_err(|_| KeyError::MasterKeyMismatch)?;
+    }
+    let version = stored.iter().map(|k| k.version).max().unwrap_or(0) + 1;
+    let secret = zeroize::Zeroizing::new(random::bytes::<32>(rng).map_err(CryptoError::from)?);
+    let wrapped = master.wrap(rng, &dek_label(version), &secret)?;
+    let write = AuditedWrite::RotateDataKey {
+        key: WrappedDataKey { version, wrapped },
+        now: clock.now(),
+    };
+    let mut event = AuditEvent::new(Action::KeyRotate, clock.now());
+    event.subject = Some(format!("data_key:{version}"));
+    event.detail = Some(format!("by={why}"));
+    let outcome = trail
+        .write_change(write, event, |outcome, event| match outcome {
+            WriteOutcome::DataKeyRotated(Some(retired)) => {
+                let retired: Vec<String> = retired.iter().map(u32::to_string).collect();
+                let by = event.detail.take().unwrap_or_default();
+                event.detail = Some(format!("retired={} {by}", retired.join(",")));
+                true
+            }
+            _ => false,
+        })
+        .await
+        .map_err(|_| KeyError::AuditUnavailable)?;
+    match outcome {
+        WriteOutcome::DataKeyRotated(Some(retired)) => Ok((version, retired)),
+        _ => Err(KeyError::RotationRaced),
     }
 }

@@ -106,6 +106,39 @@ impl KeyService {
         self.reload().await
     }
 
+    /// Retires the active data key once it is older than its cryptoperiod
+    /// ([`super::KeySettings::max_age`]): a new one is made (recorded as `key.rotate`, by age).
+    /// Instances racing to do it make one key between them. Returns the new version, if any.
+    pub async fn rotate_if_aged(&self) -> Result<Option<u32>, KeyError> {
+        let active = self.active_key()?.version();
+        let Some(created) = self.store.data_key_created(active).await? else {
+            return Ok(None);
+        };
+        if self.clock.now() - created < self.settings.max_age {
+            return Ok(None);
+        }
+        tracing::info!(
+            version = active,
+            "data-encryption key reached its age; rotating"
+        );
+        let rotated = super::admin::rotate_data_key(
+            self.store.as_ref(),
+            &self.master,
+            self.rng.as_ref(),
+            self.clock.as_ref(),
+            &self.audit,
+            "age",
+        )
+        .await;
+        let version = match rotated {
+            Ok((version, _)) => Some(version),
+            Err(KeyError::RotationRaced) => None,
+            Err(e) => return Err(e),
+        };
+        self.reload().await?;
+        Ok(version)
+    }
+
     /// Reloads and unwraps every DEK from the store.
     pub(super) async fn reload(&self) -> Result<(), KeyError> {
         let wrapped = self.store.data_keys().await?;

@@ -885,3 +885,88 @@ async fn keys_rotate_makes_a_new_data_key_active_and_every_old_row_still_reads()
     let (ok, out) = crate::audit::verify(&app, None);
     assert!(ok, "{out}");
 }
+
+#[tokio::test]
+async fn a_rotation_under_load_loses_no_token_and_two_at_once_leave_one_active_key() {
+    let app = std::sync::Arc::new(
+        spawn_app_with(Options {
+            engine: crate::helpers::Engine::Postgres,
+            configure: Box::new(|c| c.purge_interval = Duration::from_millis(100)),
+            ..Options::default()
+        })
+        .await,
+    );
+    // Sixteen callers tokenize while two operators rotate at once.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..16)
+        .map(|i| {
+            let (app, stop) = (std::sync::Arc::clone(&app), std::sync::Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut issued = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let pan = random_pan(if i % 2 == 0 { "4" } else { "5" }, 16);
+                    let r = app
+                        .tokenize(&app.keys.tokenizer, &json!({"value": pan}))
+                        .await;
+                    assert_eq!(r.status(), StatusCode::CREATED);
+                    let body: Value = r.json().await.unwrap();
+                    issued.push((body["token"].as_str().unwrap().to_owned(), pan));
+                }
+                issued
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rotate = || {
+        let (url, key) = (app.db.url.clone(), app.master_key.clone());
+        std::thread::spawn(move || {
+            run(strongroom()
+                .args(["keys", "rotate"])
+                .env("DATABASE_URL", url)
+                .env("STRONGROOM_MASTER_KEY", key))
+        })
+    };
+    let (a, b) = (rotate(), rotate());
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert!(a.0 || b.0, "{a:?} {b:?}");
+    for (ok, out, err) in [&a, &b] {
+        assert!(
+            *ok || err.contains("another rotation made that key version first"),
+            "{out}{err}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut issued = Vec::new();
+    for caller in callers {
+        issued.extend(caller.await.unwrap());
+    }
+    let pool = app.db.pool().await;
+    let (active, versions): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from data_keys where retired_at is null), \
+                (select count(distinct dek_version) from tokens)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(active, 1, "exactly one active data key");
+    assert!(
+        versions >= 2,
+        "rows were sealed before and after the rotation"
+    );
+    // Every token issued, under whichever key, reads back as its card number.
+    let grant = app.checkout_grant(1000).await;
+    let jwt = grant["grant"].as_str().unwrap().to_owned();
+    for chunk in issued.chunks(100) {
+        let tokens: Vec<&str> = chunk.iter().map(|(t, _)| t.as_str()).collect();
+        let r = app
+            .detokenize(&app.keys.detokenizer, Some(&jwt), &tokens)
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.unwrap();
+        for ((_, pan), got) in chunk.iter().zip(body["data"].as_array().unwrap()) {
+            assert_eq!(got["value"], pan.as_str());
+        }
+    }
+    assert!(issued.len() > 50, "the load ran: {}", issued.len());
+}

@@ -16,18 +16,7 @@ macro_rules! key_store {
             ) -> Result<Option<Vec<u32>>, $crate::store::StoreError> {
                 let version = i32::try_from(key.version)
                     .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
-                let inserted = ::sqlx::query($dialect.sql(
-                    "insert into data_keys (version, wrapped, created_at) values ($1, $2, $3) \
-                     on conflict (version) do nothing",
-                ))
-                .bind(version)
-                .bind(&key.wrapped)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !inserted {
+                if !<$store>::insert_data_key_on(&mut *conn, key, now).await? {
                     return Ok(None);
                 }
                 let retired: Vec<(i32,)> = ::sqlx::query_as($dialect.sql(
@@ -44,6 +33,26 @@ macro_rules! key_store {
                         .filter_map(|(v,)| u32::try_from(v).ok())
                         .collect(),
                 ))
+            }
+
+            /// Adds a DEK version unless it exists, on `conn`; returns whether it did.
+            async fn insert_data_key_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                key: &$crate::store::WrappedDataKey,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let version = i32::try_from(key.version)
+                    .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                let result = ::sqlx::query($dialect.sql(
+                    "insert into data_keys (version, wrapped, created_at) values ($1, $2, $3) \
+                     on conflict (version) do nothing",
+                ))
+                .bind(version)
+                .bind(&key.wrapped)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(result.rows_affected() == 1)
             }
         }
 
@@ -150,18 +159,8 @@ macro_rules! key_store {
                 key: &$crate::store::WrappedDataKey,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<bool, $crate::store::StoreError> {
-                let version = i32::try_from(key.version)
-                    .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
-                let result = ::sqlx::query($dialect.sql(
-                    "insert into data_keys (version, wrapped, created_at) values ($1, $2, $3) \
-                     on conflict (version) do nothing",
-                ))
-                .bind(version)
-                .bind(&key.wrapped)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-                Ok(result.rows_affected() == 1)
+                let mut conn = self.pool.acquire().await?;
+                <$store>::insert_data_key_on(&mut conn, key, now).await
             }
 
             async fn reserve_encryptions(

@@ -60,6 +60,9 @@ pub struct ServeConfig {
     pub tokenize_bucket_budget: u32,
     /// Audit appenders, each with a chain of its own (the embedded store always has one).
     pub audit_lanes: usize,
+    /// Rows a second `serve` re-encrypts in the background from retired data keys onto the
+    /// active one; 0 (the default) leaves it to `strongroom keys reencrypt`.
+    pub reencrypt_rows_per_second: u32,
 }
 
 impl ServeConfig {
@@ -90,6 +93,7 @@ impl ServeConfig {
             audit_checkpoint_interval: Duration::from_secs(1),
             tokenize_bucket_budget: crate::domain::guard::DEFAULT_BUCKET_BUDGET,
             audit_lanes: 2,
+            reencrypt_rows_per_second: 0,
         }
     }
 }
@@ -113,6 +117,7 @@ impl fmt::Debug for ServeConfig {
             .field("tokenize_bucket_budget", &self.tokenize_bucket_budget)
             .field("totp_lockout_minutes", &self.totp_lockout_minutes)
             .field("audit_lanes", &self.audit_lanes)
+            .field("reencrypt_rows_per_second", &self.reencrypt_rows_per_second)
             .finish()
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -54,6 +55,8 @@ struct Inner {
     enumeration_suspected: Counter,
     lookup_suspicious: Counter,
     integrity_failures: Counter,
+    reencrypted_rows: Counter,
+    rows_to_reencrypt: Gauge,
 }
 
 impl Default for Metrics {
@@ -117,8 +120,22 @@ impl Metrics {
             "Sealed card numbers that failed to open: moved, swapped or corrupted rows, or a changed key version",
             integrity_failures.clone(),
         );
+        let reencrypted_rows = Counter::default();
+        registry.register(
+            "reencrypted_rows",
+            "Rows this instance sealed again under the active data key in the background",
+            reencrypted_rows.clone(),
+        );
+        let rows_to_reencrypt = Gauge::default();
+        registry.register(
+            "reencrypt_rows_remaining",
+            "Rows still sealed under retired data keys, as this instance's background re-encryption last counted",
+            rows_to_reencrypt.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
+            reencrypted_rows,
+            rows_to_reencrypt,
             integrity_failures,
             enumeration_suspected,
             lookup_suspicious,
@@ -192,6 +209,18 @@ impl Metrics {
     /// Counts one episode of throttled lookups.
     pub fn observe_lookup_suspicious(&self) {
         self.0.lookup_suspicious.inc();
+    }
+
+    /// Counts rows re-encrypted in the background.
+    pub fn reencrypted(&self, rows: u64) {
+        self.0.reencrypted_rows.inc_by(rows);
+    }
+
+    /// Sets how many rows are left under retired data keys.
+    pub fn set_rows_to_reencrypt(&self, rows: u64) {
+        self.0
+            .rows_to_reencrypt
+            .set(i64::try_from(rows).unwrap_or(i64::MAX));
     }
 
     /// The OpenMetrics text exposition.

@@ -27,6 +27,7 @@ use crate::metrics::Metrics;
 use crate::random::{Csprng, SystemRandom};
 use crate::service::Lifecycle;
 use crate::service::keys::load_checkpoint_key;
+use crate::service::keys::reencrypt::reencrypt_in_background;
 use crate::service::{
     AccessService, AccessSettings, Alarms, Anchor, AuditReader, AuditTrail, Authenticator,
     DetokenizeService, GrantService, Guard, Health, Housekeeping, KeyError, KeyService,
@@ -98,6 +99,8 @@ pub struct Application {
     lifecycle: Lifecycle,
     purge_interval: Duration,
     header_read_timeout: Duration,
+    /// The keys to re-encrypt with in the background, and the rate (rows a second).
+    reencrypt: Option<(Arc<KeyService>, u32)>,
 }
 
 impl Application {
@@ -237,6 +240,8 @@ impl Application {
         );
         let lifecycle = Lifecycle::new(audit.clone(), Arc::clone(&clock));
         let health = Health::new(store.clone(), audit.clone(), Arc::clone(&keys));
+        let reencrypt = (config.reencrypt_rows_per_second > 0)
+            .then(|| (Arc::clone(&keys), config.reencrypt_rows_per_second));
         let state = AppState::new(
             Services {
                 keys,
@@ -273,6 +278,7 @@ impl Application {
             housekeeping,
             lifecycle,
             purge_interval: config.purge_interval,
+            reencrypt,
             header_read_timeout: config.header_read_timeout,
         })
     }
@@ -313,8 +319,12 @@ impl Application {
             lifecycle,
             purge_interval,
             header_read_timeout,
+            reencrypt,
         } = self;
         let audit = state.audit().clone();
+        let reencryptor = reencrypt.map(|(keys, rate)| {
+            tokio::spawn(reencrypt_in_background(keys, rate, state.metrics().clone()))
+        });
         let purger = tokio::spawn(keep_house(state, housekeeping, purge_interval));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // A client that trickles its headers (slowloris) is cut off instead of holding a task.
@@ -385,6 +395,9 @@ impl Application {
         }
         drop(listener);
         purger.abort();
+        if let Some(reencryptor) = reencryptor {
+            reencryptor.abort();
+        }
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await
             .is_err()

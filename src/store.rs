@@ -310,6 +310,46 @@ pub struct DataKeyState {
     pub created_at: DateTime<Utc>,
     /// When it stopped sealing, if it has.
     pub retired_at: Option<DateTime<Utc>>,
+    /// When it was destroyed (`strongroom keys destroy`), if it was: it opens nothing since.
+    pub destroyed_at: Option<DateTime<Utc>>,
+}
+
+/// A token's sealed card number, read to be sealed again under the active data key.
+#[derive(Debug, Clone)]
+pub struct SealedRow {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its token.
+    pub token: Token,
+    /// The card number as sealed now (its version says under which key).
+    pub sealed: SealedPan,
+}
+
+/// A row's card number sealed again under the active data key, to replace what was sealed
+/// under `from` (and only that: a row deleted or moved meanwhile is left as it is).
+#[derive(Debug, Clone)]
+pub struct ResealedRow {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its token.
+    pub token: Token,
+    /// The version it was sealed under.
+    pub from: u32,
+    /// The card number sealed under the active key.
+    pub sealed: SealedPan,
+}
+
+/// What became of destroying a data key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDestruction {
+    /// Destroyed now.
+    Destroyed,
+    /// Refused: rows are still sealed under it (re-encrypt them first).
+    RowsRemain(u64),
+    /// Refused: it still seals (it is the newest key, or not retired).
+    StillActive,
+    /// Refused: no data key has that version, or it was destroyed already.
+    NotFound,
 }
 
 /// What an operator is shown of one grant-signing key.
@@ -342,8 +382,23 @@ pub trait KeyStore: Send + Sync {
     /// of the token table's key column, for an operator's command, not a request).
     async fn key_inventory(&self) -> Result<KeyInventory, StoreError>;
 
-    /// Every DEK, oldest first.
+    /// Every DEK not destroyed, oldest first.
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError>;
+
+    /// The highest DEK version ever made, destroyed ones included (the next is one more).
+    async fn newest_data_key_version(&self) -> Result<u32, StoreError>;
+
+    /// How many live rows are sealed under another data key than `active`.
+    async fn rows_to_reencrypt(&self, active: u32) -> Result<u64, StoreError>;
+
+    /// Up to `limit` live rows sealed under another data key than `active`, in (tenant, token)
+    /// order after `after`: a walk that each row is met by once.
+    async fn rows_sealed_under_others(
+        &self,
+        active: u32,
+        after: Option<&(TenantId, Token)>,
+        limit: u32,
+    ) -> Result<Vec<SealedRow>, StoreError>;
 
     /// When a DEK version was made, if it exists.
     async fn data_key_created(&self, version: u32) -> Result<Option<DateTime<Utc>>, StoreError>;

@@ -190,6 +190,18 @@ pub(super) struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..=3650)
     )]
     pub(super) data_key_max_age_days: u32,
+    /// Re-encrypt rows still sealed under retired data keys onto the active one in the
+    /// background, at most this many rows a second (each batch committed with its
+    /// `key.reencrypt` record; progress in the metrics
+    /// `strongroom_reencrypt_rows_remaining` and `strongroom_reencrypted_rows_total`).
+    /// 0, the default, leaves it to `strongroom keys reencrypt`. Up to 100000.
+    #[arg(
+        long,
+        env = "STRONGROOM_REENCRYPT_ROWS_PER_SECOND",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=100_000)
+    )]
+    pub(super) reencrypt_rows_per_second: u32,
     /// Audit appenders ("lanes"), each with a hash chain of its own: while one commits its
     /// batch of writes and records, the next runs its transaction. 1 to 8; the embedded
     /// store always uses one.

@@ -247,6 +247,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.totp_lockout_minutes = args.totp_lockout_minutes;
     config.audit_lanes = usize::try_from(args.audit_lanes).unwrap_or(1);
     config.keys.max_age = chrono::TimeDelta::days(i64::from(args.data_key_max_age_days));
+    config.reencrypt_rows_per_second = args.reencrypt_rows_per_second;
     if config.force_plain_http && !config.listen.ip().is_loopback() && config.tls.is_none() {
         tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (forced)");
     }

@@ -1,10 +1,14 @@
 //! `strongroom keys`: what an operator is shown of the vault's keys — the master key's source
 //! and fingerprint, each data key's state and use, the grant-signing keys and the other
-//! wrapped secrets — and the rotation of the data key. Never key material.
+//! wrapped secrets — the rotation of the data key, the re-encryption of rows onto it and the
+//! destruction of a retired one. Never key material.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use super::admin::{
@@ -15,7 +19,9 @@ use crate::clock::SystemClock;
 use crate::crypto::keys::{MasterKeyError, MasterKeyKind, dek_label};
 use crate::random::SystemRandom;
 use crate::service::keys::admin::KeyAdmin;
-use crate::store::KeyInventory;
+use crate::service::keys::reencrypt::{DEFAULT_REENCRYPT_BATCH, Reencryption};
+use crate::service::keys::{KeyService, KeySettings};
+use crate::store::{KeyDestruction, KeyInventory};
 
 /// What `strongroom keys` does.
 #[derive(Debug, Subcommand)]
@@ -42,6 +48,35 @@ pub enum KeysCommand {
         #[command(flatten)]
         checkpoints: CheckpointArgs,
     },
+    /// Seal every card number still under a retired data key again under the active one, in
+    /// batches, each committed with its `key.reencrypt` record. Safe while `serve` runs
+    /// (a delete or tokenize meanwhile loses nothing; detokenize reads either form). Killed
+    /// halfway, it has lost nothing and the next run goes on with what is left. Shows a
+    /// progress bar on a terminal, a line every few seconds otherwise, and the count at the
+    /// end. Needs STRONGROOM_MASTER_KEY.
+    Reencrypt {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+        /// Rows per transaction (1 to 10000).
+        #[arg(long, default_value_t = DEFAULT_REENCRYPT_BATCH,
+              value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch_size: u32,
+    },
+    /// Destroy a retired data key: its wrapped key is deleted, so nothing it sealed can be
+    /// opened again, by this vault or from a later backup. Refused while any live row is
+    /// still sealed under it (run `keys reencrypt` first) and for the active key. Audited
+    /// (`key.destroy`), refusals too. Needs STRONGROOM_MASTER_KEY.
+    Destroy {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+        /// The version to destroy (as `keys status` shows it).
+        #[arg(long, value_name = "VERSION")]
+        data_key: u32,
+    },
 }
 
 /// Runs a keys command.
@@ -51,18 +86,7 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
             database,
             checkpoints,
         } => {
-            let store = connect_current(&database).await?;
-            let master = master_key_from_env()?;
-            let audit =
-                command_audit_trail(&store, Some(&master), checkpoints.audit_checkpoint_file)
-                    .await?;
-            let admin = KeyAdmin::new(
-                store,
-                master,
-                Arc::new(SystemRandom::new()),
-                Arc::new(SystemClock),
-                audit,
-            );
+            let admin = key_admin(&database, &checkpoints).await?;
             let (version, retired) = admin.rotate_data_key().await?;
             let retired: Vec<String> = retired.iter().map(|v| format!("v{v}")).collect();
             println!(
@@ -74,6 +98,35 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
                 }
             );
             Ok(())
+        }
+        KeysCommand::Reencrypt {
+            database,
+            checkpoints,
+            batch_size,
+        } => reencrypt(database, checkpoints, batch_size).await,
+        KeysCommand::Destroy {
+            database,
+            checkpoints,
+            data_key,
+        } => {
+            let admin = key_admin(&database, &checkpoints).await?;
+            match admin.destroy_data_key(data_key).await? {
+                KeyDestruction::Destroyed => {
+                    println!("data key v{data_key} is destroyed: nothing it sealed opens again");
+                    Ok(())
+                }
+                KeyDestruction::RowsRemain(rows) => Err(CliError(format!(
+                    "data key v{data_key} still seals {rows} live rows: run `strongroom keys \
+                     reencrypt` first; nothing was changed"
+                ))),
+                KeyDestruction::StillActive => Err(CliError(format!(
+                    "data key v{data_key} is the active (newest) key: rotate first \
+                     (`strongroom keys rotate`); nothing was changed"
+                ))),
+                KeyDestruction::NotFound => Err(CliError(format!(
+                    "there is no data key v{data_key} to destroy (see `strongroom keys status`)"
+                ))),
+            }
         }
         KeysCommand::Status { database, json } => {
             let store = connect_current(&database).await?;
@@ -108,13 +161,154 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
     }
 }
 
+/// The key commands under the production master key from the environment, recorded in the
+/// command's own chain.
+async fn key_admin(
+    database: &DatabaseArgs,
+    checkpoints: &CheckpointArgs,
+) -> Result<KeyAdmin, CliError> {
+    // The key first: a refused key is a configuration error, reported before the database
+    // is reached.
+    let master = master_key_from_env()?;
+    let store = connect_current(database).await?;
+    let audit = command_audit_trail(
+        &store,
+        Some(&master),
+        checkpoints.audit_checkpoint_file.clone(),
+    )
+    .await?;
+    Ok(KeyAdmin::new(
+        store,
+        master,
+        Arc::new(SystemRandom::new()),
+        Arc::new(SystemClock),
+        audit,
+    ))
+}
+
+/// `keys reencrypt`: batches until nothing is left, with progress on standard error.
+async fn reencrypt(
+    database: DatabaseArgs,
+    checkpoints: CheckpointArgs,
+    batch_size: u32,
+) -> Result<(), CliError> {
+    let master = master_key_from_env()?;
+    let store = connect_current(&database).await?;
+    if store.data_keys().await?.is_empty() {
+        return Err(CliError(
+            "this database has no data keys: no vault has been served on it".into(),
+        ));
+    }
+    let audit =
+        command_audit_trail(&store, Some(&master), checkpoints.audit_checkpoint_file).await?;
+    let keys = KeyService::load(
+        store,
+        master,
+        Arc::new(SystemRandom::new()),
+        Arc::new(SystemClock),
+        KeySettings::default(),
+        audit.clone(),
+    )
+    .await?;
+    let total = keys.rows_to_reencrypt().await?;
+    eprintln!(
+        "{total} rows to re-encrypt onto data key v{}",
+        keys.active_version().unwrap_or(0)
+    );
+    let progress = Progress::new(total);
+    let started = Instant::now();
+    let mut run = Reencryption::default();
+    while !run.finished {
+        keys.reencrypt_batch(&mut run, batch_size, "operator")
+            .await?;
+        progress.show(run.moved + run.passed + run.unreadable);
+    }
+    progress.finish();
+    audit.checkpoint().await;
+    let seconds = started.elapsed().as_secs_f64();
+    let left = keys.rows_to_reencrypt().await?;
+    println!(
+        "re-encrypted {} rows onto data key v{} in {seconds:.1} s ({:.0} rows/s); {} passed \
+         (deleted or moved meanwhile); {left} left under retired keys",
+        run.moved,
+        keys.active_version().unwrap_or(0),
+        run.moved as f64 / seconds.max(0.001),
+        run.passed,
+    );
+    if run.unreadable > 0 {
+        return Err(CliError(format!(
+            "{} rows failed their integrity check and were left as they are: they cannot be \
+             read under any key (see the vault's log and `strongroom audit verify`)",
+            run.unreadable
+        )));
+    }
+    Ok(())
+}
+
+/// Progress of a long command on standard error: a bar on a terminal, a plain line every few
+/// seconds otherwise (a log, a pipe).
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    started: Instant,
+    last_line: std::sync::Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{bar:40} {human_pos}/{human_len} rows  {per_sec}  eta {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        let now = Instant::now();
+        Progress {
+            bar,
+            total,
+            started: now,
+            last_line: std::sync::Mutex::new(now),
+        }
+    }
+
+    fn show(&self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            return;
+        }
+        let Ok(mut last) = self.last_line.lock() else {
+            return;
+        };
+        if last.elapsed() < Duration::from_secs(2) {
+            return;
+        }
+        *last = Instant::now();
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / seconds;
+        let left = self.total.saturating_sub(done) as f64 / rate.max(1.0);
+        eprintln!(
+            "{done}/{} rows, {rate:.0} rows/s, about {left:.0} s left",
+            self.total
+        );
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
 /// The status as one JSON object (the `--json` form; the text form prints the same fields).
 fn status(master: Value, inventory: &KeyInventory) -> Value {
-    // Only the newest unretired data key seals; every other one only opens.
+    // Only the newest unretired data key seals; every other one only opens, until destroyed.
     let active = inventory
         .data_keys
         .iter()
-        .filter(|k| k.retired_at.is_none())
+        .filter(|k| k.retired_at.is_none() && k.destroyed_at.is_none())
         .map(|k| k.version)
         .max();
     let data_keys: Vec<Value> = inventory
@@ -123,11 +317,18 @@ fn status(master: Value, inventory: &KeyInventory) -> Value {
         .map(|k| {
             json!({
                 "version": k.version,
-                "state": if Some(k.version) == active { "active" } else { "retired" },
+                "state": if k.destroyed_at.is_some() {
+                    "destroyed"
+                } else if Some(k.version) == active {
+                    "active"
+                } else {
+                    "retired"
+                },
                 "encryptions": k.encryptions,
                 "rows": k.rows,
                 "created_at": k.created_at,
                 "retired_at": k.retired_at,
+                "destroyed_at": k.destroyed_at,
             })
         })
         .collect();
@@ -179,13 +380,18 @@ fn print_text(status: &Value) {
     }
     for k in status["data_keys"].as_array().into_iter().flatten() {
         println!(
-            "data key v{}: {}, {} encryptions, {} rows, created {}, retired {}",
+            "data key v{}: {}, {} encryptions, {} rows, created {}, retired {}{}",
             field(k, "version"),
             field(k, "state"),
             field(k, "encryptions"),
             field(k, "rows"),
             field(k, "created_at"),
             field(k, "retired_at"),
+            if k["destroyed_at"].is_null() {
+                String::new()
+            } else {
+                format!(", destroyed {}", field(k, "destroyed_at"))
+            },
         );
     }
     for k in status["signing_keys"].as_array().into_iter().flatten() {

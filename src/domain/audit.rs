@@ -82,6 +82,14 @@ pub enum Action {
     KeyCreate,
     /// An operator rotated a key: a new one is active, the old one retired.
     KeyRotate,
+    /// Rows were sealed again under the active data key (`detail` counts them).
+    KeyReencrypt,
+    /// A retired data key under which no row was sealed was destroyed.
+    KeyDestroy,
+    /// Every wrapped key and secret was wrapped again under a new master key.
+    KeyRewrap,
+    /// A tenant's keys were destroyed, its tokens with them.
+    TenantShred,
     /// A caller failed to authenticate.
     AuthFailure,
     /// `GET /v1/audit`.
@@ -108,7 +116,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 31] = [
         Action::Tokenize,
         Action::TokenizeBatch,
         Action::Lookup,
@@ -125,6 +133,10 @@ impl Action {
         Action::PrincipalTotpUnlock,
         Action::KeyCreate,
         Action::KeyRotate,
+        Action::KeyReencrypt,
+        Action::KeyDestroy,
+        Action::KeyRewrap,
+        Action::TenantShred,
         Action::AuthFailure,
         Action::AuditRead,
         Action::EnumerationSuspected,
@@ -157,6 +169,10 @@ impl Action {
             Action::PrincipalTotpUnlock => "principal.totp_unlock",
             Action::KeyCreate => "key.create",
             Action::KeyRotate => "key.rotate",
+            Action::KeyReencrypt => "key.reencrypt",
+            Action::KeyDestroy => "key.destroy",
+            Action::KeyRewrap => "key.rewrap",
+            Action::TenantShred => "tenant.shred",
             Action::AuthFailure => "auth.failure",
             Action::AuditRead => "audit.read",
             Action::EnumerationSuspected => "tokenize.enumeration_suspected",

@@ -5,6 +5,7 @@
 
 pub mod admin;
 mod data;
+pub mod reencrypt;
 mod secrets;
 mod signing;
 

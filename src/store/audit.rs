@@ -11,7 +11,10 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::access::{DecideOutcome, UseOutcome};
-use super::{NewPrincipal, NewToken, PrincipalRecord, StoreError, TokenInsert, WrappedDataKey};
+use super::{
+    KeyDestruction, NewPrincipal, NewToken, PrincipalRecord, ResealedRow, StoreError, TokenInsert,
+    WrappedDataKey,
+};
 use crate::domain::access::{Decision, GrantDraft, GrantRecord, NewAccessRequest};
 pub use crate::domain::audit::AuditQuery;
 use crate::domain::audit::{ChainedEvent, StoredRecord};
@@ -128,6 +131,19 @@ pub enum AuditedWrite {
         /// When.
         now: DateTime<Utc>,
     },
+    /// Replace rows' card numbers sealed under retired data keys with the same numbers sealed
+    /// under the active one (`strongroom keys reencrypt`, or `serve` in the background).
+    Reencrypt {
+        /// The rows.
+        rows: Vec<ResealedRow>,
+    },
+    /// Destroy a retired data key under which no row is sealed any more.
+    DestroyDataKey {
+        /// Its version.
+        version: u32,
+        /// When.
+        now: DateTime<Utc>,
+    },
     /// Close an import window early.
     CloseImportWindow {
         /// The window.
@@ -164,6 +180,10 @@ pub enum WriteOutcome {
     Released(Option<TenantId>),
     /// The versions a rotation retired; `None` when another rotation made that version first.
     DataKeyRotated(Option<Vec<u32>>),
+    /// How many rows were sealed again (the others had been deleted or moved meanwhile).
+    Reencrypted(u64),
+    /// What became of destroying a data key.
+    DataKeyDestroyed(KeyDestruction),
     /// The window opened (`None`: no enabled tokenizer of that id), or the one closed (`None`:
     /// not open).
     ImportWindow(Option<ImportWindow>),

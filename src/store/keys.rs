@@ -35,6 +35,92 @@ macro_rules! key_store {
                 ))
             }
 
+            /// Seals rows again under the active key, on `conn` (in the transaction of their
+            /// `key.reencrypt` record). A row is replaced only while it is live and still
+            /// sealed under the version it was read under: a delete or another re-encryption
+            /// that came first wins. Returns how many were replaced.
+            pub(in $crate::store) async fn reseal_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                rows: &[$crate::store::ResealedRow],
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut moved = 0;
+                for row in rows {
+                    let to = i32::try_from(row.sealed.version)
+                        .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                    let from = i32::try_from(row.from)
+                        .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                    moved += ::sqlx::query($dialect.sql(
+                        "update tokens set sealed_pan = $1, dek_version = $2 \
+                         where tenant_id = $3 and token = $4 and dek_version = $5 \
+                           and destroyed_at is null",
+                    ))
+                    .bind(&row.sealed.bytes)
+                    .bind(to)
+                    .bind(row.tenant.0)
+                    .bind(row.token.as_str())
+                    .bind(from)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                }
+                Ok(moved)
+            }
+
+            /// Destroys a retired data key under which no live row is sealed, on `conn` (in
+            /// the transaction of its `key.destroy` record): its row leaves `data_keys`, so
+            /// the foreign key from `tokens` refuses a row sealed under it by an instance that
+            /// has not yet seen the rotation (in PostgreSQL the delete waits for such an insert
+            /// in flight and then fails, leaving the key), and what is known of it moves to
+            /// `destroyed_data_keys`.
+            pub(in $crate::store) async fn destroy_data_key_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                version: u32,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<$crate::store::KeyDestruction, $crate::store::StoreError> {
+                use $crate::store::KeyDestruction;
+                let version = i32::try_from(version)
+                    .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                let key: Option<(Option<::chrono::DateTime<::chrono::Utc>>, bool)> =
+                    ::sqlx::query_as($dialect.sql(
+                        "select retired_at, version = (select max(version) from data_keys) \
+                         from data_keys where version = $1",
+                    ))
+                    .bind(version)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                match key {
+                    None => return Ok(KeyDestruction::NotFound),
+                    Some((None, _)) | Some((Some(_), true)) => {
+                        return Ok(KeyDestruction::StillActive);
+                    }
+                    Some((Some(_), false)) => {}
+                }
+                let (rows,): (i64,) = ::sqlx::query_as($dialect.sql(
+                    "select count(*) from tokens where dek_version = $1",
+                ))
+                .bind(version)
+                .fetch_one(&mut *conn)
+                .await?;
+                if rows > 0 {
+                    return Ok(KeyDestruction::RowsRemain(u64::try_from(rows).unwrap_or(0)));
+                }
+                ::sqlx::query($dialect.sql(
+                    "insert into destroyed_data_keys \
+                     (version, encryptions, created_at, retired_at, destroyed_at) \
+                     select version, encryptions, created_at, retired_at, $2 from data_keys \
+                     where version = $1",
+                ))
+                .bind(version)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                ::sqlx::query($dialect.sql("delete from data_keys where version = $1"))
+                    .bind(version)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(KeyDestruction::Destroyed)
+            }
+
             /// Adds a DEK version unless it exists, on `conn`; returns whether it did.
             async fn insert_data_key_on(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
@@ -87,8 +173,34 @@ macro_rules! key_store {
                 )
                 .fetch_all(&self.pool)
                 .await?;
+                let destroyed: Vec<(
+                    i32,
+                    i64,
+                    DateTime<Utc>,
+                    Option<DateTime<Utc>>,
+                    DateTime<Utc>,
+                )> = ::sqlx::query_as($dialect.sql(
+                    "select version, encryptions, created_at, retired_at, destroyed_at \
+                     from destroyed_data_keys",
+                ))
+                .fetch_all(&self.pool)
+                .await?;
                 let count = |n: i64| u64::try_from(n).unwrap_or(0);
-                let data_keys = keys
+                let mut data_keys = destroyed
+                    .into_iter()
+                    .map(|(version, encryptions, created_at, retired_at, destroyed_at)| {
+                        Ok($crate::store::DataKeyState {
+                            version: u32::try_from(version)
+                                .map_err(|_| StoreError::Corrupt("key version"))?,
+                            encryptions: count(encryptions),
+                            rows: 0,
+                            created_at,
+                            retired_at,
+                            destroyed_at: Some(destroyed_at),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let live = keys
                     .into_iter()
                     .map(|(version, encryptions, created_at, retired_at)| {
                         Ok($crate::store::DataKeyState {
@@ -101,9 +213,12 @@ macro_rules! key_store {
                                 .map_or(0, |(_, n)| count(*n)),
                             created_at,
                             retired_at,
+                            destroyed_at: None,
                         })
                     })
                     .collect::<Result<Vec<_>, StoreError>>()?;
+                data_keys.extend(live);
+                data_keys.sort_by_key(|k| k.version);
                 Ok($crate::store::KeyInventory {
                     data_keys,
                     signing_keys: signing
@@ -149,6 +264,72 @@ macro_rules! key_store {
                             version: u32::try_from(r.version)
                                 .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?,
                             wrapped: r.wrapped,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn newest_data_key_version(&self) -> Result<u32, $crate::store::StoreError> {
+                let (newest,): (i64,) = ::sqlx::query_as($dialect.sql(
+                    "select cast(coalesce(max(version), 0) as bigint) from \
+                     (select version from data_keys union all \
+                      select version from destroyed_data_keys) as versions",
+                ))
+                .fetch_one(&self.pool)
+                .await?;
+                u32::try_from(newest).map_err(|_| $crate::store::StoreError::Corrupt("key version"))
+            }
+
+            async fn rows_to_reencrypt(&self, active: u32) -> Result<u64, $crate::store::StoreError> {
+                let active = i32::try_from(active)
+                    .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                let (rows,): (i64,) = ::sqlx::query_as($dialect.sql(
+                    "select count(*) from tokens where dek_version is not null and dek_version <> $1",
+                ))
+                .bind(active)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(u64::try_from(rows).unwrap_or(0))
+            }
+
+            async fn rows_sealed_under_others(
+                &self,
+                active: u32,
+                after: Option<&($crate::domain::TenantId, $crate::domain::Token)>,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::SealedRow>, $crate::store::StoreError> {
+                use $crate::store::StoreError;
+                let active =
+                    i32::try_from(active).map_err(|_| StoreError::Corrupt("key version"))?;
+                // Keyset order over the primary key: each batch starts where the last ended,
+                // so rows re-encrypted meanwhile or left behind are not met again.
+                let (tenant, token) = match after {
+                    Some((tenant, token)) => (Some(tenant.0), Some(token.as_str())),
+                    None => (None, None),
+                };
+                let rows: Vec<(::uuid::Uuid, String, i32, Vec<u8>)> =
+                    ::sqlx::query_as($dialect.sql(
+                        "select tenant_id, token, dek_version, sealed_pan from tokens \
+                         where dek_version is not null and dek_version <> $1 \
+                           and ($2 is null or (tenant_id, token) > ($2, $3)) \
+                         order by tenant_id, token limit $4",
+                    ))
+                    .bind(active)
+                    .bind(tenant)
+                    .bind(token)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter()
+                    .map(|(tenant, token, version, bytes)| {
+                        Ok($crate::store::SealedRow {
+                            tenant: $crate::domain::TenantId(tenant),
+                            token: $crate::domain::Token::from_stored(token),
+                            sealed: $crate::crypto::keys::SealedPan {
+                                version: u32::try_from(version)
+                                    .map_err(|_| StoreError::Corrupt("key version"))?,
+                                bytes,
+                            },
                         })
                     })
                     .collect()

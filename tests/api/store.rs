@@ -188,6 +188,7 @@ conformance!(
     encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limit,
     an_operator_s_rotation_retires_every_older_data_key_with_its_record,
     a_data_key_past_its_cryptoperiod_is_rotated_by_the_vault,
+    reencryption_moves_live_rows_once_and_a_key_is_destroyed_only_when_empty,
     a_ciphertext_moved_to_another_row_fails_to_decrypt,
     fingerprints_find_existing_tokens_only_within_the_tenant_and_format,
     tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_tenant,
@@ -390,6 +391,109 @@ async fn an_operator_s_rotation_retires_every_older_data_key_with_its_record(bac
             ("data_key:2".to_owned(), "retired=1 by=operator".to_owned()),
             ("data_key:3".to_owned(), "retired=2 by=operator".to_owned())
         ]
+    );
+}
+
+async fn reencryption_moves_live_rows_once_and_a_key_is_destroyed_only_when_empty(
+    backend: Backend,
+) {
+    use strongroom::service::keys::reencrypt::Reencryption;
+    use strongroom::store::KeyDestruction;
+    let f = fixture(backend).await;
+    let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
+    let service = tokens(&f, &keys);
+    let pans: Vec<String> = (0..25).map(|_| random_pan("4", 16)).collect();
+    let items: Vec<_> = pans.iter().map(|p| item(p)).collect();
+    let issued: Vec<strongroom::domain::Token> = tokenize_in(&service, f.tenant, &items)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().token)
+        .collect();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let admin = strongroom::service::keys::admin::KeyAdmin::new(
+        f.store.clone(),
+        MasterKey::from_base64(&f.master).unwrap(),
+        Arc::new(SystemRandom::new()),
+        clock.clone(),
+        AuditTrail::spawn(f.store.clone(), None, clock, Metrics::new()),
+    );
+    admin.rotate_data_key().await.unwrap();
+    // A row deleted while the run is on its way is left deleted.
+    let mut run = Reencryption::default();
+    keys.reencrypt_batch(&mut run, 10, "operator")
+        .await
+        .unwrap();
+    assert_eq!((run.moved, run.finished), (10, false));
+    assert_eq!(
+        admin.destroy_data_key(1).await.unwrap(),
+        KeyDestruction::RowsRemain(15)
+    );
+    f.exec("update tokens set sealed_pan = null, dek_version = null, masked_pan = null, \
+            fingerprint = null, destroyed_at = created_at, deleted_at = created_at \
+            where dek_version = 1 and token = (select max(token) from tokens where dek_version = 1)")
+        .await
+        .unwrap();
+    while !run.finished {
+        keys.reencrypt_batch(&mut run, 10, "operator")
+            .await
+            .unwrap();
+    }
+    assert_eq!((run.moved, run.passed, run.unreadable), (24, 0, 0));
+    assert_eq!(f.store.rows_to_reencrypt(2).await.unwrap(), 0);
+    // Every live row opens under the new key.
+    for (token, pan) in issued.iter().zip(&pans) {
+        let record = f.store.get_token(f.tenant, token).await.unwrap().unwrap();
+        if let Some(sealed) = record.sealed {
+            assert_eq!(sealed.version, 2);
+            let opened = keys.open_pan(f.tenant, token, &sealed).await.unwrap();
+            assert_eq!(opened.expose_digits(), pan.as_bytes());
+        }
+    }
+    assert_eq!(
+        admin.destroy_data_key(2).await.unwrap(),
+        KeyDestruction::StillActive
+    );
+    assert_eq!(
+        admin.destroy_data_key(1).await.unwrap(),
+        KeyDestruction::Destroyed
+    );
+    assert_eq!(
+        admin.destroy_data_key(1).await.unwrap(),
+        KeyDestruction::NotFound
+    );
+    let versions: Vec<u32> = f
+        .store
+        .data_keys()
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.version)
+        .collect();
+    assert_eq!(versions, vec![2]);
+    assert_eq!(f.store.newest_data_key_version().await.unwrap(), 2);
+    let states: Vec<(u32, bool)> = f
+        .store
+        .key_inventory()
+        .await
+        .unwrap()
+        .data_keys
+        .iter()
+        .map(|k| (k.version, k.destroyed_at.is_some()))
+        .collect();
+    assert_eq!(states, vec![(1, true), (2, false)]);
+    let records: Vec<(String, String)> = f
+        .rows(
+            "select action, outcome from audit_events \
+             where action in ('key.reencrypt', 'key.destroy') order by id",
+        )
+        .await;
+    let reencrypts = records.iter().filter(|r| r.0 == "key.reencrypt").count();
+    assert_eq!(reencrypts, 3, "{records:?}");
+    assert_eq!(
+        records.iter().filter(|r| r.0 == "key.destroy").count(),
+        4,
+        "refusals are recorded too: {records:?}"
     );
 }
 

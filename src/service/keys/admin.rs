@@ -7,10 +7,10 @@ use super::KeyError;
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::crypto::keys::{MasterKey, dek_label};
-use crate::domain::audit::{Action, AuditEvent};
+use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::random::{self, Csprng};
 use crate::service::AuditTrail;
-use crate::store::{AuditedWrite, KeyStore, WrappedDataKey, WriteOutcome};
+use crate::store::{AuditedWrite, KeyDestruction, KeyStore, WrappedDataKey, WriteOutcome};
 
 /// The key commands, over the store, under the master key.
 pub struct KeyAdmin {
@@ -54,6 +54,46 @@ impl KeyAdmin {
         )
         .await
     }
+
+    /// Destroys retired data key `version` once no live row is sealed under it (re-encrypt
+    /// first): its wrapped key is deleted, so nothing it sealed opens again. The newest key is
+    /// never destroyed. A refusal changes nothing and is recorded too, with its reason.
+    pub async fn destroy_data_key(&self, version: u32) -> Result<KeyDestruction, KeyError> {
+        let now = self.clock.now();
+        let outcome = self
+            .trail
+            .write_records(
+                AuditedWrite::DestroyDataKey { version, now },
+                move |outcome| {
+                    let mut event = AuditEvent::new(Action::KeyDestroy, now);
+                    event.subject = Some(format!("data_key:{version}"));
+                    event.detail = Some("by=operator".to_owned());
+                    match outcome {
+                        WriteOutcome::DataKeyDestroyed(KeyDestruction::Destroyed) => {}
+                        WriteOutcome::DataKeyDestroyed(refused) => {
+                            event.outcome = Outcome::Denied;
+                            event.code = Some(
+                                match refused {
+                                    KeyDestruction::RowsRemain(_) => "rows_remain",
+                                    KeyDestruction::StillActive => "key_active",
+                                    _ => "not_found",
+                                }
+                                .to_owned(),
+                            );
+                        }
+                        _ => return Vec::new(),
+                    }
+                    vec![event]
+                },
+            )
+            .await
+            .map_err(|_| KeyError::AuditUnavailable)?;
+        self.trail.checkpoint().await;
+        match outcome {
+            WriteOutcome::DataKeyDestroyed(destruction) => Ok(destruction),
+            _ => Err(KeyError::AuditUnavailable),
+        }
+    }
 }
 
 /// A data key rotation, by an operator or by the vault when the active key reaches its age:
@@ -73,7 +113,8 @@ pub(super) async fn rotate_data_key(
             .unwrap(&dek_label(key.version), &key.wrapped)
             .map_err(|_| KeyError::MasterKeyMismatch)?;
     }
-    let version = stored.iter().map(|k| k.version).max().unwrap_or(0) + 1;
+    // Destroyed versions count too: a version number is never used twice.
+    let version = store.newest_data_key_version().await? + 1;
     let secret = zeroize::Zeroizing::new(random::bytes::<32>(rng).map_err(CryptoError::from)?);
     let wrapped = master.wrap(rng, &dek_label(version), &secret)?;
     let write = AuditedWrite::RotateDataKey {

@@ -170,6 +170,14 @@ macro_rules! audit_store {
                                     $store::rotate_data_key_on(&mut tx, key, *now).await?,
                                 )
                             }
+                            AuditedWrite::Reencrypt { rows } => WriteOutcome::Reencrypted(
+                                $store::reseal_on(&mut tx, rows).await?,
+                            ),
+                            AuditedWrite::DestroyDataKey { version, now } => {
+                                WriteOutcome::DataKeyDestroyed(
+                                    $store::destroy_data_key_on(&mut tx, *version, *now).await?,
+                                )
+                            }
                             AuditedWrite::CloseImportWindow { id, now } => {
                                 WriteOutcome::ImportWindow(
                                     $store::close_import_window_on(&mut tx, *id, *now).await?,

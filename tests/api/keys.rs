@@ -1,0 +1,257 @@
+//! The key lifecycle as an operator drives it: re-encryption (killed halfway and resumed,
+//! beside a serving instance, and in `serve`'s background), destroying a data key, rewrapping
+//! under a new master key and shredding a tenant.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::cli::{run, strongroom};
+use crate::helpers::*;
+
+/// `keys status --json` of the app's database under `master`.
+pub fn key_status(app: &TestApp, master: &str) -> Value {
+    let (ok, out, err) = run(strongroom()
+        .args(["keys", "status", "--json"])
+        .env("DATABASE_URL", &app.db.url)
+        .env("STRONGROOM_MASTER_KEY", master));
+    assert!(ok, "{err}");
+    assert!(!out.contains(master.trim()), "the master key was printed");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn keys_command(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    run(strongroom()
+        .arg("keys")
+        .args(args)
+        .env("DATABASE_URL", &app.db.url)
+        .env("STRONGROOM_MASTER_KEY", &app.master_key))
+}
+
+/// Tokenizes `n` random cards in batches; returns (token, card number) pairs.
+pub async fn tokenize_many(app: &TestApp, n: usize) -> Vec<(String, String)> {
+    let mut issued = Vec::with_capacity(n);
+    let pans: Vec<String> = (0..n).map(|_| random_pan("4", 16)).collect();
+    for chunk in pans.chunks(500) {
+        let items: Vec<Value> = chunk.iter().map(|p| json!({"value": p})).collect();
+        let r = app
+            .tokenize_batch(&app.keys.tokenizer, &json!({"items": items}))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.unwrap();
+        for (pan, item) in chunk.iter().zip(body["results"].as_array().unwrap()) {
+            issued.push((item["token"].as_str().unwrap().to_owned(), pan.clone()));
+        }
+    }
+    issued
+}
+
+/// Asserts every token reads back as its card number under one grant.
+pub async fn assert_all_read_back(app: &TestApp, issued: &[(String, String)]) {
+    let grant = app.checkout_grant(1000).await;
+    let jwt = grant["grant"].as_str().unwrap().to_owned();
+    for chunk in issued.chunks(100) {
+        let tokens: Vec<&str> = chunk.iter().map(|(t, _)| t.as_str()).collect();
+        let r = app
+            .detokenize(&app.keys.detokenizer, Some(&jwt), &tokens)
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.unwrap();
+        for ((_, pan), got) in chunk.iter().zip(body["data"].as_array().unwrap()) {
+            assert_eq!(got["value"], pan.as_str());
+        }
+    }
+}
+
+async fn rows_under(app: &TestApp, version: i32) -> i64 {
+    sqlx::query_scalar("select count(*) from tokens where dek_version = $1")
+        .bind(version)
+        .fetch_one(&app.db.pool().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_reencryption_killed_halfway_loses_nothing_and_the_next_run_finishes_it() {
+    let app = spawn_app_with(Options {
+        engine: Engine::Postgres,
+        configure: Box::new(|c| c.purge_interval = Duration::from_millis(200)),
+        ..Options::default()
+    })
+    .await;
+    let mut issued = tokenize_many(&app, 2000).await;
+    let (ok, _, err) = keys_command(&app, &["rotate"]);
+    assert!(ok, "{err}");
+    // Before: everything under the retired v1, and v1 cannot be destroyed yet.
+    let before = key_status(&app, &app.master_key);
+    assert_eq!(before["data_keys"][0]["state"], "retired");
+    assert_eq!(before["data_keys"][0]["rows"], 2000);
+    let (ok, _, err) = keys_command(&app, &["destroy", "--data-key", "1"]);
+    assert!(!ok && err.contains("still seals 2000 live rows"), "{err}");
+    let (ok, _, err) = keys_command(&app, &["destroy", "--data-key", "2"]);
+    assert!(!ok && err.contains("is the active (newest) key"), "{err}");
+
+    // A run in small batches, killed once a few batches have committed.
+    let mut child = strongroom()
+        .args(["keys", "reencrypt", "--batch-size", "20"])
+        .env("DATABASE_URL", &app.db.url)
+        .env("STRONGROOM_MASTER_KEY", &app.master_key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pool = app.db.pool().await;
+    let mut batches = 0i64;
+    for _ in 0..400 {
+        batches =
+            sqlx::query_scalar("select count(*) from audit_events where action = 'key.reencrypt'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if batches >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(batches >= 3, "the run never committed a batch");
+    let left = rows_under(&app, 1).await;
+    assert!(left > 0 && left < 2000, "killed halfway: {left} left");
+    // Halfway, every token reads (some under v1, some under v2), and the serving instance
+    // goes on: new tokens, deletes.
+    assert_all_read_back(&app, &issued).await;
+    let deleted: Vec<(String, String)> = issued.drain(..10).collect();
+    for (token, _) in &deleted {
+        assert_eq!(
+            app.delete_token(&app.keys.tokenizer, token).await.status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    issued.extend(tokenize_many(&app, 50).await);
+
+    // The next run finishes what is left and says so; deleted tokens stay deleted.
+    let (ok, out, err) = keys_command(&app, &["reencrypt"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("0 left under retired keys"), "{out}");
+    assert!(
+        err.contains("rows to re-encrypt onto data key v2"),
+        "progress is shown: {err}"
+    );
+    assert_eq!(rows_under(&app, 1).await, 0);
+    for (token, _) in &deleted {
+        assert_eq!(
+            app.get_token(&app.keys.tokenizer, token).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    let moved: i64 = sqlx::query_scalar(
+        "select cast(coalesce(sum(cast(split_part(split_part(detail, 'moved=', 2), ' ', 1) as bigint)), 0) as bigint) \
+         from audit_events where action = 'key.reencrypt' and outcome = 'success'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(moved, 1990, "the records count every row moved, once");
+
+    // Now v1 can go; everything still reads under v2, and the status shows it destroyed.
+    let (ok, out, err) = keys_command(&app, &["destroy", "--data-key", "1"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("data key v1 is destroyed"), "{out}");
+    let (ok, _, err) = keys_command(&app, &["destroy", "--data-key", "1"]);
+    assert!(!ok && err.contains("there is no data key v1"), "{err}");
+    let after = key_status(&app, &app.master_key);
+    assert_eq!(after["data_keys"][0]["state"], "destroyed");
+    assert!(after["data_keys"][0]["destroyed_at"].is_string());
+    assert_eq!(after["data_keys"][1]["state"], "active");
+    assert_eq!(after["data_keys"][1]["rows"], 2040);
+    assert_eq!(after["master_key"]["opens_stored_keys"], true);
+    assert_all_read_back(&app, &issued).await;
+    // A rotation after a destruction never reuses the version.
+    let (ok, out, err) = keys_command(&app, &["rotate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("data key v3 is active"), "{out}");
+    let records: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "select outcome, coalesce(code, ''), subject from audit_events \
+         where action = 'key.destroy' order by at, seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        records,
+        vec![
+            (
+                "denied".into(),
+                "rows_remain".into(),
+                Some("data_key:1".into())
+            ),
+            (
+                "denied".into(),
+                "key_active".into(),
+                Some("data_key:2".into())
+            ),
+            ("success".into(), String::new(), Some("data_key:1".into())),
+            (
+                "denied".into(),
+                "not_found".into(),
+                Some("data_key:1".into())
+            ),
+        ]
+    );
+    let (ok, out) = crate::audit::verify(&app, None);
+    assert!(ok, "{out}");
+}
+
+#[tokio::test]
+async fn serve_reencrypts_in_the_background_at_its_rate_and_shows_progress() {
+    let app = spawn_pg_app().await;
+    let issued = tokenize_many(&app, 600).await;
+    let (ok, _, err) = keys_command(&app, &["rotate"]);
+    assert!(ok, "{err}");
+    // An instance that re-encrypts in the background, beside one that serves.
+    let other = start(
+        std::sync::Arc::clone(&app.db),
+        app.master_key.clone(),
+        app.keys.clone(),
+        Options {
+            configure: Box::new(|c| c.reencrypt_rows_per_second = 2000),
+            ..Options::default()
+        },
+    )
+    .await;
+    let mut left = i64::MAX;
+    for _ in 0..100 {
+        left = rows_under(&app, 1).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the background re-encryption did not finish");
+    let metrics = reqwest::get(other.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("strongroom_reencrypted_rows_total 600"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strongroom_reencrypt_rows_remaining 0"),
+        "{metrics}"
+    );
+    let by: Vec<String> = sqlx::query_scalar(
+        "select distinct split_part(detail, 'by=', 2) from audit_events \
+         where action = 'key.reencrypt'",
+    )
+    .fetch_all(&app.db.pool().await)
+    .await
+    .unwrap();
+    assert_eq!(by, vec!["background".to_owned()]);
+    assert_all_read_back(&app, &issued).await;
+}

@@ -17,6 +17,7 @@ mod commands;
 pub mod dev;
 mod guard;
 mod keys;
+mod tenant;
 
 pub use args::Cli;
 pub use commands::run;

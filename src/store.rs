@@ -52,6 +52,12 @@ pub enum StoreError {
     /// A row held a value this version cannot read (e.g. an unknown role or format).
     #[error("stored data is not understood: {0}")]
     Corrupt(&'static str),
+    /// The tenant was shredded: nothing is created in it again.
+    #[error("the tenant was shredded; nothing is created in it again")]
+    TenantShredded,
+    /// Rows a change depends on changed while it was prepared; nothing was written.
+    #[error("{0} changed meanwhile; nothing was written")]
+    Changed(&'static str),
 }
 
 impl StoreError {
@@ -136,6 +142,8 @@ pub struct TokenRecord {
     pub expires_at: Option<DateTime<Utc>>,
     /// When it was deleted by a caller.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// When its card data was destroyed: by a delete, by expiry, or with its tenant's keys.
+    pub destroyed_at: Option<DateTime<Utc>>,
 }
 
 /// Token rows: deterministic lookup by fingerprint, read, destroy. New rows are inserted with
@@ -282,6 +290,58 @@ pub struct WrappedDataKey {
     pub version: u32,
     /// The key wrapped by the master key.
     pub wrapped: Vec<u8>,
+    /// Whether it seals through each tenant's key (every version made since tenant keys).
+    pub tenant_bound: bool,
+}
+
+/// A tenant's key as stored.
+#[derive(Debug, Clone)]
+pub struct StoredTenantKey {
+    /// The key wrapped by the master key; `None` once the tenant was shredded.
+    pub wrapped: Option<Vec<u8>>,
+    /// Whether the tenant's fingerprints are under its own key (false: it had tokens before
+    /// tenant keys, and its fingerprints stay under the vault-wide root).
+    pub own_fingerprints: bool,
+}
+
+/// Every wrapped key and secret, each with its wrapping under the current master key and
+/// under the new one: what `strongroom keys rewrap` replaces in one transaction.
+#[derive(Default, Clone)]
+pub struct Rewrap {
+    /// Data keys: version, wrapped now, wrapped anew.
+    pub data_keys: Vec<(u32, Vec<u8>, Vec<u8>)>,
+    /// Secrets: name, wrapped now, wrapped anew.
+    pub secrets: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// Grant-signing keys: kid, wrapped now, wrapped anew.
+    pub signing_keys: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// Tenant keys not destroyed: tenant, wrapped now, wrapped anew.
+    pub tenant_keys: Vec<(TenantId, Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Rewrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rewrap")
+            .field("data_keys", &self.data_keys.len())
+            .field("secrets", &self.secrets.len())
+            .field("signing_keys", &self.signing_keys.len())
+            .field("tenant_keys", &self.tenant_keys.len())
+            .finish()
+    }
+}
+
+/// What shredding a tenant destroyed and stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shredded {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Live tokens whose card data was destroyed.
+    pub tokens: u64,
+    /// Unexpired grants revoked.
+    pub grants: u64,
+    /// Principals disabled.
+    pub principals: u64,
+    /// Pending access requests expired.
+    pub requests: u64,
 }
 
 /// A grant-signing key as stored: the private key wrapped by the master key.
@@ -363,6 +423,19 @@ pub struct SigningKeyState {
     pub retired_at: Option<DateTime<Utc>>,
 }
 
+/// What an operator is shown of one tenant's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantKeyState {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its name.
+    pub name: String,
+    /// When its key was made.
+    pub created_at: DateTime<Utc>,
+    /// When it was destroyed (the tenant shredded), if it was.
+    pub destroyed_at: Option<DateTime<Utc>>,
+}
+
 /// Every key and wrapped secret the vault holds, as an operator sees them: names, versions,
 /// states and counts, never material.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -373,6 +446,8 @@ pub struct KeyInventory {
     pub signing_keys: Vec<SigningKeyState>,
     /// Other wrapped secrets: name and when made, by name.
     pub secrets: Vec<(String, DateTime<Utc>)>,
+    /// Tenants' keys, by tenant name.
+    pub tenant_keys: Vec<TenantKeyState>,
 }
 
 /// Wrapped keys and secrets, and the shared count of encryptions per DEK.
@@ -384,6 +459,25 @@ pub trait KeyStore: Send + Sync {
 
     /// Every DEK not destroyed, oldest first.
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError>;
+
+    /// A tenant's key, if it has one (made at its first card number).
+    async fn tenant_key(&self, tenant: TenantId) -> Result<Option<StoredTenantKey>, StoreError>;
+
+    /// Stores a tenant's first key unless it has one (another instance made it first, or the
+    /// tenant was shredded); returns whether it did. Its fingerprints are its own unless it
+    /// already has tokens.
+    async fn insert_tenant_key(
+        &self,
+        tenant: TenantId,
+        wrapped: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// The tenants whose keys were destroyed.
+    async fn shredded_tenants(&self) -> Result<Vec<TenantId>, StoreError>;
+
+    /// Every wrapped key and secret (tenant keys not destroyed), for a rewrap.
+    async fn wrapped_keys(&self) -> Result<Rewrap, StoreError>;
 
     /// The highest DEK version ever made, destroyed ones included (the next is one more).
     async fn newest_data_key_version(&self) -> Result<u32, StoreError>;

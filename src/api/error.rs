@@ -85,6 +85,9 @@ pub enum ApiError {
     /// The token has expired.
     #[error("the token has expired")]
     TokenExpired,
+    /// The token's card data was destroyed with its tenant's keys.
+    #[error("the token's card data was destroyed")]
+    TokenDestroyed,
     /// The token space for this PAN and format is used up.
     #[error("no unused token is left for this card number in this format")]
     TokenSpaceExhausted,
@@ -199,6 +202,7 @@ impl ApiError {
         "route_not_found",
         "method_not_allowed",
         "token_expired",
+        "token_destroyed",
         "token_space_exhausted",
         "payload_too_large",
         "unsupported_media_type",
@@ -243,6 +247,7 @@ impl ApiError {
             ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::TokenExpired => (StatusCode::GONE, "token_expired"),
+            ApiError::TokenDestroyed => (StatusCode::GONE, "token_destroyed"),
             ApiError::TokenSpaceExhausted => (StatusCode::CONFLICT, "token_space_exhausted"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
@@ -394,6 +399,7 @@ impl From<TokenError> for ApiError {
             TokenError::SpaceExhausted => ApiError::TokenSpaceExhausted,
             TokenError::NotFound => ApiError::NotFound,
             TokenError::Expired => ApiError::TokenExpired,
+            TokenError::Destroyed => ApiError::TokenDestroyed,
             TokenError::EnumerationSuspected(s) => ApiError::EnumerationSuspected(s),
             TokenError::Key(KeyError::Integrity) => ApiError::IntegrityError,
             TokenError::Key(e) => e.into(),
@@ -499,10 +505,15 @@ impl Refusal for ApiError {
 
 impl From<KeyError> for ApiError {
     fn from(e: KeyError) -> Self {
-        if e.is_unavailable() {
-            unavailable(&e)
-        } else {
-            internal("key operation failed", &e)
+        match e {
+            // The caller's tenant was shredded (a credential that outlived it): it may store
+            // nothing again.
+            KeyError::TenantShredded => ApiError::Forbidden,
+            // The stored keys were rewrapped under another master key while this instance
+            // still runs on the old one: it cannot make keys until restarted with the new one.
+            KeyError::MasterKeyMismatch => ApiError::NotReady(NotReady::Keys),
+            e if e.is_unavailable() => unavailable(&e),
+            e => internal("key operation failed", &e),
         }
     }
 }
@@ -538,6 +549,7 @@ mod code_tests {
             ApiError::RouteNotFound,
             ApiError::MethodNotAllowed,
             ApiError::TokenExpired,
+            ApiError::TokenDestroyed,
             ApiError::TokenSpaceExhausted,
             ApiError::PayloadTooLarge,
             ApiError::UnsupportedMediaType,
@@ -583,6 +595,7 @@ mod code_tests {
                 | ApiError::RouteNotFound
                 | ApiError::MethodNotAllowed
                 | ApiError::TokenExpired
+                | ApiError::TokenDestroyed
                 | ApiError::TokenSpaceExhausted
                 | ApiError::PayloadTooLarge
                 | ApiError::UnsupportedMediaType

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::admin::{CheckpointArgs, DatabaseArgs};
 use super::guard::GuardCommand;
 use super::keys::KeysCommand;
+use super::tenant::TenantCommand;
 use crate::domain::Role;
 
 /// Strongroom: a card-data tokenization vault with just-in-time access.
@@ -39,9 +40,13 @@ pub(super) enum Command {
     /// Review the enumeration guard: locked card buckets and import windows.
     #[command(subcommand)]
     Guard(GuardCommand),
-    /// Inspect the vault's keys (never their material).
+    /// The vault's keys: status (never their material), rotation, re-encryption, rewrap,
+    /// destruction.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Act on a whole tenant: crypto-shred it.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Run a local vault in one command: the embedded store, a generated master key, demo
     /// principals and policies, plain HTTP on loopback. Not for real card data.
     Dev {

@@ -9,7 +9,7 @@ use super::admin::{
     master_key_from_env, master_key_from_env_of_any_kind, optional_master_key, principal_admin,
 };
 use super::args::{AuditCommand, Cli, Command, PrincipalCommand, ServeArgs};
-use super::{dev, guard, keys};
+use super::{dev, guard, keys, tenant};
 use crate::clock::SystemClock;
 use crate::config::{ServeConfig, TlsFiles};
 use crate::crypto::keys::MasterKey;
@@ -183,6 +183,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => serve(args).await,
         Command::Guard(command) => guard::run(command).await,
         Command::Keys(command) => keys::run(command).await,
+        Command::Tenant(command) => tenant::run(command).await,
         Command::Dev { listen, data_dir } => {
             crate::telemetry::init_with_default("warn");
             dev::run(listen, &data_dir).await

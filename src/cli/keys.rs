@@ -16,7 +16,7 @@ use super::admin::{
     master_key_from_env, master_key_from_env_of_any_kind,
 };
 use crate::clock::SystemClock;
-use crate::crypto::keys::{MasterKeyError, MasterKeyKind, dek_label};
+use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind, dek_label};
 use crate::random::SystemRandom;
 use crate::service::keys::admin::KeyAdmin;
 use crate::service::keys::reencrypt::{DEFAULT_REENCRYPT_BATCH, Reencryption};
@@ -64,6 +64,17 @@ pub enum KeysCommand {
               value_parser = clap::value_parser!(u32).range(1..=10_000))]
         batch_size: u32,
     },
+    /// Wrap every key and secret again under a new master key, in one transaction (audited,
+    /// `key.rewrap`): afterwards the current key opens nothing and the new one opens
+    /// everything. Reads STRONGROOM_MASTER_KEY (current) and STRONGROOM_NEW_MASTER_KEY (from
+    /// `strongroom keygen`). Stop every serving instance first and start them with the new
+    /// key after; a key made meanwhile fails it with nothing changed.
+    Rewrap {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+    },
     /// Destroy a retired data key: its wrapped key is deleted, so nothing it sealed can be
     /// opened again, by this vault or from a later backup. Refused while any live row is
     /// still sealed under it (run `keys reencrypt` first) and for the active key. Audited
@@ -104,6 +115,25 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
             checkpoints,
             batch_size,
         } => reencrypt(database, checkpoints, batch_size).await,
+        KeysCommand::Rewrap {
+            database,
+            checkpoints,
+        } => {
+            let new = new_master_key_from_env()?;
+            let admin = key_admin(&database, &checkpoints).await?;
+            let counts = admin.rewrap(&new).await?;
+            println!(
+                "rewrapped {} data keys, {} secrets, {} signing keys and {} tenant keys under the \
+                 master key with fingerprint {}; the old master key opens nothing now: start the \
+                 vault with the new one",
+                counts.data_keys,
+                counts.secrets,
+                counts.signing_keys,
+                counts.tenant_keys,
+                new.fingerprint()
+            );
+            Ok(())
+        }
         KeysCommand::Destroy {
             database,
             checkpoints,
@@ -161,9 +191,23 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
     }
 }
 
+/// The new production master key of a rewrap, from STRONGROOM_NEW_MASTER_KEY; refused as the
+/// current one would be (missing, malformed, weak, development).
+fn new_master_key_from_env() -> Result<MasterKey, CliError> {
+    const NEW: &str = "STRONGROOM_NEW_MASTER_KEY";
+    let text = zeroize::Zeroizing::new(std::env::var(NEW).unwrap_or_default());
+    if text.trim().is_empty() {
+        return Err(CliError(format!(
+            "{NEW} is not set (generate one with `strongroom keygen`)"
+        )));
+    }
+    MasterKey::from_base64(&text)
+        .map_err(|e| CliError(e.to_string().replace("STRONGROOM_MASTER_KEY", NEW)))
+}
+
 /// The key commands under the production master key from the environment, recorded in the
 /// command's own chain.
-async fn key_admin(
+pub(super) async fn key_admin(
     database: &DatabaseArgs,
     checkpoints: &CheckpointArgs,
 ) -> Result<KeyAdmin, CliError> {
@@ -349,11 +393,25 @@ fn status(master: Value, inventory: &KeyInventory) -> Value {
         .iter()
         .map(|(name, created_at)| json!({"name": name, "created_at": created_at}))
         .collect();
+    let tenant_keys: Vec<Value> = inventory
+        .tenant_keys
+        .iter()
+        .map(|k| {
+            json!({
+                "tenant": k.tenant.0,
+                "name": k.name,
+                "state": if k.destroyed_at.is_some() { "destroyed" } else { "active" },
+                "created_at": k.created_at,
+                "destroyed_at": k.destroyed_at,
+            })
+        })
+        .collect();
     json!({
         "master_key": master,
         "data_keys": data_keys,
         "signing_keys": signing_keys,
         "secrets": secrets,
+        "tenant_keys": tenant_keys,
     })
 }
 
@@ -401,6 +459,20 @@ fn print_text(status: &Value) {
             field(k, "state"),
             field(k, "created_at"),
             field(k, "retired_at"),
+        );
+    }
+    for k in status["tenant_keys"].as_array().into_iter().flatten() {
+        println!(
+            "tenant key {} ({}): {}, created {}{}",
+            field(k, "name"),
+            field(k, "tenant"),
+            field(k, "state"),
+            field(k, "created_at"),
+            if k["destroyed_at"].is_null() {
+                String::new()
+            } else {
+                format!(", destroyed {}", field(k, "destroyed_at"))
+            },
         );
     }
     for s in status["secrets"].as_array().into_iter().flatten() {

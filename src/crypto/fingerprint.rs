@@ -52,7 +52,23 @@ impl FingerprintRoot {
     }
 }
 
+/// HKDF salt of a fingerprint key derived from a tenant's own key.
+const TENANT_SALT: &[u8] = b"strongroom:fingerprint:tenant:v1";
+
 impl FingerprintKey {
+    /// The fingerprint key of a tenant with a key of its own (see
+    /// [`crate::crypto::keys::TenantKey`]): destroyed with it.
+    pub(super) fn of_tenant_key(secret: &[u8; 32], tenant: TenantId) -> FingerprintKey {
+        let mut out = Zeroizing::new([0u8; 32]);
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, TENANT_SALT).extract(secret.as_slice());
+        let info = [tenant.0.as_bytes().as_slice()];
+        // Expanding 32 bytes from SHA-256 HKDF cannot fail (the limit is 255 × 32).
+        if let Ok(okm) = prk.expand(&info, Len32) {
+            let _ = okm.fill(out.as_mut_slice());
+        }
+        FingerprintKey(out)
+    }
+
     /// The fingerprint of a PAN.
     pub fn fingerprint(&self, pan: &Pan) -> Fingerprint {
         let key = hmac::Key::new(hmac::HMAC_SHA256, self.0.as_slice());

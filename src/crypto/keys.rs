@@ -204,9 +204,54 @@ pub fn dek_label(version: u32) -> String {
 }
 
 /// A data-encryption key of one version.
+///
+/// A tenant-bound version ([`DataKey::new_tenant_bound`]) seals nothing itself: each tenant's
+/// card numbers are sealed under a key derived from it and that tenant's [`TenantKey`]
+/// ([`DataKey::for_tenant`]), so destroying a tenant key leaves its rows unopenable even to
+/// someone holding every data key.
 pub struct DataKey {
     version: u32,
-    key: AeadKey,
+    key: Sealer,
+}
+
+// One per key version in a keyring: the size difference costs nothing worth a box on the path
+// that seals.
+#[allow(clippy::large_enum_variant)]
+enum Sealer {
+    /// Seals directly (versions made before tenant keys).
+    Direct(AeadKey),
+    /// Derives a key per tenant from this secret.
+    TenantBound(Zeroizing<[u8; 32]>),
+}
+
+/// HKDF salt of a tenant's key under a tenant-bound data key version (RFC 5869 §3.1).
+const TENANT_DEK_SALT: &[u8] = b"strongroom:tenant-dek:v1";
+
+/// One tenant's key: wrapped by the master key, it is the second input of every key that
+/// seals or fingerprints that tenant's card numbers. `strongroom tenant shred` destroys it.
+pub struct TenantKey(Zeroizing<[u8; 32]>);
+
+impl TenantKey {
+    /// The tenant key from its unwrapped secret.
+    pub fn new(secret: Zeroizing<[u8; 32]>) -> TenantKey {
+        TenantKey(secret)
+    }
+
+    /// The tenant's fingerprint key, derived from this key alone.
+    pub fn fingerprint_key(&self, tenant: TenantId) -> super::fingerprint::FingerprintKey {
+        super::fingerprint::FingerprintKey::of_tenant_key(&self.0, tenant)
+    }
+}
+
+impl fmt::Debug for TenantKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TenantKey(<redacted>)")
+    }
+}
+
+/// The wrap label of a tenant's key.
+pub fn tenant_key_label(tenant: TenantId) -> String {
+    format!("tenant:{}", tenant.0)
 }
 
 /// A PAN encrypted under a DEK: the version that sealed it and `nonce || ciphertext || tag`.
@@ -230,12 +275,46 @@ impl fmt::Debug for SealedPan {
 }
 
 impl DataKey {
-    /// A DEK from its unwrapped secret.
+    /// A DEK from its unwrapped secret, sealing directly (a version made before tenant keys).
     pub fn new(version: u32, secret: &[u8; 32]) -> DataKey {
         DataKey {
             version,
-            key: AeadKey::new(secret),
+            key: Sealer::Direct(AeadKey::new(secret)),
         }
+    }
+
+    /// A tenant-bound DEK from its unwrapped secret: it seals through [`DataKey::for_tenant`].
+    pub fn new_tenant_bound(version: u32, secret: &[u8; 32]) -> DataKey {
+        DataKey {
+            version,
+            key: Sealer::TenantBound(Zeroizing::new(*secret)),
+        }
+    }
+
+    /// Whether it seals through a tenant's key.
+    pub fn is_tenant_bound(&self) -> bool {
+        matches!(self.key, Sealer::TenantBound(_))
+    }
+
+    /// The key of this version for one tenant: HKDF-SHA-256 over this key's secret and the
+    /// tenant's key, the tenant and the version as info. `None` for a direct key (it seals
+    /// for every tenant itself).
+    pub fn for_tenant(&self, tenant: TenantId, tenant_key: &TenantKey) -> Option<DataKey> {
+        let Sealer::TenantBound(secret) = &self.key else {
+            return None;
+        };
+        let mut ikm = Zeroizing::new(Vec::with_capacity(64));
+        ikm.extend_from_slice(secret.as_slice());
+        ikm.extend_from_slice(tenant_key.0.as_slice());
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, TENANT_DEK_SALT).extract(&ikm);
+        let version = self.version.to_be_bytes();
+        let info = [tenant.0.as_bytes().as_slice(), version.as_slice()];
+        let mut derived = Zeroizing::new([0u8; 32]);
+        // Expanding 32 bytes from SHA-256 HKDF cannot fail (the limit is 255 × 32).
+        prk.expand(&info, Len32)
+            .and_then(|okm| okm.fill(derived.as_mut_slice()))
+            .ok()?;
+        Some(DataKey::new(self.version, &derived))
     }
 
     /// Its version.
@@ -252,7 +331,11 @@ impl DataKey {
         token: &Token,
         pan: &Pan,
     ) -> Result<SealedPan, CryptoError> {
-        let bytes = self.key.seal(
+        // A tenant-bound version seals only through `for_tenant`.
+        let Sealer::Direct(key) = &self.key else {
+            return Err(CryptoError::Encrypt);
+        };
+        let bytes = key.seal(
             rng,
             &pan_aad(tenant, token, self.version),
             pan.expose_digits(),
@@ -270,12 +353,13 @@ impl DataKey {
         token: &Token,
         sealed: &SealedPan,
     ) -> Result<Pan, CryptoError> {
+        let Sealer::Direct(key) = &self.key else {
+            return Err(CryptoError::Decrypt);
+        };
         if sealed.version != self.version {
             return Err(CryptoError::Decrypt);
         }
-        let digits = self
-            .key
-            .open(&pan_aad(tenant, token, self.version), &sealed.bytes)?;
+        let digits = key.open(&pan_aad(tenant, token, self.version), &sealed.bytes)?;
         Pan::from_digits(&digits).map_err(|_| CryptoError::Malformed)
     }
 }
@@ -283,6 +367,14 @@ impl DataKey {
 impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DataKey(v{}, <redacted>)", self.version)
+    }
+}
+
+struct Len32;
+
+impl ring::hkdf::KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
     }
 }
 
@@ -455,6 +547,50 @@ mod tests {
             kek.unwrap(&dek_label(2), &wrapped).unwrap_err(),
             CryptoError::Decrypt
         );
+    }
+
+    #[test]
+    fn a_tenant_bound_key_seals_only_through_a_tenant_key_and_each_tenant_key_opens_only_its_own() {
+        let rng = SystemRandom::new();
+        let dek = DataKey::new_tenant_bound(4, &[7u8; 32]);
+        let tenant = TenantId(Uuid::new_v4());
+        let pan = Pan::parse("4111111111111111").unwrap();
+        let t = token("4111119876541111");
+        assert!(dek.is_tenant_bound());
+        assert!(
+            dek.seal_pan(&rng, tenant, &t, &pan).is_err(),
+            "never sealed under the bare data key"
+        );
+        let (key_1, key_2) = (
+            TenantKey::new(Zeroizing::new([1u8; 32])),
+            TenantKey::new(Zeroizing::new([2u8; 32])),
+        );
+        let sealer = dek.for_tenant(tenant, &key_1).unwrap();
+        assert_eq!(sealer.version(), 4);
+        let sealed = sealer.seal_pan(&rng, tenant, &t, &pan).unwrap();
+        let again = dek.for_tenant(tenant, &key_1).unwrap();
+        assert_eq!(again.open_pan(tenant, &t, &sealed).unwrap(), pan);
+        assert!(
+            dek.for_tenant(tenant, &key_2)
+                .unwrap()
+                .open_pan(tenant, &t, &sealed)
+                .is_err(),
+            "another tenant key (a shredded one replaced) opens nothing"
+        );
+        assert!(dek.open_pan(tenant, &t, &sealed).is_err());
+        assert!(
+            DataKey::new(4, &[7u8; 32])
+                .for_tenant(tenant, &key_1)
+                .is_none(),
+            "a direct key seals for every tenant itself"
+        );
+        // Fingerprints under a tenant's own key differ by key, and from the vault-wide root's.
+        let p = Pan::parse("4111111111111111").unwrap();
+        assert!(
+            key_1.fingerprint_key(tenant).fingerprint(&p)
+                != key_2.fingerprint_key(tenant).fingerprint(&p)
+        );
+        assert!(format!("{key_1:?}").contains("redacted"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod data;
 pub mod reencrypt;
 mod secrets;
 mod signing;
+mod tenants;
 
 use secrets::load_or_create_secret;
 pub use secrets::{existing_checkpoint_key, load_checkpoint_key};
@@ -20,7 +21,7 @@ use tokio::sync::Mutex;
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::crypto::aead::AeadKey;
-use crate::crypto::fingerprint::{FingerprintKey, FingerprintRoot};
+use crate::crypto::fingerprint::FingerprintRoot;
 use crate::crypto::grant::{GrantVerifier, SigningKey, SigningKeyError};
 use crate::crypto::keys::{Keyring, MasterKey};
 use crate::domain::TenantId;
@@ -97,6 +98,17 @@ pub enum KeyError {
     /// A key change could not be recorded in the audit trail, so it was not made.
     #[error("the audit trail could not record the change, so it was not made")]
     AuditUnavailable,
+    /// The new master key given is the current one.
+    #[error("the new master key is the current one; nothing was changed")]
+    SameMasterKey,
+    /// Keys were made or changed while a rewrap was prepared.
+    #[error(
+        "keys were made or changed while the rewrap was prepared (is a vault still serving?); nothing was changed: stop every instance and run it again"
+    )]
+    KeysChanged,
+    /// The tenant was shredded: its key is gone, and nothing is sealed for it again.
+    #[error("the tenant was shredded: its keys are destroyed")]
+    TenantShredded,
     /// Another rotation made the same version first.
     #[error("another rotation made that key version first; nothing was changed, run it again")]
     RotationRaced,
@@ -123,7 +135,7 @@ pub struct KeyService {
     totp_key: AeadKey,
     signing: RwLock<Vec<Arc<SigningKey>>>,
     verifier: RwLock<Arc<GrantVerifier>>,
-    tenant_keys: RwLock<HashMap<TenantId, Arc<FingerprintKey>>>,
+    tenants: RwLock<HashMap<TenantId, Arc<tenants::TenantKeys>>>,
     reservation: Mutex<Reservation>,
     rng: Arc<dyn Csprng>,
     clock: Arc<dyn Clock>,
@@ -166,7 +178,7 @@ impl KeyService {
             totp_key: AeadKey::new(&totp_key),
             signing: RwLock::new(Vec::new()),
             verifier: RwLock::new(Arc::new(GrantVerifier::default())),
-            tenant_keys: RwLock::new(HashMap::new()),
+            tenants: RwLock::new(HashMap::new()),
             reservation: Mutex::new(Reservation {
                 version: 0,
                 remaining: 0,
@@ -177,8 +189,30 @@ impl KeyService {
             audit,
         };
         service.reload().await?;
-        if service.active_key().is_err() {
-            service.create_data_key(1).await?;
+        match service.active_key() {
+            Err(_) => service.create_data_key(1).await?,
+            // A vault from before tenant keys: its next data key seals through them, and
+            // `keys reencrypt` moves the old rows there.
+            Ok(key) if !key.is_tenant_bound() => {
+                tracing::info!(
+                    version = key.version(),
+                    "the active data key predates tenant keys; rotating"
+                );
+                match admin::rotate_data_key(
+                    service.store.as_ref(),
+                    &service.master,
+                    service.rng.as_ref(),
+                    service.clock.as_ref(),
+                    &service.audit,
+                    "upgrade",
+                )
+                .await
+                {
+                    Ok(_) | Err(KeyError::RotationRaced) => service.reload().await?,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(_) => {}
         }
         service.load_signing_keys().await?;
         Ok(service)

@@ -62,6 +62,9 @@ pub enum PrincipalError {
     /// A name taken in the tenant.
     #[error("a principal with that name already exists in the tenant")]
     Exists,
+    /// The tenant was shredded: no principal is created in it again.
+    #[error("the tenant was shredded: no principal is created in it again")]
+    TenantShredded,
     /// Randomness failed.
     #[error("the system random number generator failed")]
     Random,
@@ -87,6 +90,7 @@ impl PrincipalError {
             PrincipalError::InvalidName(_) => Some("invalid_name"),
             PrincipalError::ExpiryInPast => Some("invalid_expiry"),
             PrincipalError::Exists => Some("principal_exists"),
+            PrincipalError::TenantShredded => Some("tenant_shredded"),
             PrincipalError::NoKeys => Some("totp_needs_master_key"),
             PrincipalError::Random
             | PrincipalError::Keys(_)
@@ -292,6 +296,13 @@ impl PrincipalAdmin {
                         if totp { " totp" } else { "" }
                     ));
                 }
+                WriteOutcome::TenantWasShredded => {
+                    event.outcome = Outcome::Denied;
+                    event.code = PrincipalError::TenantShredded
+                        .refusal_code()
+                        .map(str::to_owned);
+                    event.detail = Some(asked);
+                }
                 _ => {
                     event.outcome = Outcome::Denied;
                     event.code = PrincipalError::Exists.refusal_code().map(str::to_owned);
@@ -311,6 +322,7 @@ impl PrincipalAdmin {
                 key,
                 totp: totp_secret,
             }),
+            WriteOutcome::TenantWasShredded => Err(PrincipalError::TenantShredded),
             _ => Err(PrincipalError::Exists),
         }
     }

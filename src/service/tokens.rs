@@ -83,6 +83,9 @@ pub enum TokenError {
     /// The token has expired.
     #[error("the token has expired")]
     Expired,
+    /// The token's card data was destroyed with its tenant's keys (`strongroom tenant shred`).
+    #[error("the token's card data was destroyed")]
+    Destroyed,
     /// The card's bucket is locked: its tokenize calls look like enumeration. Retry after
     /// this many seconds (or once an admin has released it).
     #[error("too many new card numbers like this one: tokenizing in this range is paused")]
@@ -470,7 +473,7 @@ impl TokenService {
         let tenant = ctx.principal.tenant;
         let now = micros(self.clock.now());
         let allowance = self.guard.allowance(ctx.principal.id).await?;
-        let fingerprint_key = self.keys.fingerprint_key(tenant);
+        let fingerprint_key = self.keys.fingerprint_key(tenant).await?;
         let mut notes: Vec<Option<ItemNote>> = items.iter().map(|_| None).collect();
         let mut results: Vec<Option<Result<TokenView, TokenError>>> =
             items.iter().map(|_| None).collect();
@@ -636,6 +639,9 @@ impl TokenService {
             if record.deleted_at.is_some() {
                 return Err(TokenError::NotFound);
             }
+            if record.sealed.is_none() {
+                return Err(gone(&record));
+            }
             let sealed = match record.sealed {
                 Some(sealed) if !is_expired_at(record.expires_at, now) => sealed,
                 _ => return Err(TokenError::Expired),
@@ -746,15 +752,31 @@ fn deletable(record: Option<TokenRecord>) -> Result<(), TokenError> {
         return Err(TokenError::NotFound);
     }
     if record.sealed.is_none() {
-        return Err(TokenError::Expired);
+        return Err(gone(&record));
     }
     Ok(())
+}
+
+/// Why a token that is not deleted has no card data: it expired (and was purged), or it was
+/// destroyed with its tenant's keys — the one destruction that is neither a delete nor expiry.
+fn gone(record: &TokenRecord) -> TokenError {
+    let expired = record
+        .expires_at
+        .is_some_and(|at| record.destroyed_at.is_none_or(|destroyed| at <= destroyed));
+    if expired {
+        TokenError::Expired
+    } else {
+        TokenError::Destroyed
+    }
 }
 
 /// The view of a stored token: deleted ones do not exist, expired ones are gone.
 fn existing_view(record: TokenRecord, now: DateTime<Utc>) -> Result<TokenView, TokenError> {
     if record.deleted_at.is_some() {
         return Err(TokenError::NotFound);
+    }
+    if record.sealed.is_none() {
+        return Err(gone(&record));
     }
     match (record.sealed, record.masked) {
         (Some(_), Some(masked)) if record.expires_at.is_none_or(|at| at > now) => Ok(view(

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 
 use super::access::{DecideOutcome, UseOutcome};
 use super::{
-    KeyDestruction, NewPrincipal, NewToken, PrincipalRecord, ResealedRow, StoreError, TokenInsert,
-    WrappedDataKey,
+    KeyDestruction, NewPrincipal, NewToken, PrincipalRecord, ResealedRow, Rewrap, Shredded,
+    StoreError, TokenInsert, WrappedDataKey,
 };
 use crate::domain::access::{Decision, GrantDraft, GrantRecord, NewAccessRequest};
 pub use crate::domain::audit::AuditQuery;
@@ -144,6 +144,17 @@ pub enum AuditedWrite {
         /// When.
         now: DateTime<Utc>,
     },
+    /// Replace every wrapped key and secret with its wrapping under a new master key, each only
+    /// if it is still as read; fails (writing nothing) if any was not, or if any was added.
+    Rewrap(Box<Rewrap>),
+    /// Destroy a tenant's keys and with them its card data; revoke its grants, disable its
+    /// principals, expire its pending requests.
+    ShredTenant {
+        /// The tenant's name.
+        name: String,
+        /// When.
+        now: DateTime<Utc>,
+    },
     /// Close an import window early.
     CloseImportWindow {
         /// The window.
@@ -172,6 +183,8 @@ pub enum WriteOutcome {
     Decided(DecideOutcome),
     /// The created principal; `None` when the name is taken in the tenant.
     PrincipalCreated(Option<Box<PrincipalRecord>>),
+    /// Nothing was created: the tenant was shredded.
+    TenantWasShredded,
     /// Whether the principal was enabled (and is now disabled).
     Disabled(bool),
     /// Whether the principal has a second factor (now unlocked).
@@ -184,6 +197,10 @@ pub enum WriteOutcome {
     Reencrypted(u64),
     /// What became of destroying a data key.
     DataKeyDestroyed(KeyDestruction),
+    /// Every wrapped key and secret was rewrapped.
+    Rewrapped,
+    /// What a shred destroyed; `None`: no such tenant, or shredded already.
+    TenantShredded(Option<Shredded>),
     /// The window opened (`None`: no enabled tokenizer of that id), or the one closed (`None`:
     /// not open).
     ImportWindow(Option<ImportWindow>),

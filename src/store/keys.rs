@@ -121,6 +121,161 @@ macro_rules! key_store {
                 Ok(KeyDestruction::Destroyed)
             }
 
+            /// Replaces every wrapped key and secret with its new wrapping, on `conn` (in the
+            /// transaction of its `key.rewrap` record). Each replacement needs the row as it
+            /// was read, and the tables must hold no row that was not read: a key made or
+            /// changed meanwhile (by an instance still serving) fails the whole transaction.
+            pub(in $crate::store) async fn rewrap_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                rewrap: &$crate::store::Rewrap,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::StoreError;
+                let changed = StoreError::Changed("the wrapped keys");
+                let replaced = |n: u64| {
+                    if n == 1 { Ok(()) } else { Err(StoreError::Changed("the wrapped keys")) }
+                };
+                for (version, old, new) in &rewrap.data_keys {
+                    let version = i32::try_from(*version)
+                        .map_err(|_| StoreError::Corrupt("key version"))?;
+                    replaced(::sqlx::query($dialect.sql(
+                        "update data_keys set wrapped = $1 where version = $2 and wrapped = $3",
+                    ))
+                    .bind(new)
+                    .bind(version)
+                    .bind(old)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected())?;
+                }
+                for (name, old, new) in &rewrap.secrets {
+                    replaced(::sqlx::query($dialect.sql(
+                        "update vault_secrets set wrapped = $1 where name = $2 and wrapped = $3",
+                    ))
+                    .bind(new)
+                    .bind(name)
+                    .bind(old)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected())?;
+                }
+                for (kid, old, new) in &rewrap.signing_keys {
+                    replaced(::sqlx::query($dialect.sql(
+                        "update signing_keys set wrapped = $1 where kid = $2 and wrapped = $3",
+                    ))
+                    .bind(new)
+                    .bind(kid)
+                    .bind(old)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected())?;
+                }
+                for (tenant, old, new) in &rewrap.tenant_keys {
+                    replaced(::sqlx::query($dialect.sql(
+                        "update tenant_keys set wrapped = $1 where tenant_id = $2 and wrapped = $3",
+                    ))
+                    .bind(new)
+                    .bind(tenant.0)
+                    .bind(old)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected())?;
+                }
+                let counts: (i64, i64, i64, i64) = ::sqlx::query_as($dialect.sql(
+                    "select (select count(*) from data_keys), (select count(*) from vault_secrets), \
+                            (select count(*) from signing_keys), \
+                            (select count(*) from tenant_keys where wrapped is not null)",
+                ))
+                .fetch_one(&mut *conn)
+                .await?;
+                let read = (
+                    rewrap.data_keys.len(),
+                    rewrap.secrets.len(),
+                    rewrap.signing_keys.len(),
+                    rewrap.tenant_keys.len(),
+                );
+                let count = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+                if (count(counts.0), count(counts.1), count(counts.2), count(counts.3)) != read {
+                    return Err(changed);
+                }
+                Ok(())
+            }
+
+            /// Shreds a tenant by name, on `conn` (in the transaction of its `tenant.shred`
+            /// record): its key is destroyed (or marked destroyed if it never had one, so none
+            /// is made again), its live tokens' card data destroyed, its unexpired grants
+            /// revoked, its principals disabled and its pending requests expired. `None` when
+            /// there is no such tenant or it was shredded already.
+            pub(in $crate::store) async fn shred_tenant_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                name: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<Option<$crate::store::Shredded>, $crate::store::StoreError> {
+                let tenant: Option<(::uuid::Uuid,)> = ::sqlx::query_as($dialect.sql(
+                    "update tenants set shredded_at = $2 where name = $1 and shredded_at is null \
+                     returning id",
+                ))
+                .bind(name)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some((tenant,)) = tenant else {
+                    return Ok(None);
+                };
+                ::sqlx::query($dialect.sql(
+                    "insert into tenant_keys (tenant_id, wrapped, own_fingerprints, created_at, \
+                     destroyed_at) values ($1, null, true, $2, $2) \
+                     on conflict (tenant_id) do update set wrapped = null, destroyed_at = $2",
+                ))
+                .bind(tenant)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                let tokens = ::sqlx::query($dialect.sql(concat!(
+                    "update tokens set ",
+                    $crate::store::tokens::sql::destroy_card_data!(),
+                    ", destroyed_at = $2 where tenant_id = $1 and destroyed_at is null",
+                )))
+                .bind(tenant)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                let grants = ::sqlx::query($dialect.sql(
+                    "update grants set revoked_at = $2 \
+                     where tenant_id = $1 and revoked_at is null and expires_at > $2",
+                ))
+                .bind(tenant)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                let principals = ::sqlx::query($dialect.sql(
+                    "update principals set disabled_at = $2 \
+                     where tenant_id = $1 and disabled_at is null",
+                ))
+                .bind(tenant)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                let requests = ::sqlx::query($dialect.sql(
+                    "update access_requests set status = 'expired', decided_at = $2 \
+                     where tenant_id = $1 and status = 'pending'",
+                ))
+                .bind(tenant)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                Ok(Some($crate::store::Shredded {
+                    tenant: $crate::domain::TenantId(tenant),
+                    tokens,
+                    grants,
+                    principals,
+                    requests,
+                }))
+            }
+
             /// Adds a DEK version unless it exists, on `conn`; returns whether it did.
             async fn insert_data_key_on(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
@@ -130,12 +285,13 @@ macro_rules! key_store {
                 let version = i32::try_from(key.version)
                     .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
                 let result = ::sqlx::query($dialect.sql(
-                    "insert into data_keys (version, wrapped, created_at) values ($1, $2, $3) \
-                     on conflict (version) do nothing",
+                    "insert into data_keys (version, wrapped, created_at, tenant_bound) \
+                     values ($1, $2, $3, $4) on conflict (version) do nothing",
                 ))
                 .bind(version)
                 .bind(&key.wrapped)
                 .bind(now)
+                .bind(key.tenant_bound)
                 .execute(&mut *conn)
                 .await?;
                 Ok(result.rows_affected() == 1)
@@ -185,6 +341,13 @@ macro_rules! key_store {
                 ))
                 .fetch_all(&self.pool)
                 .await?;
+                let tenant_keys: Vec<(::uuid::Uuid, String, DateTime<Utc>, Option<DateTime<Utc>>)> =
+                    ::sqlx::query_as($dialect.sql(
+                        "select k.tenant_id, t.name, k.created_at, k.destroyed_at \
+                         from tenant_keys k join tenants t on t.id = k.tenant_id order by t.name",
+                    ))
+                    .fetch_all(&self.pool)
+                    .await?;
                 let count = |n: i64| u64::try_from(n).unwrap_or(0);
                 let mut data_keys = destroyed
                     .into_iter()
@@ -232,6 +395,17 @@ macro_rules! key_store {
                         )
                         .collect(),
                     secrets,
+                    tenant_keys: tenant_keys
+                        .into_iter()
+                        .map(|(tenant, name, created_at, destroyed_at)| {
+                            $crate::store::TenantKeyState {
+                                tenant: $crate::domain::TenantId(tenant),
+                                name,
+                                created_at,
+                                destroyed_at,
+                            }
+                        })
+                        .collect(),
                 })
             }
 
@@ -253,9 +427,9 @@ macro_rules! key_store {
             async fn data_keys(
                 &self,
             ) -> Result<Vec<$crate::store::WrappedDataKey>, $crate::store::StoreError> {
-                let rows: Vec<$crate::store::rows::DataKeyRow> = ::sqlx::query_as(
-                    $dialect.sql("select version, wrapped from data_keys order by version"),
-                )
+                let rows: Vec<$crate::store::rows::DataKeyRow> = ::sqlx::query_as($dialect.sql(
+                    "select version, wrapped, tenant_bound from data_keys order by version",
+                ))
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter()
@@ -264,9 +438,104 @@ macro_rules! key_store {
                             version: u32::try_from(r.version)
                                 .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?,
                             wrapped: r.wrapped,
+                            tenant_bound: r.tenant_bound,
                         })
                     })
                     .collect()
+            }
+
+            async fn tenant_key(
+                &self,
+                tenant: $crate::domain::TenantId,
+            ) -> Result<Option<$crate::store::StoredTenantKey>, $crate::store::StoreError> {
+                let row: Option<(Option<Vec<u8>>, bool)> = ::sqlx::query_as($dialect.sql(
+                    "select wrapped, own_fingerprints from tenant_keys where tenant_id = $1",
+                ))
+                .bind(tenant.0)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(wrapped, own_fingerprints)| $crate::store::StoredTenantKey {
+                    wrapped,
+                    own_fingerprints,
+                }))
+            }
+
+            async fn insert_tenant_key(
+                &self,
+                tenant: $crate::domain::TenantId,
+                wrapped: &[u8],
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let result = ::sqlx::query($dialect.sql(
+                    "insert into tenant_keys (tenant_id, wrapped, own_fingerprints, created_at) \
+                     select $1, $2, not exists (select 1 from tokens where tenant_id = $1), $3 \
+                     on conflict (tenant_id) do nothing",
+                ))
+                .bind(tenant.0)
+                .bind(wrapped)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn shredded_tenants(
+                &self,
+            ) -> Result<Vec<$crate::domain::TenantId>, $crate::store::StoreError> {
+                let rows: Vec<(::uuid::Uuid,)> = ::sqlx::query_as($dialect.sql(
+                    "select tenant_id from tenant_keys where destroyed_at is not null",
+                ))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id,)| $crate::domain::TenantId(id))
+                    .collect())
+            }
+
+            async fn wrapped_keys(
+                &self,
+            ) -> Result<$crate::store::Rewrap, $crate::store::StoreError> {
+                let data_keys: Vec<(i32, Vec<u8>)> = ::sqlx::query_as(
+                    $dialect.sql("select version, wrapped from data_keys order by version"),
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let secrets: Vec<(String, Vec<u8>)> = ::sqlx::query_as(
+                    $dialect.sql("select name, wrapped from vault_secrets order by name"),
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let signing_keys: Vec<(String, Vec<u8>)> = ::sqlx::query_as(
+                    $dialect.sql("select kid, wrapped from signing_keys order by kid"),
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let tenant_keys: Vec<(::uuid::Uuid, Vec<u8>)> = ::sqlx::query_as($dialect.sql(
+                    "select tenant_id, wrapped from tenant_keys where wrapped is not null \
+                     order by tenant_id",
+                ))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok($crate::store::Rewrap {
+                    data_keys: data_keys
+                        .into_iter()
+                        .map(|(v, w)| {
+                            u32::try_from(v)
+                                .map(|v| (v, w, Vec::new()))
+                                .map_err(|_| $crate::store::StoreError::Corrupt("key version"))
+                        })
+                        .collect::<Result<_, _>>()?,
+                    secrets: secrets.into_iter().map(|(n, w)| (n, w, Vec::new())).collect(),
+                    signing_keys: signing_keys
+                        .into_iter()
+                        .map(|(k, w)| (k, w, Vec::new()))
+                        .collect(),
+                    tenant_keys: tenant_keys
+                        .into_iter()
+                        .map(|(t, w)| ($crate::domain::TenantId(t), w, Vec::new()))
+                        .collect(),
+                })
             }
 
             async fn newest_data_key_version(&self) -> Result<u32, $crate::store::StoreError> {

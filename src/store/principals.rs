@@ -34,6 +34,16 @@ macro_rules! principal_store {
                 if taken.is_some() {
                     return Ok(None);
                 }
+                let shredded: Option<(i32,)> = ::sqlx::query_as(
+                    $dialect
+                        .sql("select 1 from tenants where name = $1 and shredded_at is not null"),
+                )
+                .bind(&new.tenant_name)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if shredded.is_some() {
+                    return Err(StoreError::TenantShredded);
+                }
                 ::sqlx::query($dialect.sql(
                     "insert into tenants (id, name, created_at) values ($1, $2, $3) \
                      on conflict (name) do nothing",

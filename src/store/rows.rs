@@ -66,7 +66,7 @@ pub(super) fn metadata_text(metadata: Option<&Metadata>) -> Option<String> {
     metadata.and_then(|m| serde_json::to_string(m.as_map()).ok())
 }
 
-pub(super) const TOKEN_COLUMNS: &str = "tenant_id, token, format, sealed_pan, dek_version, masked_pan, metadata, created_at, expires_at, deleted_at";
+pub(super) const TOKEN_COLUMNS: &str = "tenant_id, token, format, sealed_pan, dek_version, masked_pan, metadata, created_at, expires_at, deleted_at, destroyed_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct TokenRow {
@@ -80,6 +80,7 @@ pub(super) struct TokenRow {
     pub(super) created_at: DateTime<Utc>,
     pub(super) expires_at: Option<DateTime<Utc>>,
     pub(super) deleted_at: Option<DateTime<Utc>>,
+    pub(super) destroyed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -119,6 +120,7 @@ impl TryFrom<TokenRow> for TokenRecord {
             created_at: row.created_at,
             expires_at: row.expires_at,
             deleted_at: row.deleted_at,
+            destroyed_at: row.destroyed_at,
         })
     }
 }
@@ -163,6 +165,7 @@ impl TryFrom<PrincipalRow> for PrincipalRecord {
 pub(super) struct DataKeyRow {
     pub(super) version: i32,
     pub(super) wrapped: Vec<u8>,
+    pub(super) tenant_bound: bool,
 }
 
 #[derive(sqlx::FromRow)]

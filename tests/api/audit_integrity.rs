@@ -210,8 +210,9 @@ async fn verify_names_each_kind_of_tampering_by_a_database_superuser() {
     .await
     .unwrap();
     assert_eq!(
-        count, 11,
-        "service.start, policy.load, 4 tokenize, 4 lookups, service.stop"
+        count, 12,
+        "service.start, policy.load, key.create (the tenant's key), 4 tokenize, 4 lookups, \
+         service.stop"
     );
     let id_at = async |seq: i64| -> i64 {
         sqlx::query_scalar("select id from audit_events where chain_id = $1 and seq = $2")
@@ -303,7 +304,7 @@ async fn verify_names_each_kind_of_tampering_by_a_database_superuser() {
     assert!(ok, "without checkpoints a clean cut is invisible: {out}");
     assert!(out.contains("warning: no checkpoint file"), "{out}");
     broken(&format!(
-        "chain {chain} ends at seq 5 but a checkpoint vouches for seq 11"
+        "chain {chain} ends at seq 5 but a checkpoint vouches for seq 12"
     ));
     exec(&mut conn, put_back).await;
     restored();

@@ -124,6 +124,12 @@ async fn a_reencryption_killed_halfway_loses_nothing_and_the_next_run_finishes_i
     // goes on: new tokens, deletes.
     assert_all_read_back(&app, &issued).await;
     let deleted: Vec<(String, String)> = issued.drain(..10).collect();
+    let deleted_unmoved: i64 =
+        sqlx::query_scalar("select count(*) from tokens where token = any($1) and dek_version = 1")
+            .bind(deleted.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     for (token, _) in &deleted {
         assert_eq!(
             app.delete_token(&app.keys.tokenizer, token).await.status(),
@@ -154,7 +160,11 @@ async fn a_reencryption_killed_halfway_loses_nothing_and_the_next_run_finishes_i
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(moved, 1990, "the records count every row moved, once");
+    assert_eq!(
+        moved,
+        2000 - deleted_unmoved,
+        "the records count every row moved, once"
+    );
 
     // Now v1 can go; everything still reads under v2, and the status shows it destroyed.
     let (ok, out, err) = keys_command(&app, &["destroy", "--data-key", "1"]);
@@ -254,4 +264,308 @@ async fn serve_reencrypts_in_the_background_at_its_rate_and_shows_progress() {
     .unwrap();
     assert_eq!(by, vec!["background".to_owned()]);
     assert_all_read_back(&app, &issued).await;
+}
+
+/// A globex grant for any token, through the globex detokenizer's own request.
+async fn globex_grant(app: &TestApp) -> String {
+    let r = app
+        .create_request(
+            &app.keys.other_tenant_detokenizer,
+            &json!({
+                "any_token": true,
+                "purpose": "payment_authorization",
+                "reason": "authorize order 2002",
+                "duration_seconds": 60,
+                "max_uses": 100,
+            }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.unwrap();
+    body["grant"].as_str().unwrap().to_owned()
+}
+
+async fn globex_tokens(app: &TestApp, n: usize) -> Vec<(String, String)> {
+    let mut issued = Vec::new();
+    for _ in 0..n {
+        let pan = random_pan("5", 16);
+        let r = app
+            .tokenize(&app.keys.other_tenant_tokenizer, &json!({"value": pan}))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let body: Value = r.json().await.unwrap();
+        issued.push((body["token"].as_str().unwrap().to_owned(), pan));
+    }
+    issued
+}
+
+async fn assert_globex_reads_back(app: &TestApp, issued: &[(String, String)]) {
+    let jwt = globex_grant(app).await;
+    let tokens: Vec<&str> = issued.iter().map(|(t, _)| t.as_str()).collect();
+    let r = app
+        .detokenize(&app.keys.other_tenant_detokenizer, Some(&jwt), &tokens)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    for ((_, pan), got) in issued.iter().zip(body["data"].as_array().unwrap()) {
+        assert_eq!(got["value"], pan.as_str());
+    }
+}
+
+#[tokio::test]
+async fn shredding_one_tenant_of_two_destroys_its_card_data_and_stops_it_and_leaves_the_other() {
+    let app = spawn_app_with(Options {
+        engine: Engine::Postgres,
+        configure: Box::new(|c| c.purge_interval = Duration::from_millis(100)),
+        ..Options::default()
+    })
+    .await;
+    let acme = tokenize_many(&app, 20).await;
+    let globex = globex_tokens(&app, 3).await;
+    let grant = app.checkout_grant(100).await;
+    let jwt = grant["grant"].as_str().unwrap().to_owned();
+    let before = key_status(&app, &app.master_key);
+    let states: Vec<(&str, &str)> = before["tenant_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["name"].as_str().unwrap(), k["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, vec![("acme", "active"), ("globex", "active")]);
+
+    let shred = |tenant: &str, confirm: &str| {
+        run(strongroom()
+            .args(["tenant", "shred", "--tenant", tenant, "--confirm", confirm])
+            .env("DATABASE_URL", &app.db.url)
+            .env("STRONGROOM_MASTER_KEY", &app.master_key))
+    };
+    let (ok, _, err) = shred("acme", "acme-typo");
+    assert!(
+        !ok && err.contains("--confirm does not repeat --tenant"),
+        "{err}"
+    );
+    let (ok, out, err) = shred("acme", "acme");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("tenant acme is shredded") && out.contains("20 tokens destroyed"),
+        "{out}"
+    );
+    let (ok, _, err) = shred("acme", "acme");
+    assert!(!ok && err.contains("shredded already"), "{err}");
+
+    // Its callers are gone at once; the other tenant is untouched.
+    assert_eq!(
+        app.get_token(&app.keys.tokenizer, &acme[0].0)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_globex_reads_back(&app, &globex).await;
+    assert_eq!(globex_tokens(&app, 1).await.len(), 1);
+
+    // Its key is gone, and nothing of its card data is left in its rows.
+    let pool = app.db.pool().await;
+    let (wrapped, live, fingerprinted, revoked, enabled): (Option<Vec<u8>>, i64, i64, i64, i64) =
+        sqlx::query_as(
+            "select (select k.wrapped from tenant_keys k join tenants t on t.id = k.tenant_id \
+                     where t.name = 'acme'), \
+                    (select count(*) from tokens k join tenants t on t.id = k.tenant_id \
+                     where t.name = 'acme' and (sealed_pan is not null or masked_pan is not null)), \
+                    (select count(*) from tokens k join tenants t on t.id = k.tenant_id \
+                     where t.name = 'acme' and fingerprint is not null), \
+                    (select count(*) from grants where jti = $1 and revoked_at is not null), \
+                    (select count(*) from principals p join tenants t on t.id = p.tenant_id \
+                     where t.name = 'acme' and disabled_at is null)",
+        )
+        .bind(uuid::Uuid::parse_str(grant["grant_jti"].as_str().unwrap_or_default()).ok())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(wrapped, None);
+    assert_eq!((live, fingerprinted, enabled), (0, 0, 0));
+    assert!(revoked <= 1);
+    let unrevoked: i64 = sqlx::query_scalar(
+        "select count(*) from grants g join tenants t on t.id = g.tenant_id \
+         where t.name = 'acme' and revoked_at is null and expires_at > now()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(unrevoked, 0, "every unexpired grant is revoked");
+
+    // A credential that outlived the shred (here: re-enabled behind the vault's back, with
+    // its grant) still finds nothing: the tokens are gone, and nothing is stored again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for table in ["principals set disabled_at", "grants set revoked_at"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "update {table} = null where tenant_id = (select id from tenants where name = 'acme')"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    assert_problem(
+        app.get_token(&app.keys.tokenizer, &acme[0].0).await,
+        StatusCode::GONE,
+        "token_destroyed",
+    )
+    .await;
+    assert_problem(
+        app.detokenize(&app.keys.detokenizer, Some(&jwt), &[&acme[1].0])
+            .await,
+        StatusCode::GONE,
+        "token_destroyed",
+    )
+    .await;
+    assert_problem(
+        app.tokenize(&app.keys.tokenizer, &json!({"value": acme[2].1}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    let (ok, _, err) = run(strongroom()
+        .args([
+            "principal",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "late",
+            "--role",
+            "tokenizer",
+        ])
+        .env("DATABASE_URL", &app.db.url));
+    assert!(!ok && err.contains("shredded"), "{err}");
+
+    let after = key_status(&app, &app.master_key);
+    let states: Vec<(&str, &str)> = after["tenant_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["name"].as_str().unwrap(), k["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, vec![("acme", "destroyed"), ("globex", "active")]);
+    let records: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "select outcome, coalesce(code, ''), detail from audit_events \
+         where action = 'tenant.shred' order by at, seq",
+    )
+    .fetch_all(&pool)
+    .await
+    .map(|rows: Vec<(String, String, Option<String>)>| {
+        rows.into_iter().map(|(o, c, d)| (o, Some(c), d)).collect()
+    })
+    .unwrap();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0].0, "success");
+    assert!(
+        records[0]
+            .2
+            .as_deref()
+            .unwrap()
+            .starts_with("tokens=20 grants=1 principals="),
+        "{records:?}"
+    );
+    assert_eq!(records[1].1.as_deref(), Some("not_found"));
+    let (ok, out) = crate::audit::verify(&app, None);
+    assert!(ok, "{out}");
+}
+
+#[tokio::test]
+async fn a_rewrap_moves_every_key_to_the_new_master_key_and_the_old_one_opens_nothing() {
+    let app = spawn_pg_app().await;
+    let acme = tokenize_many(&app, 30).await;
+    let globex = globex_tokens(&app, 3).await;
+    let (db, old, keys) = (
+        std::sync::Arc::clone(&app.db),
+        app.master_key.clone(),
+        app.keys.clone(),
+    );
+    let before = key_status(&app, &old);
+    app.stop().await;
+    let new = new_master_key();
+    let rewrap = |current: &str, new: Option<&str>| {
+        let mut command = strongroom();
+        command
+            .args(["keys", "rewrap"])
+            .env("DATABASE_URL", &db.url)
+            .env("STRONGROOM_MASTER_KEY", current);
+        if let Some(new) = new {
+            command.env("STRONGROOM_NEW_MASTER_KEY", new);
+        }
+        let (ok, out, err) = run(&mut command);
+        assert!(
+            !out.contains(current.trim()) && !err.contains(current.trim()),
+            "a master key was printed"
+        );
+        (ok, out, err)
+    };
+    let (ok, _, err) = rewrap(&old, None);
+    assert!(
+        !ok && err.contains("STRONGROOM_NEW_MASTER_KEY is not set"),
+        "{err}"
+    );
+    let (ok, _, err) = rewrap(&old, Some("AAAA"));
+    assert!(!ok && err.contains("STRONGROOM_NEW_MASTER_KEY"), "{err}");
+    let (ok, _, err) = rewrap(&old, Some(&old));
+    assert!(
+        !ok && err.contains("the new master key is the current one"),
+        "{err}"
+    );
+    let (ok, _, err) = rewrap(&new, Some(&old));
+    assert!(!ok && err.contains("does not match"), "{err}");
+    let (ok, out, err) = rewrap(&old, Some(&new));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("rewrapped 1 data keys") && out.contains("2 tenant keys"),
+        "{out}"
+    );
+
+    // The old key opens nothing: refused with the existing message, changing nothing.
+    let (ok, _, err) = run(strongroom()
+        .args(["keys", "rotate"])
+        .env("DATABASE_URL", &db.url)
+        .env("STRONGROOM_MASTER_KEY", &old));
+    assert!(!ok && err.contains("does not match"), "{err}");
+    let mut config = strongroom::config::ServeConfig::new(
+        db.url.clone(),
+        strongroom::crypto::keys::MasterKey::from_base64(&old).unwrap(),
+    );
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let refused = strongroom::startup::Application::build(config).await;
+    assert!(
+        refused
+            .err()
+            .is_some_and(|e| e.to_string().contains("does not match")),
+        "a vault served under the old master key"
+    );
+
+    // Under the new key the status opens everything, and every token reads back.
+    let app = start(db, new.clone(), keys, Options::default()).await;
+    let after = key_status(&app, &new);
+    assert_eq!(after["master_key"]["opens_stored_keys"], true);
+    assert_ne!(
+        after["master_key"]["fingerprint"],
+        before["master_key"]["fingerprint"]
+    );
+    assert_eq!(after["data_keys"], before["data_keys"]);
+    let stale = key_status(&app, &old);
+    assert_eq!(stale["master_key"]["opens_stored_keys"], false);
+    assert_all_read_back(&app, &acme).await;
+    assert_globex_reads_back(&app, &globex).await;
+    let (subject, detail): (String, String) =
+        sqlx::query_as("select subject, detail from audit_events where action = 'key.rewrap'")
+            .fetch_one(&app.db.pool().await)
+            .await
+            .unwrap();
+    assert_eq!(
+        subject,
+        format!(
+            "master_key:{}",
+            after["master_key"]["fingerprint"].as_str().unwrap()
+        )
+    );
+    assert!(detail.contains("tenant_keys=2 by=operator"), "{detail}");
+    let (ok, out) = crate::audit::verify(&app, None);
+    assert!(ok, "{out}");
 }

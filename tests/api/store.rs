@@ -342,8 +342,8 @@ async fn instances_starting_together_create_one_of_each_key_and_agree_on_them(ba
     // They share the fingerprint root, so they agree on fingerprints.
     let pan = Pan::parse("4111111111111111").unwrap();
     assert!(
-        a.fingerprint_key(f.tenant).fingerprint(&pan)
-            == c.fingerprint_key(f.tenant).fingerprint(&pan)
+        a.fingerprint_key(f.tenant).await.unwrap().fingerprint(&pan)
+            == c.fingerprint_key(f.tenant).await.unwrap().fingerprint(&pan)
     );
 }
 
@@ -639,6 +639,8 @@ async fn fingerprints_find_existing_tokens_only_within_the_tenant_and_format(bac
     assert_eq!(second.metadata, first.metadata);
     let fingerprint = keys
         .fingerprint_key(f.tenant)
+        .await
+        .unwrap()
         .fingerprint(&Pan::parse(&pan).unwrap());
     let found = f
         .store

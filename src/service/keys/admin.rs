@@ -6,11 +6,13 @@ use std::sync::Arc;
 use super::KeyError;
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
-use crate::crypto::keys::{MasterKey, dek_label};
+use crate::crypto::keys::{MasterKey, dek_label, tenant_key_label};
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::random::{self, Csprng};
 use crate::service::AuditTrail;
-use crate::store::{AuditedWrite, KeyDestruction, KeyStore, WrappedDataKey, WriteOutcome};
+use crate::store::{
+    AuditedWrite, KeyDestruction, KeyStore, Rewrap, Shredded, WrappedDataKey, WriteOutcome,
+};
 
 /// The key commands, over the store, under the master key.
 pub struct KeyAdmin {
@@ -94,6 +96,141 @@ impl KeyAdmin {
             _ => Err(KeyError::AuditUnavailable),
         }
     }
+
+    /// Wraps every key and secret again under `new` (data keys, the vault's secrets, the
+    /// grant-signing keys, every tenant key not destroyed), in one transaction with its
+    /// `key.rewrap` record: afterwards the current master key opens nothing. Refuses a master
+    /// key that does not open everything stored, and `new` equal to it. Every serving instance
+    /// must be stopped first: one still running holds the old key, and a key it made meanwhile
+    /// fails the rewrap (nothing is changed; run it again once they are stopped).
+    pub async fn rewrap(&self, new: &MasterKey) -> Result<RewrapCounts, KeyError> {
+        if new.fingerprint() == self.master.fingerprint() {
+            return Err(KeyError::SameMasterKey);
+        }
+        let read = self.store.wrapped_keys().await?;
+        let mut rewrap = read.clone();
+        let rng = self.rng.as_ref();
+        let old = &self.master;
+        let mismatch = |_| KeyError::MasterKeyMismatch;
+        for (version, wrapped, anew) in &mut rewrap.data_keys {
+            let label = dek_label(*version);
+            let secret = old.unwrap(&label, wrapped).map_err(mismatch)?;
+            *anew = new.wrap(rng, &label, &secret)?;
+        }
+        for (name, wrapped, anew) in &mut rewrap.secrets {
+            let secret = old.unwrap(name, wrapped).map_err(mismatch)?;
+            *anew = new.wrap(rng, name, &secret)?;
+        }
+        for (kid, wrapped, anew) in &mut rewrap.signing_keys {
+            let label = super::signing::signing_label(kid);
+            let secret = old.unwrap_bytes(&label, wrapped).map_err(mismatch)?;
+            *anew = new.wrap_bytes(rng, &label, &secret)?;
+        }
+        for (tenant, wrapped, anew) in &mut rewrap.tenant_keys {
+            let label = tenant_key_label(*tenant);
+            let secret = old.unwrap(&label, wrapped).map_err(mismatch)?;
+            *anew = new.wrap(rng, &label, &secret)?;
+        }
+        let counts = RewrapCounts {
+            data_keys: rewrap.data_keys.len(),
+            secrets: rewrap.secrets.len(),
+            signing_keys: rewrap.signing_keys.len(),
+            tenant_keys: rewrap.tenant_keys.len(),
+        };
+        let mut event = AuditEvent::new(Action::KeyRewrap, self.clock.now());
+        event.subject = Some(format!("master_key:{}", new.fingerprint()));
+        event.detail = Some(format!(
+            "from={} data_keys={} secrets={} signing_keys={} tenant_keys={} by=operator",
+            old.fingerprint(),
+            counts.data_keys,
+            counts.secrets,
+            counts.signing_keys,
+            counts.tenant_keys
+        ));
+        let written = self
+            .trail
+            .write_change(
+                AuditedWrite::Rewrap(Box::new(rewrap)),
+                event,
+                |outcome, _| matches!(outcome, WriteOutcome::Rewrapped),
+            )
+            .await;
+        match written {
+            Ok(WriteOutcome::Rewrapped) => Ok(counts),
+            // The transaction fails as a whole when a key was made or changed meanwhile.
+            _ if !same_keys(&read, &self.store.wrapped_keys().await?) => Err(KeyError::KeysChanged),
+            _ => Err(KeyError::AuditUnavailable),
+        }
+    }
+
+    /// Destroys a tenant's keys and with them its card data, in one transaction with its
+    /// `tenant.shred` record: its tokens answer `410 token_destroyed` from then on, its
+    /// unexpired grants are revoked, its principals disabled and its pending requests expired.
+    /// Other tenants are untouched; the audit trail keeps the tenant's records. `None`: there
+    /// is no such tenant, or it was shredded already (recorded as refused).
+    pub async fn shred_tenant(&self, name: &str) -> Result<Option<Shredded>, KeyError> {
+        let now = self.clock.now();
+        let outcome = self
+            .trail
+            .write_records(
+                AuditedWrite::ShredTenant {
+                    name: name.to_owned(),
+                    now,
+                },
+                move |outcome| {
+                    let mut event = AuditEvent::new(Action::TenantShred, now);
+                    match outcome {
+                        WriteOutcome::TenantShredded(Some(shredded)) => {
+                            // The tenant by id: a name typed on a command line is not
+                            // recorded (it could be anything).
+                            event.tenant = Some(shredded.tenant);
+                            event.subject = Some(format!("tenant:{}", shredded.tenant.0));
+                            event.detail = Some(format!(
+                                "tokens={} grants={} principals={} requests={} by=operator",
+                                shredded.tokens,
+                                shredded.grants,
+                                shredded.principals,
+                                shredded.requests
+                            ));
+                        }
+                        WriteOutcome::TenantShredded(None) => {
+                            event.outcome = Outcome::Denied;
+                            event.code = Some("not_found".to_owned());
+                        }
+                        _ => return Vec::new(),
+                    }
+                    vec![event]
+                },
+            )
+            .await
+            .map_err(|_| KeyError::AuditUnavailable)?;
+        self.trail.checkpoint().await;
+        match outcome {
+            WriteOutcome::TenantShredded(shredded) => Ok(shredded),
+            _ => Err(KeyError::AuditUnavailable),
+        }
+    }
+}
+
+/// How many wrapped keys and secrets a rewrap replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RewrapCounts {
+    /// Data keys.
+    pub data_keys: usize,
+    /// The vault's other secrets.
+    pub secrets: usize,
+    /// Grant-signing keys.
+    pub signing_keys: usize,
+    /// Tenant keys (not destroyed).
+    pub tenant_keys: usize,
+}
+
+/// Whether two reads of the wrapped keys found the same rows, wrapped the same.
+fn same_keys(a: &Rewrap, b: &Rewrap) -> bool {
+    a.data_keys == b.data_keys
+        && a.secrets == b.secrets
+        && a.signing_keys == b.signing_keys
+        && a.tenant_keys == b.tenant_keys
 }
 
 /// A data key rotation, by an operator or by the vault when the active key reaches its age:
@@ -118,7 +255,11 @@ pub(super) async fn rotate_data_key(
     let secret = zeroize::Zeroizing::new(random::bytes::<32>(rng).map_err(CryptoError::from)?);
     let wrapped = master.wrap(rng, &dek_label(version), &secret)?;
     let write = AuditedWrite::RotateDataKey {
-        key: WrappedDataKey { version, wrapped },
+        key: WrappedDataKey {
+            version,
+            wrapped,
+            tenant_bound: true,
+        },
         now: clock.now(),
     };
     let mut event = AuditEvent::new(Action::KeyRotate, clock.now());

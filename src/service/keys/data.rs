@@ -24,7 +24,8 @@ impl KeyService {
         pan: &Pan,
     ) -> Result<SealedPan, KeyError> {
         let key = self.reserve(1).await?;
-        Ok(key.seal_pan(self.rng.as_ref(), tenant, token, pan)?)
+        let sealer = self.sealer(tenant, &key).await?;
+        Ok(sealer.seal_pan(self.rng.as_ref(), tenant, token, pan)?)
     }
 
     /// Opens a PAN sealed for this row, loading newer DEKs if another instance rotated.
@@ -42,7 +43,9 @@ impl KeyService {
         // A version no key has, or a ciphertext that does not authenticate for this tenant,
         // token and version: the row is not what was sealed.
         let key = key.ok_or(KeyError::Integrity)?;
-        key.open_pan(tenant, token, sealed)
+        let sealer = self.sealer(tenant, &key).await?;
+        sealer
+            .open_pan(tenant, token, sealed)
             .map_err(|_| KeyError::Integrity)
     }
 
@@ -90,7 +93,14 @@ impl KeyService {
             .wrap(self.rng.as_ref(), &dek_label(version), &secret)?;
         if self
             .store
-            .insert_data_key(&WrappedDataKey { version, wrapped }, self.clock.now())
+            .insert_data_key(
+                &WrappedDataKey {
+                    version,
+                    wrapped,
+                    tenant_bound: true,
+                },
+                self.clock.now(),
+            )
             .await?
         {
             tracing::info!(version, "created data-encryption key");
@@ -101,8 +111,10 @@ impl KeyService {
     }
 
     /// Reloads the data keys, so that a key an operator made active (`strongroom keys rotate`)
-    /// seals from now on in this instance too; housekeeping calls it.
+    /// seals from now on in this instance too, and forgets the keys of tenants shredded since;
+    /// housekeeping calls it.
     pub async fn refresh(&self) -> Result<(), KeyError> {
+        self.forget_shredded().await?;
         self.reload().await
     }
 
@@ -148,7 +160,11 @@ impl KeyService {
                 .master
                 .unwrap(&dek_label(key.version), &key.wrapped)
                 .map_err(|_| KeyError::MasterKeyMismatch)?;
-            keys.push(DataKey::new(key.version, &secret));
+            keys.push(if key.tenant_bound {
+                DataKey::new_tenant_bound(key.version, &secret)
+            } else {
+                DataKey::new(key.version, &secret)
+            });
         }
         let mut keyring = self.keyring.write().map_err(|_| KeyError::NoActiveKey)?;
         *keyring = Keyring::new(keys);

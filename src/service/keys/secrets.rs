@@ -1,16 +1,13 @@
-//! Secrets wrapped by the master key: the fingerprint root (and each tenant's key derived from
-//! it), the TOTP sealing key, and the audit checkpoint key.
-
-use std::sync::Arc;
+//! Secrets wrapped by the master key: the fingerprint root, the TOTP sealing key, and the audit
+//! checkpoint key.
 
 use super::{CHECKPOINT_KEY, KeyError, KeyService};
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::crypto::checkpoint::CheckpointKey;
-use crate::crypto::fingerprint::FingerprintKey;
 use crate::crypto::keys::MasterKey;
 use crate::crypto::totp::TotpSecret;
-use crate::domain::{PrincipalId, TenantId};
+use crate::domain::PrincipalId;
 use crate::random::{self, Csprng};
 use crate::store::KeyStore;
 
@@ -32,23 +29,6 @@ impl KeyService {
     pub fn open_totp(&self, principal: PrincipalId, sealed: &[u8]) -> Result<TotpSecret, KeyError> {
         let bytes = self.totp_key.open(&totp_aad(principal), sealed)?;
         TotpSecret::from_bytes(&bytes).ok_or(KeyError::Crypto(CryptoError::Malformed))
-    }
-
-    /// The fingerprint key of one tenant, derived once per instance.
-    pub fn fingerprint_key(&self, tenant: TenantId) -> Arc<FingerprintKey> {
-        if let Some(key) = self
-            .tenant_keys
-            .read()
-            .ok()
-            .and_then(|m| m.get(&tenant).cloned())
-        {
-            return key;
-        }
-        let key = Arc::new(self.fingerprint_root.tenant_key(tenant));
-        if let Ok(mut keys) = self.tenant_keys.write() {
-            keys.insert(tenant, Arc::clone(&key));
-        }
-        key
     }
 }
 

@@ -81,6 +81,6 @@ impl KeyService {
     }
 }
 
-fn signing_label(kid: &str) -> String {
+pub(super) fn signing_label(kid: &str) -> String {
     format!("grant-signing:{kid}")
 }

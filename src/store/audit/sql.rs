@@ -134,11 +134,17 @@ macro_rules! audit_store {
                             } => WriteOutcome::Decided(
                                 self.decide_on(&mut tx, *tenant, *id, decision, draft).await?,
                             ),
-                            AuditedWrite::CreatePrincipal(new) => WriteOutcome::PrincipalCreated(
-                                $store::create_principal_on(&mut tx, new)
-                                    .await?
-                                    .map(Box::new),
-                            ),
+                            AuditedWrite::CreatePrincipal(new) => {
+                                // Refused before anything is written: the transaction goes on.
+                                match $store::create_principal_on(&mut tx, new).await {
+                                    Err(StoreError::TenantShredded) => {
+                                        WriteOutcome::TenantWasShredded
+                                    }
+                                    created => {
+                                        WriteOutcome::PrincipalCreated(created?.map(Box::new))
+                                    }
+                                }
+                            }
                             AuditedWrite::DisablePrincipal { id, now } => WriteOutcome::Disabled(
                                 $store::disable_principal_on(&mut tx, *id, *now).await?,
                             ),
@@ -176,6 +182,15 @@ macro_rules! audit_store {
                             AuditedWrite::DestroyDataKey { version, now } => {
                                 WriteOutcome::DataKeyDestroyed(
                                     $store::destroy_data_key_on(&mut tx, *version, *now).await?,
+                                )
+                            }
+                            AuditedWrite::Rewrap(rewrap) => {
+                                $store::rewrap_on(&mut tx, rewrap).await?;
+                                WriteOutcome::Rewrapped
+                            }
+                            AuditedWrite::ShredTenant { name, now } => {
+                                WriteOutcome::TenantShredded(
+                                    $store::shred_tenant_on(&mut tx, name, *now).await?,
                                 )
                             }
                             AuditedWrite::CloseImportWindow { id, now } => {

@@ -281,6 +281,7 @@ mod tests {
             created_at: DateTime::<Utc>::UNIX_EPOCH,
             expires_at: None,
             deleted_at: None,
+            destroyed_at: None,
         };
         let insert = TokenInsert {
             rows: vec![

@@ -1,0 +1,132 @@
+//! Each tenant's key: made at the tenant's first card number, wrapped by the master key, and
+//! the second input of every key that seals or fingerprints that tenant's card numbers. Loaded
+//! once per instance and tenant; a shredded tenant's key is gone, and so is everything derived
+//! from it (housekeeping forgets it on every instance).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use super::{KeyError, KeyService};
+use crate::crypto::CryptoError;
+use crate::crypto::fingerprint::FingerprintKey;
+use crate::crypto::keys::{DataKey, TenantKey, dek_label, tenant_key_label};
+use crate::domain::TenantId;
+use crate::random;
+
+/// What this instance holds of one tenant: its fingerprint key and its key, with the data key
+/// versions derived from it so far.
+pub(super) struct TenantKeys {
+    fingerprint: Arc<FingerprintKey>,
+    key: TenantKey,
+    sealers: RwLock<HashMap<u32, Arc<DataKey>>>,
+}
+
+impl KeyService {
+    /// The fingerprint key of one tenant (its key is made if it has none yet).
+    pub async fn fingerprint_key(&self, tenant: TenantId) -> Result<Arc<FingerprintKey>, KeyError> {
+        Ok(Arc::clone(&self.tenant(tenant).await?.fingerprint))
+    }
+
+    /// The key that seals and opens `tenant`'s card numbers under `key`: `key` itself for a
+    /// version made before tenant keys, otherwise the one derived from it and the tenant's key.
+    pub(super) async fn sealer(
+        &self,
+        tenant: TenantId,
+        key: &Arc<DataKey>,
+    ) -> Result<Arc<DataKey>, KeyError> {
+        if !key.is_tenant_bound() {
+            return Ok(Arc::clone(key));
+        }
+        let keys = self.tenant(tenant).await?;
+        if let Some(sealer) = keys
+            .sealers
+            .read()
+            .ok()
+            .and_then(|s| s.get(&key.version()).cloned())
+        {
+            return Ok(sealer);
+        }
+        let sealer = Arc::new(
+            key.for_tenant(tenant, &keys.key)
+                .ok_or(KeyError::Crypto(CryptoError::Malformed))?,
+        );
+        if let Ok(mut sealers) = keys.sealers.write() {
+            sealers.insert(key.version(), Arc::clone(&sealer));
+        }
+        Ok(sealer)
+    }
+
+    /// The tenant's keys, loaded (or made, at its first card number) once per instance.
+    async fn tenant(&self, tenant: TenantId) -> Result<Arc<TenantKeys>, KeyError> {
+        if let Some(keys) = self
+            .tenants
+            .read()
+            .ok()
+            .and_then(|t| t.get(&tenant).cloned())
+        {
+            return Ok(keys);
+        }
+        let label = tenant_key_label(tenant);
+        let mut stored = self.store.tenant_key(tenant).await?;
+        if stored.is_none() {
+            // Never wrap a new key under a master key that no longer opens the vault's keys
+            // (one an operator has rewrapped away from while this instance still runs).
+            self.check_master_key().await?;
+            let secret = zeroize::Zeroizing::new(
+                random::bytes::<32>(self.rng.as_ref()).map_err(CryptoError::from)?,
+            );
+            let wrapped = self.master.wrap(self.rng.as_ref(), &label, &secret)?;
+            if self
+                .store
+                .insert_tenant_key(tenant, &wrapped, self.clock.now())
+                .await?
+            {
+                self.audit_key_created("tenant_key", &tenant.0.to_string())
+                    .await;
+            }
+            stored = self.store.tenant_key(tenant).await?;
+        }
+        let stored = stored.ok_or(KeyError::NoActiveKey)?;
+        let wrapped = stored.wrapped.ok_or(KeyError::TenantShredded)?;
+        let key = TenantKey::new(
+            self.master
+                .unwrap(&label, &wrapped)
+                .map_err(|_| KeyError::MasterKeyMismatch)?,
+        );
+        let fingerprint = Arc::new(if stored.own_fingerprints {
+            key.fingerprint_key(tenant)
+        } else {
+            self.fingerprint_root.tenant_key(tenant)
+        });
+        let keys = Arc::new(TenantKeys {
+            fingerprint,
+            key,
+            sealers: RwLock::new(HashMap::new()),
+        });
+        if let Ok(mut tenants) = self.tenants.write() {
+            tenants.insert(tenant, Arc::clone(&keys));
+        }
+        Ok(keys)
+    }
+
+    /// Forgets the keys of tenants shredded since (by any instance or command).
+    pub(super) async fn forget_shredded(&self) -> Result<(), KeyError> {
+        let shredded = self.store.shredded_tenants().await?;
+        if let Ok(mut tenants) = self.tenants.write() {
+            for tenant in shredded {
+                tenants.remove(&tenant);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this instance's master key still opens the stored data keys.
+    async fn check_master_key(&self) -> Result<(), KeyError> {
+        for key in self.store.data_keys().await? {
+            self.master
+                .unwrap(&dek_label(key.version), &key.wrapped)
+                .map_err(|_| KeyError::MasterKeyMismatch)?;
+        }
+        Ok(())
+    }
+}

@@ -11,7 +11,10 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 
 use super::access::{DecideOutcome, UseOutcome};
-use super::{NewPrincipal, NewToken, PrincipalRecord, StoreError, TokenInsert, WrappedDataKey};
+use super::{
+    NewPrincipal, NewToken, PrincipalRecord, SigningKeyRotation, StoreError, StoredSigningKey,
+    TokenInsert, WrappedDataKey,
+};
 use crate::domain::access::{Decision, GrantDraft, GrantRecord, NewAccessRequest};
 pub use crate::domain::audit::AuditQuery;
 use crate::domain::audit::{ChainedEvent, StoredRecord};
@@ -128,6 +131,15 @@ pub enum AuditedWrite {
         /// When.
         now: DateTime<Utc>,
     },
+    /// Insert `key`, a new grant-signing key pending until its `activates_at` (`None`: `now`),
+    /// and retire the key that signs now at that moment (see
+    /// [`crate::store::SigningKeyRotation`]).
+    RotateSigningKey {
+        /// The new key, wrapped.
+        key: StoredSigningKey,
+        /// When.
+        now: DateTime<Utc>,
+    },
     /// Close an import window early.
     CloseImportWindow {
         /// The window.
@@ -164,6 +176,8 @@ pub enum WriteOutcome {
     Released(Option<TenantId>),
     /// The versions a rotation retired; `None` when another rotation made that version first.
     DataKeyRotated(Option<Vec<u32>>),
+    /// What a signing key rotation came to.
+    SigningKeyRotated(SigningKeyRotation),
     /// The window opened (`None`: no enabled tokenizer of that id), or the one closed (`None`:
     /// not open).
     ImportWindow(Option<ImportWindow>),

@@ -170,6 +170,11 @@ macro_rules! audit_store {
                                     $store::rotate_data_key_on(&mut tx, key, *now).await?,
                                 )
                             }
+                            AuditedWrite::RotateSigningKey { key, now } => {
+                                WriteOutcome::SigningKeyRotated(
+                                    $store::rotate_signing_key_on(&mut tx, key, *now).await?,
+                                )
+                            }
                             AuditedWrite::CloseImportWindow { id, now } => {
                                 WriteOutcome::ImportWindow(
                                     $store::close_import_window_on(&mut tx, *id, *now).await?,

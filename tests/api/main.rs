@@ -26,6 +26,7 @@ mod errors;
 mod grants;
 mod guard;
 mod integrity;
+mod keys;
 mod leaks;
 mod openapi;
 mod operations;

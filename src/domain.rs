@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod pan;
 pub mod policy;
 pub mod principal;
+pub mod signing_key;
 pub mod token;
 
 pub use access::{Reason, RequestStatus, TextError};
@@ -20,4 +21,5 @@ pub use metadata::{Metadata, MetadataError};
 pub use pan::{MaskedPan, Pan, PanError};
 pub use policy::{AccessAsk, Allowed, Denial, Policy, PolicyError, PolicySet, Purpose};
 pub use principal::{Principal, PrincipalId, Role, RoleError, TenantId};
+pub use signing_key::SigningKeyPhase;
 pub use token::{FormatError, Token, TokenFormat};

@@ -344,8 +344,9 @@ pub struct Shredded {
     pub requests: u64,
 }
 
-/// A grant-signing key as stored: the private key wrapped by the master key.
-#[derive(Debug, Clone)]
+/// A grant-signing key as stored: the private key wrapped by the master key, and when it signs
+/// (see [`crate::domain::SigningKeyPhase`]).
+#[derive(Clone)]
 pub struct StoredSigningKey {
     /// Its `kid`.
     pub kid: String,
@@ -355,6 +356,45 @@ pub struct StoredSigningKey {
     pub wrapped: Vec<u8>,
     /// The raw public key.
     pub public_key: Vec<u8>,
+    /// When it starts signing; `None`: since it was made (the first key).
+    pub activates_at: Option<DateTime<Utc>>,
+    /// When it stops signing, once a rotation has named its successor. Read only: a key is
+    /// always inserted unretired.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+// Names and times only: the wrapped key stays out of logs even though it is sealed.
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("activates_at", &self.activates_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a grant-signing key rotation came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningKeyRotation {
+    /// The new key is in, pending until its `activates_at`; the key that signed until now
+    /// (this `kid`) retires at that moment.
+    Rotated {
+        /// The `kid` of the key it replaces.
+        retired: String,
+    },
+    /// Another rotation's key is still pending: nothing was changed, so that two keys are never
+    /// pending at once.
+    Pending {
+        /// The pending key.
+        kid: String,
+        /// When it starts signing.
+        activates_at: DateTime<Utc>,
+    },
+    /// No key was left to retire: another rotation committed first (or the vault has no
+    /// signing key yet). Nothing was changed.
+    Raced,
 }
 
 /// What an operator is shown of one data key: never its material.
@@ -419,8 +459,13 @@ pub struct SigningKeyState {
     pub kid: String,
     /// When it was made.
     pub created_at: DateTime<Utc>,
-    /// When it stopped signing, if it has.
+    /// When it starts (or started) signing; `None`: since it was made.
+    pub activates_at: Option<DateTime<Utc>>,
+    /// When it stops (or stopped) signing, if a rotation has named its successor.
     pub retired_at: Option<DateTime<Utc>>,
+    /// Whether instances publish it (in the JWKS) and verify with it: see
+    /// [`KeyStore::signing_keys`].
+    pub published: bool,
 }
 
 /// What an operator is shown of one tenant's key.
@@ -442,7 +487,7 @@ pub struct TenantKeyState {
 pub struct KeyInventory {
     /// Data keys, oldest first.
     pub data_keys: Vec<DataKeyState>,
-    /// Grant-signing keys, oldest first.
+    /// Grant-signing keys, in the order they sign (by when they activate).
     pub signing_keys: Vec<SigningKeyState>,
     /// Other wrapped secrets: name and when made, by name.
     pub secrets: Vec<(String, DateTime<Utc>)>,
@@ -453,9 +498,9 @@ pub struct KeyInventory {
 /// Wrapped keys and secrets, and the shared count of encryptions per DEK.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// Every key and secret with its state; the rows under each data key are counted (a scan
-    /// of the token table's key column, for an operator's command, not a request).
-    async fn key_inventory(&self) -> Result<KeyInventory, StoreError>;
+    /// Every key and secret with its state at `now`; the rows under each data key are counted
+    /// (a scan of the token table's key column, for an operator's command, not a request).
+    async fn key_inventory(&self, now: DateTime<Utc>) -> Result<KeyInventory, StoreError>;
 
     /// Every DEK not destroyed, oldest first.
     async fn data_keys(&self) -> Result<Vec<WrappedDataKey>, StoreError>;
@@ -525,8 +570,12 @@ pub trait KeyStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Every unretired grant-signing key, oldest first.
-    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
+    /// Every grant-signing key published at `now`, in the order they sign (by when they
+    /// activate): each unretired one (pending or active), each retired after `now`, and each
+    /// that is the `kid` of a grant unexpired at `now`, revoked or not (a revoked grant
+    /// presented is then refused as revoked, not as a bad signature). Only these verify grants
+    /// and appear in the JWKS.
+    async fn signing_keys(&self, now: DateTime<Utc>) -> Result<Vec<StoredSigningKey>, StoreError>;
 
     /// Adds a signing key unless an unretired one exists (another instance won the race);
     /// returns whether it did.

@@ -1,12 +1,14 @@
 //! `strongroom keys`: what an operator is shown of the vault's keys — the master key's source
 //! and fingerprint, each data key's state and use, the grant-signing keys and the other
-//! wrapped secrets — the rotation of the data key, the re-encryption of rows onto it and the
-//! destruction of a retired one. Never key material.
+//! wrapped secrets — the rotation of the data key or of the grant-signing key, the
+//! re-encryption of rows onto the active data key, the destruction of a retired one, the rewrap
+//! under a new master key. Never key material.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -15,9 +17,11 @@ use super::admin::{
     CheckpointArgs, CliError, DatabaseArgs, command_audit_trail, connect_current,
     master_key_from_env, master_key_from_env_of_any_kind,
 };
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind, dek_label};
+use crate::domain::SigningKeyPhase;
 use crate::random::SystemRandom;
+use crate::service::keys::DEFAULT_SIGNING_KEY_LEAD_SECONDS;
 use crate::service::keys::admin::KeyAdmin;
 use crate::service::keys::reencrypt::{DEFAULT_REENCRYPT_BATCH, Reencryption};
 use crate::service::keys::{KeyService, KeySettings};
@@ -28,8 +32,10 @@ use crate::store::{KeyDestruction, KeyInventory};
 pub enum KeysCommand {
     /// Show the keys: the master key's source and fingerprint (never the key) and whether it
     /// opens the stored keys; each data key's version, state, encryptions, rows under it and
-    /// dates; the grant-signing keys; the other wrapped secrets by name. Reads
-    /// STRONGROOM_MASTER_KEY if set (a development key too); changes nothing.
+    /// dates; each grant-signing key's kid, state (pending: published, not signing yet;
+    /// active: signs; retired: signs no more), dates and whether it is published in the JWKS;
+    /// the other wrapped secrets by name. Reads STRONGROOM_MASTER_KEY if set (a development key
+    /// too); changes nothing.
     Status {
         #[command(flatten)]
         database: DatabaseArgs,
@@ -38,8 +44,9 @@ pub enum KeysCommand {
         json: bool,
     },
     /// Make a new data key the active one: it seals every card number from now on, and the
-    /// old ones retire (they open what they sealed, never seal again). Running instances pick
-    /// it up at their next housekeeping pass (every minute). Needs
+    /// old ones retire (they open what they sealed, never seal again). With --signing-key,
+    /// make a new grant-signing key instead (see there). Running instances pick either up at
+    /// their next housekeeping pass (every minute), without a restart. Needs
     /// STRONGROOM_MASTER_KEY (a production key that opens the stored keys). Audited
     /// (`key.rotate`).
     Rotate {
@@ -47,6 +54,23 @@ pub enum KeysCommand {
         database: DatabaseArgs,
         #[command(flatten)]
         checkpoints: CheckpointArgs,
+        /// Rotate the grant-signing key instead of the data key: a new key (a new kid) is
+        /// published by every instance at its next housekeeping pass and signs new grants
+        /// from --activate-after-seconds on; the old key then signs no more, and stays
+        /// published (in /.well-known/jwks.json) and valid while a grant it signed is
+        /// unexpired. Refused while an earlier rotation's key is still pending.
+        #[arg(long)]
+        signing_key: bool,
+        /// With --signing-key: seconds between publishing the new key and signing with it.
+        /// The default, two housekeeping passes, lets every instance load and publish it
+        /// first; 0 signs at once (one instance, or tests). At most a day.
+        #[arg(
+            long,
+            requires = "signing_key",
+            default_value_t = DEFAULT_SIGNING_KEY_LEAD_SECONDS,
+            value_parser = clap::value_parser!(u32).range(0..=86_400),
+        )]
+        activate_after_seconds: u32,
     },
     /// Seal every card number still under a retired data key again under the active one, in
     /// batches, each committed with its `key.reencrypt` record. Safe while `serve` runs
@@ -96,8 +120,24 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
         KeysCommand::Rotate {
             database,
             checkpoints,
+            signing_key,
+            activate_after_seconds,
         } => {
             let admin = key_admin(&database, &checkpoints).await?;
+            if signing_key {
+                let lead = TimeDelta::seconds(i64::from(activate_after_seconds));
+                let rotated = admin.rotate_signing_key(lead).await?;
+                println!(
+                    "signing key {} signs from {}; {} retires then and stays published while \
+                     grants signed by it are unexpired",
+                    rotated.kid,
+                    rotated
+                        .activates_at
+                        .to_rfc3339_opts(SecondsFormat::Secs, true),
+                    rotated.retired,
+                );
+                return Ok(());
+            }
             let (version, retired) = admin.rotate_data_key().await?;
             let retired: Vec<String> = retired.iter().map(|v| format!("v{v}")).collect();
             println!(
@@ -160,7 +200,8 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
         }
         KeysCommand::Status { database, json } => {
             let store = connect_current(&database).await?;
-            let inventory = store.key_inventory().await?;
+            let now = SystemClock.now();
+            let inventory = store.key_inventory(now).await?;
             let master = match master_key_from_env_of_any_kind() {
                 Ok((key, kind)) => {
                     let wrapped = store.data_keys().await?;
@@ -180,7 +221,7 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
                 Err(MasterKeyError::Missing) => json!({"source": "not set"}),
                 Err(e) => return Err(e.into()),
             };
-            let status = status(master, &inventory);
+            let status = status(master, &inventory, now);
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -347,7 +388,7 @@ impl Progress {
 }
 
 /// The status as one JSON object (the `--json` form; the text form prints the same fields).
-fn status(master: Value, inventory: &KeyInventory) -> Value {
+fn status(master: Value, inventory: &KeyInventory, now: DateTime<Utc>) -> Value {
     // Only the newest unretired data key seals; every other one only opens, until destroyed.
     let active = inventory
         .data_keys
@@ -382,9 +423,11 @@ fn status(master: Value, inventory: &KeyInventory) -> Value {
         .map(|k| {
             json!({
                 "kid": k.kid,
-                "state": if k.retired_at.is_none() { "active" } else { "retired" },
+                "state": SigningKeyPhase::at(k.activates_at, k.retired_at, now).as_str(),
                 "created_at": k.created_at,
+                "activates_at": k.activates_at,
                 "retired_at": k.retired_at,
+                "published": k.published,
             })
         })
         .collect();
@@ -454,10 +497,16 @@ fn print_text(status: &Value) {
     }
     for k in status["signing_keys"].as_array().into_iter().flatten() {
         println!(
-            "signing key {}: {}, created {}, retired {}",
+            "signing key {}: {}, {}, created {}, activates {}, retired {}",
             field(k, "kid"),
             field(k, "state"),
+            if k["published"] == true {
+                "published"
+            } else {
+                "not published"
+            },
             field(k, "created_at"),
+            field(k, "activates_at"),
             field(k, "retired_at"),
         );
     }

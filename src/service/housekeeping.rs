@@ -1,6 +1,7 @@
-//! Housekeeping, now and then: pick up a data key an operator rotated in, destroy the card data
-//! of expired tokens, expire lapsed access requests (each recorded), forget lookup misses that
-//! no longer count, and write the aggregated records of authentication floods that have ended.
+//! Housekeeping, now and then: pick up a data or signing key an operator rotated in (and stop
+//! publishing a retired signing key no unexpired grant carries), destroy the card data of
+//! expired tokens, expire lapsed access requests (each recorded), forget lookup misses that no
+//! longer count, and write the aggregated records of authentication floods that have ended.
 //!
 //! Every step is independent: one that fails is logged and the others still run; the next
 //! pass tries again.
@@ -46,7 +47,7 @@ impl Housekeeping {
             tracing::warn!(error = %e, "rotating an aged data key failed");
         }
         if let Err(e) = self.keys.refresh().await {
-            tracing::warn!(error = %e, "reloading the data keys failed");
+            tracing::warn!(error = %e, "reloading the keys failed");
         }
         self.authn.sweep_floods().await;
         if let Err(e) = self.guard.purge_misses().await {

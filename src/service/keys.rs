@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::crypto::aead::AeadKey;
 use crate::crypto::fingerprint::FingerprintRoot;
-use crate::crypto::grant::{GrantVerifier, SigningKey, SigningKeyError};
+use crate::crypto::grant::{GrantVerifier, SigningKeyError};
 use crate::crypto::keys::{Keyring, MasterKey};
 use crate::domain::TenantId;
 use crate::domain::audit::{Action, AuditEvent};
@@ -53,6 +53,11 @@ pub struct KeySettings {
     /// Age after which the active DEK retires and a new one takes over (its cryptoperiod).
     pub max_age: chrono::TimeDelta,
 }
+
+/// How long a new grant-signing key is published before it signs, unless an operator says
+/// otherwise: two housekeeping passes at their default interval, so that every instance has
+/// loaded it and publishes it by then.
+pub const DEFAULT_SIGNING_KEY_LEAD_SECONDS: u32 = 120;
 
 /// The data key's cryptoperiod unless configured: a year.
 pub const DEFAULT_DATA_KEY_MAX_AGE_DAYS: u32 = 365;
@@ -112,6 +117,18 @@ pub enum KeyError {
     /// Another rotation made the same version first.
     #[error("another rotation made that key version first; nothing was changed, run it again")]
     RotationRaced,
+    /// A signing key rotation is pending already: a second one would leave two keys pending.
+    #[error(
+        "a grant-signing key rotation is pending already (its key signs from {activates_at}); \
+         nothing was changed, run it again after then"
+    )]
+    RotationPending {
+        /// When the pending key starts signing.
+        activates_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// There is no grant-signing key to rotate.
+    #[error("this vault has no grant-signing key yet: the first is made when it is first served")]
+    NoSigningKey,
 }
 
 impl KeyError {
@@ -133,7 +150,7 @@ pub struct KeyService {
     keyring: RwLock<Keyring>,
     fingerprint_root: FingerprintRoot,
     totp_key: AeadKey,
-    signing: RwLock<Vec<Arc<SigningKey>>>,
+    signing: RwLock<Vec<signing::LoadedSigningKey>>,
     verifier: RwLock<Arc<GrantVerifier>>,
     tenants: RwLock<HashMap<TenantId, Arc<tenants::TenantKeys>>>,
     reservation: Mutex<Reservation>,
@@ -216,6 +233,16 @@ impl KeyService {
         }
         service.load_signing_keys().await?;
         Ok(service)
+    }
+
+    /// Reloads the data keys and the grant-signing keys, so that a key an operator rotated in
+    /// (`strongroom keys rotate`) is used from now on in this instance too, and a retired signing
+    /// key stops being published once no unexpired grant carries it; forgets the keys of tenants
+    /// shredded since. Housekeeping calls it.
+    pub async fn refresh(&self) -> Result<(), KeyError> {
+        self.forget_shredded().await?;
+        self.reload().await?;
+        self.reload_signing_keys().await
     }
 
     /// Whether an active DEK is loaded (readiness).

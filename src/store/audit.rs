@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::access::{DecideOutcome, UseOutcome};
 use super::{
     KeyDestruction, NewPrincipal, NewToken, PrincipalRecord, ResealedRow, Rewrap, Shredded,
-    StoreError, TokenInsert, WrappedDataKey,
+    SigningKeyRotation, StoreError, StoredSigningKey, TokenInsert, WrappedDataKey,
 };
 use crate::domain::access::{Decision, GrantDraft, GrantRecord, NewAccessRequest};
 pub use crate::domain::audit::AuditQuery;
@@ -155,6 +155,15 @@ pub enum AuditedWrite {
         /// When.
         now: DateTime<Utc>,
     },
+    /// Insert `key`, a new grant-signing key pending until its `activates_at` (`None`: `now`),
+    /// and retire the key that signs now at that moment (see
+    /// [`crate::store::SigningKeyRotation`]).
+    RotateSigningKey {
+        /// The new key, wrapped.
+        key: StoredSigningKey,
+        /// When.
+        now: DateTime<Utc>,
+    },
     /// Close an import window early.
     CloseImportWindow {
         /// The window.
@@ -201,6 +210,8 @@ pub enum WriteOutcome {
     Rewrapped,
     /// What a shred destroyed; `None`: no such tenant, or shredded already.
     TenantShredded(Option<Shredded>),
+    /// What a signing key rotation came to.
+    SigningKeyRotated(SigningKeyRotation),
     /// The window opened (`None`: no enabled tokenizer of that id), or the one closed (`None`:
     /// not open).
     ImportWindow(Option<ImportWindow>),

@@ -1,6 +1,17 @@
 //! Wrapped keys, secrets and DEK encryption counts: one body for both engines (the statements
 //! are the same; see [`super::dialect`]).
 
+/// Whether a signing key (a row of `signing_keys`) is published at `$1`: unretired, retired
+/// after `$1`, or still the `kid` of an unexpired grant (by `grants_kid_expires_idx`). One
+/// expression, so what instances verify with and what `keys status` says cannot differ.
+macro_rules! published_sql {
+    () => {
+        "(signing_keys.retired_at is null or signing_keys.retired_at > $1 \
+          or exists (select 1 from grants g \
+                     where g.kid = signing_keys.kid and g.expires_at > $1))"
+    };
+}
+
 /// Implements [`crate::store::KeyStore`] for an engine's store (a type with a `pool`) in a
 /// [`crate::store::dialect::Dialect`].
 macro_rules! key_store {
@@ -276,6 +287,60 @@ macro_rules! key_store {
                 }))
             }
 
+            /// Retires the signing key that signs now at `key.activates_at` and inserts `key`,
+            /// pending until then, on `conn` (in the transaction that records the rotation).
+            /// The key retired is one whose activation has passed, so a pending rotation is
+            /// never overtaken: two keys are never pending at once.
+            pub(in $crate::store) async fn rotate_signing_key_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                key: &$crate::store::StoredSigningKey,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<$crate::store::SigningKeyRotation, $crate::store::StoreError> {
+                use $crate::store::SigningKeyRotation;
+                let activates_at = key.activates_at.unwrap_or(now);
+                // Retiring first keeps the one-unretired-key index satisfied when the new key
+                // goes in. In PostgreSQL a concurrent rotation waits on the row and then finds
+                // it retired (read committed re-checks the condition), so it retires nothing
+                // and inserts nothing; SQLite's writers take turns and see the pending key.
+                let retired: Vec<(String,)> = ::sqlx::query_as($dialect.sql(
+                    "update signing_keys set retired_at = $1 \
+                     where retired_at is null and (activates_at is null or activates_at <= $2) \
+                     returning kid",
+                ))
+                .bind(activates_at)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+                let Some((retired,)) = retired.into_iter().next() else {
+                    let pending: Option<(String, Option<::chrono::DateTime<::chrono::Utc>>)> =
+                        ::sqlx::query_as($dialect.sql(
+                            "select kid, activates_at from signing_keys where retired_at is null",
+                        ))
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    return Ok(match pending {
+                        Some((kid, Some(activates_at))) if activates_at > now => {
+                            SigningKeyRotation::Pending { kid, activates_at }
+                        }
+                        _ => SigningKeyRotation::Raced,
+                    });
+                };
+                ::sqlx::query($dialect.sql(
+                    "insert into signing_keys \
+                     (kid, algorithm, wrapped, public_key, created_at, activates_at) \
+                     values ($1, $2, $3, $4, $5, $6)",
+                ))
+                .bind(&key.kid)
+                .bind(&key.algorithm)
+                .bind(&key.wrapped)
+                .bind(&key.public_key)
+                .bind(now)
+                .bind(activates_at)
+                .execute(&mut *conn)
+                .await?;
+                Ok(SigningKeyRotation::Rotated { retired })
+            }
+
             /// Adds a DEK version unless it exists, on `conn`; returns whether it did.
             async fn insert_data_key_on(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
@@ -302,6 +367,7 @@ macro_rules! key_store {
         impl $crate::store::KeyStore for $store {
             async fn key_inventory(
                 &self,
+                now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<$crate::store::KeyInventory, $crate::store::StoreError> {
                 use ::chrono::{DateTime, Utc};
                 use $crate::store::StoreError;
@@ -318,12 +384,15 @@ macro_rules! key_store {
                 ))
                 .fetch_all(&self.pool)
                 .await?;
-                let signing: Vec<(String, DateTime<Utc>, Option<DateTime<Utc>>)> =
-                    ::sqlx::query_as($dialect.sql(
-                        "select kid, created_at, retired_at from signing_keys order by created_at",
-                    ))
-                    .fetch_all(&self.pool)
-                    .await?;
+                let signing: Vec<$crate::store::rows::SigningKeyStateRow> =
+                    ::sqlx::query_as($dialect.sql(concat!(
+                    "select kid, created_at, activates_at, retired_at, ",
+                    $crate::store::keys::published_sql!(),
+                    " as published from signing_keys order by coalesce(activates_at, created_at), kid"
+                )))
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
                 let secrets: Vec<(String, DateTime<Utc>)> = ::sqlx::query_as(
                     $dialect.sql("select name, created_at from vault_secrets order by name"),
                 )
@@ -386,13 +455,13 @@ macro_rules! key_store {
                     data_keys,
                     signing_keys: signing
                         .into_iter()
-                        .map(
-                            |(kid, created_at, retired_at)| $crate::store::SigningKeyState {
-                                kid,
-                                created_at,
-                                retired_at,
-                            },
-                        )
+                        .map(|r| $crate::store::SigningKeyState {
+                            kid: r.kid,
+                            created_at: r.created_at,
+                            activates_at: r.activates_at,
+                            retired_at: r.retired_at,
+                            published: r.published,
+                        })
                         .collect(),
                     secrets,
                     tenant_keys: tenant_keys
@@ -681,13 +750,18 @@ macro_rules! key_store {
 
             async fn signing_keys(
                 &self,
+                now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<Vec<$crate::store::StoredSigningKey>, $crate::store::StoreError> {
-                let rows: Vec<$crate::store::rows::SigningKeyRow> = ::sqlx::query_as($dialect.sql(
-                    "select kid, algorithm, wrapped, public_key from signing_keys \
-                         where retired_at is null order by created_at, kid",
-                ))
-                .fetch_all(&self.pool)
-                .await?;
+                let rows: Vec<$crate::store::rows::SigningKeyRow> =
+                    ::sqlx::query_as($dialect.sql(concat!(
+                        "select kid, algorithm, wrapped, public_key, activates_at, retired_at \
+                         from signing_keys where ",
+                        $crate::store::keys::published_sql!(),
+                        " order by coalesce(activates_at, created_at), kid"
+                    )))
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?;
                 Ok(rows
                     .into_iter()
                     .map(|r| $crate::store::StoredSigningKey {
@@ -695,6 +769,8 @@ macro_rules! key_store {
                         algorithm: r.algorithm,
                         wrapped: r.wrapped,
                         public_key: r.public_key,
+                        activates_at: r.activates_at,
+                        retired_at: r.retired_at,
                     })
                     .collect())
             }
@@ -724,3 +800,4 @@ macro_rules! key_store {
 }
 
 pub(super) use key_store;
+pub(super) use published_sql;

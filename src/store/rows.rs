@@ -174,6 +174,17 @@ pub(super) struct SigningKeyRow {
     pub(super) algorithm: String,
     pub(super) wrapped: Vec<u8>,
     pub(super) public_key: Vec<u8>,
+    pub(super) activates_at: Option<DateTime<Utc>>,
+    pub(super) retired_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SigningKeyStateRow {
+    pub(super) kid: String,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) activates_at: Option<DateTime<Utc>>,
+    pub(super) retired_at: Option<DateTime<Utc>>,
+    pub(super) published: bool,
 }
 
 pub(super) const REQUEST_COLUMNS: &str = "id, tenant_id, requester_id, policy, tokens, any_token, purpose, \

@@ -1,7 +1,7 @@
 //! One conformance suite for both stores — PostgreSQL and the embedded SQLite store — so they
 //! cannot drift: constraints, deterministic tokens under concurrency, DEK counts and rotation,
 //! ciphertexts bound to their row, a wrong master key, exact grant use counts, decisions counted
-//! once, and an append-only audit trail that verifies.
+//! once, an append-only audit trail that verifies, and grant-signing key rotation.
 
 use std::sync::Arc;
 
@@ -27,9 +27,11 @@ use crate::helpers::*;
 mod guard;
 mod lifecycle;
 mod principals;
+mod signing;
 use guard::*;
 use lifecycle::*;
 use principals::*;
+use signing::*;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -156,8 +158,16 @@ async fn fixture(backend: Backend) -> Fixture {
 }
 
 async fn keys(f: &Fixture, settings: KeySettings) -> Result<KeyService, KeyError> {
+    keys_with_clock(f, settings, Arc::new(SystemClock)).await
+}
+
+/// [`keys`] of an instance whose clock is `clock`.
+async fn keys_with_clock(
+    f: &Fixture,
+    settings: KeySettings,
+    clock: Arc<dyn Clock>,
+) -> Result<KeyService, KeyError> {
     let rng: Arc<dyn Csprng> = Arc::new(SystemRandom::new());
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let audit = AuditTrail::spawn(f.store.clone(), None, clock.clone(), Metrics::new());
     KeyService::load(
         f.store.clone(),
@@ -207,6 +217,8 @@ conformance!(
     grants_are_listed_and_revoked_one_or_all,
     deleted_and_purged_tokens_lose_their_card_data_but_keep_their_value,
     the_database_secrets_grants_and_expired_tokens_answer_alike,
+    a_signing_key_is_published_before_it_signs_and_after_while_its_grants_live,
+    two_signing_key_rotations_at_once_leave_one_pending_key,
 );
 
 fn tokens(f: &Fixture, keys: &Arc<KeyService>) -> TokenService {
@@ -370,7 +382,7 @@ async fn an_operator_s_rotation_retires_every_older_data_key_with_its_record(bac
     );
     assert_eq!(admin.rotate_data_key().await.unwrap(), (2, vec![1]));
     assert_eq!(admin.rotate_data_key().await.unwrap(), (3, vec![2]));
-    let inventory = strongroom::store::KeyStore::key_inventory(&*f.store)
+    let inventory = strongroom::store::KeyStore::key_inventory(&*f.store, SystemClock.now())
         .await
         .unwrap();
     let states: Vec<(u32, bool)> = inventory
@@ -474,7 +486,7 @@ async fn reencryption_moves_live_rows_once_and_a_key_is_destroyed_only_when_empt
     assert_eq!(f.store.newest_data_key_version().await.unwrap(), 2);
     let states: Vec<(u32, bool)> = f
         .store
-        .key_inventory()
+        .key_inventory(chrono::Utc::now())
         .await
         .unwrap()
         .data_keys
@@ -557,7 +569,7 @@ async fn encryptions_are_counted_in_the_database_and_the_key_rotates_at_its_limi
         .await;
     assert_eq!(per_version, vec![(1, 4), (2, 1)]);
     // The operator's inventory says the same, and names the other secrets.
-    let inventory = strongroom::store::KeyStore::key_inventory(&*f.store)
+    let inventory = strongroom::store::KeyStore::key_inventory(&*f.store, SystemClock.now())
         .await
         .unwrap();
     let seen: Vec<(u32, u64, u64, bool)> = inventory

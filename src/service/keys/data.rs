@@ -110,14 +110,6 @@ impl KeyService {
         self.reload().await
     }
 
-    /// Reloads the data keys, so that a key an operator made active (`strongroom keys rotate`)
-    /// seals from now on in this instance too, and forgets the keys of tenants shredded since;
-    /// housekeeping calls it.
-    pub async fn refresh(&self) -> Result<(), KeyError> {
-        self.forget_shredded().await?;
-        self.reload().await
-    }
-
     /// Retires the active data key once it is older than its cryptoperiod
     /// ([`super::KeySettings::max_age`]): a new one is made (recorded as `key.rotate`, by age).
     /// Instances racing to do it make one key between them. Returns the new version, if any.

@@ -193,6 +193,11 @@ macro_rules! audit_store {
                                     $store::shred_tenant_on(&mut tx, name, *now).await?,
                                 )
                             }
+                            AuditedWrite::RotateSigningKey { key, now } => {
+                                WriteOutcome::SigningKeyRotated(
+                                    $store::rotate_signing_key_on(&mut tx, key, *now).await?,
+                                )
+                            }
                             AuditedWrite::CloseImportWindow { id, now } => {
                                 WriteOutcome::ImportWindow(
                                     $store::close_import_window_on(&mut tx, *id, *now).await?,

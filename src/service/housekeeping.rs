@@ -1,5 +1,6 @@
 //! Housekeeping, now and then: pick up a data or signing key an operator rotated in (and stop
-//! publishing a retired signing key no unexpired grant carries), destroy the card data of
+//! publishing a retired signing key no unexpired grant carries), forget shredded tenants' keys
+//! and destroy tokens written as they were shredded, destroy the card data of
 //! expired tokens, expire lapsed access requests (each recorded), forget lookup misses that no
 //! longer count, and write the aggregated records of authentication floods that have ended.
 //!
@@ -48,6 +49,11 @@ impl Housekeeping {
         }
         if let Err(e) = self.keys.refresh().await {
             tracing::warn!(error = %e, "reloading the keys failed");
+        }
+        match self.keys.sweep_shredded().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(destroyed = n, "destroyed late tokens of shredded tenants"),
+            Err(e) => tracing::warn!(error = %e, "sweeping shredded tenants failed"),
         }
         self.authn.sweep_floods().await;
         if let Err(e) = self.guard.purge_misses().await {

@@ -659,6 +659,9 @@ impl TokenService {
                     );
                     return Err(KeyError::Integrity.into());
                 }
+                // A row written while its tenant was being shredded, not yet swept: its key is
+                // gone, and so is it.
+                Err(KeyError::TenantShredded) => return Err(TokenError::Destroyed),
                 Err(e) => return Err(e.into()),
             }
         }

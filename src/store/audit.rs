@@ -155,6 +155,12 @@ pub enum AuditedWrite {
         /// When.
         now: DateTime<Utc>,
     },
+    /// Destroy the card data of live tokens of shredded tenants: rows a tokenize in flight
+    /// wrote as its tenant was shredded (sealed under a key that is gone).
+    SweepShredded {
+        /// When.
+        now: DateTime<Utc>,
+    },
     /// Insert `key`, a new grant-signing key pending until its `activates_at` (`None`: `now`),
     /// and retire the key that signs now at that moment (see
     /// [`crate::store::SigningKeyRotation`]).
@@ -210,6 +216,8 @@ pub enum WriteOutcome {
     Rewrapped,
     /// What a shred destroyed; `None`: no such tenant, or shredded already.
     TenantShredded(Option<Shredded>),
+    /// Late tokens of shredded tenants destroyed, by tenant.
+    SweptShredded(Vec<(TenantId, u64)>),
     /// What a signing key rotation came to.
     SigningKeyRotated(SigningKeyRotation),
     /// The window opened (`None`: no enabled tokenizer of that id), or the one closed (`None`:

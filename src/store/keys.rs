@@ -211,6 +211,32 @@ macro_rules! key_store {
                 Ok(())
             }
 
+            /// Destroys the card data of live tokens of shredded tenants, on `conn` (in the
+            /// transaction of their records); how many, by tenant.
+            pub(in $crate::store) async fn sweep_shredded_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<Vec<($crate::domain::TenantId, u64)>, $crate::store::StoreError> {
+                let swept: Vec<(::uuid::Uuid,)> = ::sqlx::query_as($dialect.sql(concat!(
+                    "update tokens set ",
+                    $crate::store::tokens::sql::destroy_card_data!(),
+                    ", destroyed_at = $1 where destroyed_at is null and tenant_id in \
+                     (select tenant_id from tenant_keys where destroyed_at is not null) \
+                     returning tenant_id",
+                )))
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut by_tenant: Vec<($crate::domain::TenantId, u64)> = Vec::new();
+                for (tenant,) in swept {
+                    match by_tenant.iter_mut().find(|(t, _)| t.0 == tenant) {
+                        Some((_, n)) => *n += 1,
+                        None => by_tenant.push(($crate::domain::TenantId(tenant), 1)),
+                    }
+                }
+                Ok(by_tenant)
+            }
+
             /// Shreds a tenant by name, on `conn` (in the transaction of its `tenant.shred`
             /// record): its key is destroyed (or marked destroyed if it never had one, so none
             /// is made again), its live tokens' card data destroyed, its unexpired grants

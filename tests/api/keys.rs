@@ -322,6 +322,9 @@ async fn shredding_one_tenant_of_two_destroys_its_card_data_and_stops_it_and_lea
     .await;
     let acme = tokenize_many(&app, 20).await;
     let globex = globex_tokens(&app, 3).await;
+    // A second instance whose housekeeping will not run during the test: it holds acme's key.
+    let stale = app.another_instance().await;
+    stale.token_for(&random_pan("4", 16)).await;
     let grant = app.checkout_grant(100).await;
     let jwt = grant["grant"].as_str().unwrap().to_owned();
     let before = key_status(&app, &app.master_key);
@@ -347,7 +350,7 @@ async fn shredding_one_tenant_of_two_destroys_its_card_data_and_stops_it_and_lea
     let (ok, out, err) = shred("acme", "acme");
     assert!(ok, "{err}");
     assert!(
-        out.contains("tenant acme is shredded") && out.contains("20 tokens destroyed"),
+        out.contains("tenant acme is shredded") && out.contains("21 tokens destroyed"),
         "{out}"
     );
     let (ok, _, err) = shred("acme", "acme");
@@ -424,6 +427,30 @@ async fn shredding_one_tenant_of_two_destroys_its_card_data_and_stops_it_and_lea
         "forbidden",
     )
     .await;
+    // The instance that has not yet forgotten acme's key stores a token as if in flight during
+    // the shred; the other instance's housekeeping destroys it, recorded.
+    let late = stale.token_for(&random_pan("4", 16)).await;
+    let mut swept = false;
+    for _ in 0..50 {
+        let sealed: Option<Vec<u8>> =
+            sqlx::query_scalar("select sealed_pan from tokens where token = $1")
+                .bind(&late)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if sealed.is_none() {
+            swept = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(swept, "a token written into a shredded tenant was left");
+    assert_problem(
+        app.get_token(&app.keys.tokenizer, &late).await,
+        StatusCode::GONE,
+        "token_destroyed",
+    )
+    .await;
     let (ok, _, err) = run(strongroom()
         .args([
             "principal",
@@ -456,17 +483,21 @@ async fn shredding_one_tenant_of_two_destroys_its_card_data_and_stops_it_and_lea
         rows.into_iter().map(|(o, c, d)| (o, Some(c), d)).collect()
     })
     .unwrap();
-    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records.len(), 3, "{records:?}");
     assert_eq!(records[0].0, "success");
     assert!(
         records[0]
             .2
             .as_deref()
             .unwrap()
-            .starts_with("tokens=20 grants=1 principals="),
+            .starts_with("tokens=21 grants=1 principals="),
         "{records:?}"
     );
     assert_eq!(records[1].1.as_deref(), Some("not_found"));
+    assert_eq!(
+        records[2].2.as_deref(),
+        Some("late_tokens=1 by=housekeeping")
+    );
     let (ok, out) = crate::audit::verify(&app, None);
     assert!(ok, "{out}");
 }

@@ -486,7 +486,7 @@ async fn reencryption_moves_live_rows_once_and_a_key_is_destroyed_only_when_empt
     assert_eq!(f.store.newest_data_key_version().await.unwrap(), 2);
     let states: Vec<(u32, bool)> = f
         .store
-        .key_inventory(chrono::Utc::now())
+        .key_inventory(SystemClock.now())
         .await
         .unwrap()
         .data_keys

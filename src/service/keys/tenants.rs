@@ -11,7 +11,9 @@ use crate::crypto::CryptoError;
 use crate::crypto::fingerprint::FingerprintKey;
 use crate::crypto::keys::{DataKey, TenantKey, dek_label, tenant_key_label};
 use crate::domain::TenantId;
+use crate::domain::audit::{Action, AuditEvent};
 use crate::random;
+use crate::store::{AuditedWrite, WriteOutcome};
 
 /// What this instance holds of one tenant: its fingerprint key and its key, with the data key
 /// versions derived from it so far.
@@ -118,6 +120,37 @@ impl KeyService {
             }
         }
         Ok(())
+    }
+
+    /// Destroys the card data of tokens a tokenize in flight wrote while their tenant was
+    /// shredded (they are sealed under its destroyed key: nothing opens them), each tenant's
+    /// with a `tenant.shred` record (`late_tokens=<n> by=housekeeping`); returns how many.
+    /// Housekeeping calls it.
+    pub async fn sweep_shredded(&self) -> Result<u64, KeyError> {
+        let now = self.clock.now();
+        let outcome = self
+            .audit
+            .write_records(AuditedWrite::SweepShredded { now }, move |outcome| {
+                let WriteOutcome::SweptShredded(swept) = outcome else {
+                    return Vec::new();
+                };
+                swept
+                    .iter()
+                    .map(|(tenant, n)| {
+                        let mut event = AuditEvent::new(Action::TenantShred, now);
+                        event.tenant = Some(*tenant);
+                        event.subject = Some(format!("tenant:{}", tenant.0));
+                        event.detail = Some(format!("late_tokens={n} by=housekeeping"));
+                        event
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|_| KeyError::AuditUnavailable)?;
+        Ok(match outcome {
+            WriteOutcome::SweptShredded(swept) => swept.iter().map(|(_, n)| n).sum(),
+            _ => 0,
+        })
     }
 
     /// Whether this instance's master key still opens the stored data keys.

@@ -193,6 +193,9 @@ macro_rules! audit_store {
                                     $store::shred_tenant_on(&mut tx, name, *now).await?,
                                 )
                             }
+                            AuditedWrite::SweepShredded { now } => WriteOutcome::SweptShredded(
+                                $store::sweep_shredded_on(&mut tx, *now).await?,
+                            ),
                             AuditedWrite::RotateSigningKey { key, now } => {
                                 WriteOutcome::SigningKeyRotated(
                                     $store::rotate_signing_key_on(&mut tx, key, *now).await?,

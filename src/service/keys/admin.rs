@@ -63,14 +63,29 @@ impl KeyAdmin {
         .await
     }
 
+    /// Commits `write` with the records `finish` makes of its outcome, in the command's chain,
+    /// and checkpoints the chain at once.
+    async fn commit(
+        &self,
+        write: AuditedWrite,
+        finish: impl FnOnce(&WriteOutcome) -> Vec<AuditEvent> + Send + 'static,
+    ) -> Result<WriteOutcome, KeyError> {
+        let outcome = self
+            .trail
+            .write_records(write, finish)
+            .await
+            .map_err(|_| KeyError::AuditUnavailable)?;
+        self.trail.checkpoint().await;
+        Ok(outcome)
+    }
+
     /// Destroys retired data key `version` once no live row is sealed under it (re-encrypt
     /// first): its wrapped key is deleted, so nothing it sealed opens again. The newest key is
     /// never destroyed. A refusal changes nothing and is recorded too, with its reason.
     pub async fn destroy_data_key(&self, version: u32) -> Result<KeyDestruction, KeyError> {
         let now = self.clock.now();
         let outcome = self
-            .trail
-            .write_records(
+            .commit(
                 AuditedWrite::DestroyDataKey { version, now },
                 move |outcome| {
                     let mut event = AuditEvent::new(Action::KeyDestroy, now);
@@ -94,9 +109,7 @@ impl KeyAdmin {
                     vec![event]
                 },
             )
-            .await
-            .map_err(|_| KeyError::AuditUnavailable)?;
-        self.trail.checkpoint().await;
+            .await?;
         match outcome {
             WriteOutcome::DataKeyDestroyed(destruction) => Ok(destruction),
             _ => Err(KeyError::AuditUnavailable),
@@ -177,8 +190,7 @@ impl KeyAdmin {
     pub async fn shred_tenant(&self, name: &str) -> Result<Option<Shredded>, KeyError> {
         let now = self.clock.now();
         let outcome = self
-            .trail
-            .write_records(
+            .commit(
                 AuditedWrite::ShredTenant {
                     name: name.to_owned(),
                     now,
@@ -208,9 +220,7 @@ impl KeyAdmin {
                     vec![event]
                 },
             )
-            .await
-            .map_err(|_| KeyError::AuditUnavailable)?;
-        self.trail.checkpoint().await;
+            .await?;
         match outcome {
             WriteOutcome::TenantShredded(shredded) => Ok(shredded),
             _ => Err(KeyError::AuditUnavailable),

@@ -600,3 +600,125 @@ async fn a_rewrap_moves_every_key_to_the_new_master_key_and_the_old_one_opens_no
     let (ok, out) = crate::audit::verify(&app, None);
     assert!(ok, "{out}");
 }
+
+#[tokio::test]
+async fn a_vault_from_before_tenant_keys_upgrades_without_losing_a_token_or_finding_it_again() {
+    use strongroom::crypto::fingerprint::FingerprintRoot;
+    use strongroom::crypto::keys::{DataKey, MasterKey, dek_label};
+    use strongroom::domain::{Pan, TenantId, Token};
+    use strongroom::random::{self, SystemRandom};
+    use strongroom::store::WrappedDataKey;
+
+    // The state a vault from before tenant keys left: a data key that seals directly, the
+    // vault-wide fingerprint root, and one tenant's token sealed and fingerprinted under them.
+    let db = std::sync::Arc::new(TestDb::create(true).await);
+    let master_text = new_master_key();
+    let master = MasterKey::from_base64(&master_text).unwrap();
+    let rng = SystemRandom::new();
+    let store = db.store(2).await;
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let dek = zeroize::Zeroizing::new(random::bytes::<32>(&rng).unwrap());
+    store
+        .insert_data_key(
+            &WrappedDataKey {
+                version: 1,
+                wrapped: master.wrap(&rng, &dek_label(1), &dek).unwrap(),
+                tenant_bound: false,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let root = zeroize::Zeroizing::new(random::bytes::<32>(&rng).unwrap());
+    store
+        .insert_secret(
+            "fingerprint-root",
+            &master.wrap(&rng, "fingerprint-root", &root).unwrap(),
+            now,
+        )
+        .await
+        .unwrap();
+    let pool = db.pool().await;
+    let tenant = TenantId(uuid::Uuid::new_v4());
+    sqlx::query("insert into tenants (id, name, created_at) values ($1, 'acme', $2)")
+        .bind(tenant.0)
+        .bind(now)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let pan_text = random_pan("4", 16);
+    let pan = Pan::parse(&pan_text).unwrap();
+    let token = Token::parse(&format!(
+        "tok_{}",
+        "legacy2345".repeat(3).get(..26).unwrap()
+    ))
+    .unwrap();
+    let sealed = DataKey::new(1, &dek)
+        .seal_pan(&rng, tenant, &token, &pan)
+        .unwrap();
+    let fingerprint = FingerprintRoot::new(root)
+        .tenant_key(tenant)
+        .fingerprint(&pan);
+    sqlx::query(
+        "insert into tokens (tenant_id, token, format, fingerprint, sealed_pan, dek_version, \
+         masked_pan, created_at) values ($1, $2, 'opaque', $3, $4, 1, $5, $6)",
+    )
+    .bind(tenant.0)
+    .bind(token.as_str())
+    .bind(fingerprint.0.to_vec())
+    .bind(&sealed.bytes)
+    .bind(pan.masked().as_str())
+    .bind(now)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // The first load after the upgrade rotates once, to a key that seals through tenant keys.
+    let keys = seed_principals(&db.url, &master_text, manual_clock()).await;
+    let app = start(db, master_text.clone(), keys, Options::default()).await;
+    let status = key_status(&app, &master_text);
+    let states: Vec<(u64, &str)> = status["data_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["version"].as_u64().unwrap(), k["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, vec![(1, "retired"), (2, "active")]);
+    let by: String = sqlx::query_scalar(
+        "select detail from audit_events where action = 'key.rotate' and subject = 'data_key:2'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(by, "retired=1 by=upgrade");
+    // The old token still reads, and tokenizing its card again finds it (the tenant, having
+    // tokens from before, keeps its fingerprints under the root).
+    let legacy = vec![(token.as_str().to_owned(), pan_text.clone())];
+    assert_all_read_back(&app, &legacy).await;
+    let again = app
+        .tokenize(
+            &app.keys.tokenizer,
+            &json!({"value": pan_text, "format": "opaque"}),
+        )
+        .await;
+    let body: Value = again.json().await.unwrap();
+    assert_eq!(body["token"], token.as_str(), "{body}");
+    // Re-encryption moves it under the tenant's key; the old key can then go.
+    let (ok, out, err) = keys_command(&app, &["reencrypt"]);
+    assert!(
+        ok && out.contains("re-encrypted 1 rows onto data key v2"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = keys_command(&app, &["destroy", "--data-key", "1"]);
+    assert!(ok, "{err}");
+    assert_all_read_back(&app, &legacy).await;
+    let own: bool =
+        sqlx::query_scalar("select own_fingerprints from tenant_keys where tenant_id = $1")
+            .bind(tenant.0)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!own);
+}

@@ -199,6 +199,7 @@ conformance!(
     an_operator_s_rotation_retires_every_older_data_key_with_its_record,
     a_data_key_past_its_cryptoperiod_is_rotated_by_the_vault,
     reencryption_moves_live_rows_once_and_a_key_is_destroyed_only_when_empty,
+    a_rewrap_and_a_tenant_shred_each_commit_whole_with_their_record,
     a_ciphertext_moved_to_another_row_fails_to_decrypt,
     fingerprints_find_existing_tokens_only_within_the_tenant_and_format,
     tokens_are_read_and_revealed_in_the_order_asked_and_only_within_the_tenant,
@@ -506,6 +507,91 @@ async fn reencryption_moves_live_rows_once_and_a_key_is_destroyed_only_when_empt
         records.iter().filter(|r| r.0 == "key.destroy").count(),
         4,
         "refusals are recorded too: {records:?}"
+    );
+}
+
+async fn a_rewrap_and_a_tenant_shred_each_commit_whole_with_their_record(backend: Backend) {
+    use strongroom::service::keys::admin::KeyAdmin;
+    let f = fixture(backend).await;
+    let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
+    let service = tokens(&f, &keys);
+    let pans: Vec<String> = (0..5).map(|_| random_pan("4", 16)).collect();
+    let items: Vec<_> = pans.iter().map(|p| item(p)).collect();
+    let issued: Vec<strongroom::domain::Token> = tokenize_in(&service, f.tenant, &items)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().token)
+        .collect();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let admin = |master: &str| {
+        KeyAdmin::new(
+            f.store.clone(),
+            MasterKey::from_base64(master).unwrap(),
+            Arc::new(SystemRandom::new()),
+            clock.clone(),
+            AuditTrail::spawn(f.store.clone(), None, clock.clone(), Metrics::new()),
+        )
+    };
+    // A rewrap: every wrapped key moves; a key made behind its back fails it whole.
+    let new = new_master_key();
+    let counts = admin(&f.master)
+        .rewrap(&MasterKey::from_base64(&new).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((counts.data_keys, counts.tenant_keys), (1, 1));
+    assert!(matches!(
+        admin(&f.master)
+            .rewrap(&MasterKey::from_base64(&new_master_key()).unwrap())
+            .await,
+        Err(KeyError::MasterKeyMismatch)
+    ));
+    let moved = KeyService::load(
+        f.store.clone(),
+        MasterKey::from_base64(&new).unwrap(),
+        Arc::new(SystemRandom::new()),
+        clock.clone(),
+        KeySettings::default(),
+        AuditTrail::spawn(f.store.clone(), None, clock.clone(), Metrics::new()),
+    )
+    .await
+    .unwrap();
+    for (token, pan) in issued.iter().zip(&pans) {
+        let record = f.store.get_token(f.tenant, token).await.unwrap().unwrap();
+        let opened = moved
+            .open_pan(f.tenant, token, record.sealed.as_ref().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(opened.expose_digits(), pan.as_bytes());
+    }
+    // A shred: the tenant's key, its card data and its principals go in one transaction.
+    let shredded = admin(&new).shred_tenant("acme").await.unwrap().unwrap();
+    assert_eq!((shredded.tenant, shredded.tokens), (f.tenant, 5));
+    assert_eq!(shredded.principals, 1);
+    assert_eq!(admin(&new).shred_tenant("acme").await.unwrap(), None);
+    let record = f
+        .store
+        .get_token(f.tenant, &issued[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.sealed.is_none() && record.destroyed_at.is_some());
+    let stored = f.store.tenant_key(f.tenant).await.unwrap().unwrap();
+    assert!(stored.wrapped.is_none());
+    assert_eq!(f.store.shredded_tenants().await.unwrap(), vec![f.tenant]);
+    let records: Vec<(String, String)> = f
+        .rows(
+            "select action, outcome from audit_events \
+             where action in ('key.rewrap', 'tenant.shred') order by id",
+        )
+        .await;
+    assert_eq!(
+        records,
+        vec![
+            ("key.rewrap".to_owned(), "success".to_owned()),
+            ("tenant.shred".to_owned(), "success".to_owned()),
+            ("tenant.shred".to_owned(), "denied".to_owned()),
+        ]
     );
 }
 

@@ -511,10 +511,12 @@ pub trait KeyStore: Send + Sync {
     /// Stores a tenant's first key unless it has one (another instance made it first, or the
     /// tenant was shredded); returns whether it did. Its fingerprints are its own unless it
     /// already has tokens.
+    /// `witness` is as for [`KeyStore::insert_data_key`].
     async fn insert_tenant_key(
         &self,
         tenant: TenantId,
         wrapped: &[u8],
+        witness: &WrappedDataKey,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
@@ -543,9 +545,13 @@ pub trait KeyStore: Send + Sync {
     async fn data_key_created(&self, version: u32) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Adds a DEK version unless another instance added it first; returns whether it did.
+    /// `witness`, when given, is a data key as the caller read it and found it opens under its
+    /// master key: the insert happens only while it is still stored so (otherwise
+    /// [`StoreError::Changed`]), so no key is wrapped under a master key a rewrap replaced.
     async fn insert_data_key(
         &self,
         key: &WrappedDataKey,
+        witness: Option<&WrappedDataKey>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 

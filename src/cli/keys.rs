@@ -18,11 +18,11 @@ use super::admin::{
     master_key_from_env, master_key_from_env_of_any_kind,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind, dek_label};
+use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind};
 use crate::domain::SigningKeyPhase;
 use crate::random::SystemRandom;
 use crate::service::keys::DEFAULT_SIGNING_KEY_LEAD_SECONDS;
-use crate::service::keys::admin::KeyAdmin;
+use crate::service::keys::admin::{KeyAdmin, opens_every_key};
 use crate::service::keys::reencrypt::{DEFAULT_REENCRYPT_BATCH, Reencryption};
 use crate::service::keys::{KeyService, KeySettings};
 use crate::store::{KeyDestruction, KeyInventory};
@@ -204,10 +204,7 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
             let inventory = store.key_inventory(now).await?;
             let master = match master_key_from_env_of_any_kind() {
                 Ok((key, kind)) => {
-                    let wrapped = store.data_keys().await?;
-                    let opens = wrapped
-                        .iter()
-                        .all(|k| key.unwrap(&dek_label(k.version), &k.wrapped).is_ok());
+                    let opens = opens_every_key(store.as_ref(), &key).await?;
                     json!({
                         "source": "environment (STRONGROOM_MASTER_KEY)",
                         "kind": match kind {

@@ -131,6 +131,15 @@ pub enum KeyError {
     NoSigningKey,
 }
 
+/// A key could not be inserted because the stored keys were rewrapped under another master
+/// key meanwhile: this instance's master key is no longer the vault's.
+fn master_key_changed(e: StoreError) -> KeyError {
+    match e {
+        StoreError::Changed(_) => KeyError::MasterKeyMismatch,
+        e => KeyError::Store(e),
+    }
+}
+
 impl KeyError {
     /// Whether the database was unreachable or stalled (see `StoreError::is_unavailable`).
     pub fn is_unavailable(&self) -> bool {

@@ -128,6 +128,9 @@ pub enum AuditedWrite {
     RotateDataKey {
         /// The new key, wrapped.
         key: WrappedDataKey,
+        /// The newest stored key as read and opened under the same master key: the rotation
+        /// happens only while it is still stored so (not after a rewrap).
+        witness: Option<WrappedDataKey>,
         /// When.
         now: DateTime<Utc>,
     },

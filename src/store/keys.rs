@@ -23,11 +23,14 @@ macro_rules! key_store {
             pub(in $crate::store) async fn rotate_data_key_on(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
                 key: &$crate::store::WrappedDataKey,
+                witness: Option<&$crate::store::WrappedDataKey>,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<Option<Vec<u32>>, $crate::store::StoreError> {
                 let version = i32::try_from(key.version)
                     .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
-                if !<$store>::insert_data_key_on(&mut *conn, key, now).await? {
+                if !<$store>::witness_holds_on(&mut *conn, witness).await?
+                    || !<$store>::insert_data_key_on(&mut *conn, key, now).await?
+                {
                     return Ok(None);
                 }
                 let retired: Vec<(i32,)> = ::sqlx::query_as($dialect.sql(
@@ -89,8 +92,10 @@ macro_rules! key_store {
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<$crate::store::KeyDestruction, $crate::store::StoreError> {
                 use $crate::store::KeyDestruction;
-                let version = i32::try_from(version)
-                    .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                // A version past what the column holds was never made.
+                let Ok(version) = i32::try_from(version) else {
+                    return Ok(KeyDestruction::NotFound);
+                };
                 let key: Option<(Option<::chrono::DateTime<::chrono::Utc>>, bool)> =
                     ::sqlx::query_as($dialect.sql(
                         "select retired_at, version = (select max(version) from data_keys) \
@@ -367,6 +372,32 @@ macro_rules! key_store {
                 Ok(SigningKeyRotation::Rotated { retired })
             }
 
+            /// Whether `witness` — a data key as the caller read it and found it opens under its
+            /// master key — is still stored so, on `conn`, holding its row until the
+            /// transaction ends. A key wrapped under a master key is inserted only in the same
+            /// transaction as this check: a rewrap to another master key either ran first (the
+            /// witness is gone, nothing is inserted) or waits for the insert and then finds a
+            /// key it did not read (and changes nothing).
+            async fn witness_holds_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                witness: Option<&$crate::store::WrappedDataKey>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let Some(witness) = witness else {
+                    return Ok(true);
+                };
+                let version = i32::try_from(witness.version)
+                    .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
+                let held = ::sqlx::query($dialect.sql(
+                    "update data_keys set wrapped = wrapped where version = $1 and wrapped = $2",
+                ))
+                .bind(version)
+                .bind(&witness.wrapped)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                Ok(held == 1)
+            }
+
             /// Adds a DEK version unless it exists, on `conn`; returns whether it did.
             async fn insert_data_key_on(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
@@ -559,8 +590,13 @@ macro_rules! key_store {
                 &self,
                 tenant: $crate::domain::TenantId,
                 wrapped: &[u8],
+                witness: &$crate::store::WrappedDataKey,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if !<$store>::witness_holds_on(&mut tx, Some(witness)).await? {
+                    return Err($crate::store::StoreError::Changed("the master key"));
+                }
                 let result = ::sqlx::query($dialect.sql(
                     "insert into tenant_keys (tenant_id, wrapped, own_fingerprints, created_at) \
                      select $1, $2, not exists (select 1 from tokens where tenant_id = $1), $3 \
@@ -569,8 +605,9 @@ macro_rules! key_store {
                 .bind(tenant.0)
                 .bind(wrapped)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 Ok(result.rows_affected() == 1)
             }
 
@@ -702,10 +739,16 @@ macro_rules! key_store {
             async fn insert_data_key(
                 &self,
                 key: &$crate::store::WrappedDataKey,
+                witness: Option<&$crate::store::WrappedDataKey>,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<bool, $crate::store::StoreError> {
-                let mut conn = self.pool.acquire().await?;
-                <$store>::insert_data_key_on(&mut conn, key, now).await
+                let mut tx = self.pool.begin().await?;
+                if !<$store>::witness_holds_on(&mut tx, witness).await? {
+                    return Err($crate::store::StoreError::Changed("the master key"));
+                }
+                let inserted = <$store>::insert_data_key_on(&mut tx, key, now).await?;
+                tx.commit().await?;
+                Ok(inserted)
             }
 
             async fn reserve_encryptions(

@@ -172,6 +172,11 @@ async fn a_reencryption_killed_halfway_loses_nothing_and_the_next_run_finishes_i
     assert!(out.contains("data key v1 is destroyed"), "{out}");
     let (ok, _, err) = keys_command(&app, &["destroy", "--data-key", "1"]);
     assert!(!ok && err.contains("there is no data key v1"), "{err}");
+    let (ok, _, err) = keys_command(&app, &["destroy", "--data-key", "4294967295"]);
+    assert!(
+        !ok && err.contains("there is no data key v4294967295"),
+        "{err}"
+    );
     let after = key_status(&app, &app.master_key);
     assert_eq!(after["data_keys"][0]["state"], "destroyed");
     assert!(after["data_keys"][0]["destroyed_at"].is_string());
@@ -208,6 +213,11 @@ async fn a_reencryption_killed_halfway_loses_nothing_and_the_next_run_finishes_i
                 "denied".into(),
                 "not_found".into(),
                 Some("data_key:1".into())
+            ),
+            (
+                "denied".into(),
+                "not_found".into(),
+                Some("data_key:4294967295".into())
             ),
         ]
     );
@@ -627,6 +637,7 @@ async fn a_vault_from_before_tenant_keys_upgrades_without_losing_a_token_or_find
                 wrapped: master.wrap(&rng, &dek_label(1), &dek).unwrap(),
                 tenant_bound: false,
             },
+            None,
             now,
         )
         .await
@@ -721,4 +732,71 @@ async fn a_vault_from_before_tenant_keys_upgrades_without_losing_a_token_or_find
             .await
             .unwrap();
     assert!(!own);
+}
+
+#[tokio::test]
+async fn a_rewrap_racing_a_new_tenant_s_first_card_never_leaves_a_key_under_the_old_master_key() {
+    let app = spawn_pg_app().await;
+    app.token_for(&random_pan("4", 16)).await;
+    let (initech, _) = app
+        .create_principal(
+            "initech",
+            "checkout",
+            vec![strongroom::domain::Role::Tokenizer],
+        )
+        .await;
+    // The new tenant's key insert is slowed, so the rewrap runs while it is in flight.
+    let pool = app.db.pool().await;
+    for statement in [
+        "create function slow_insert() returns trigger language plpgsql as \
+         $$ begin perform pg_sleep(1.5); return new; end $$",
+        "create trigger slow_tenant_keys before insert on tenant_keys \
+         for each row execute function slow_insert()",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let first_card = {
+        let (url, key) = (app.url("/v1/tokens"), initech.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"value": random_pan("5", 16)}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let new = new_master_key();
+    // Off the runtime's thread: the server must go on serving while the command waits.
+    let rewrap = || {
+        let (url, old, new) = (app.db.url.clone(), app.master_key.clone(), new.clone());
+        tokio::task::spawn_blocking(move || {
+            run(strongroom()
+                .args(["keys", "rewrap"])
+                .env("DATABASE_URL", url)
+                .env("STRONGROOM_MASTER_KEY", old)
+                .env("STRONGROOM_NEW_MASTER_KEY", new))
+        })
+    };
+    let (ok, out, err) = rewrap().await.unwrap();
+    let status = first_card.await.unwrap();
+    // Either order is safe: the rewrap waited for the insert and found a key it had not read
+    // (changing nothing), or the insert came second and found the master key replaced.
+    assert!(
+        (!ok && err.contains("keys were made or changed") && status == StatusCode::CREATED)
+            || (ok && status == StatusCode::SERVICE_UNAVAILABLE),
+        "rewrap ok={ok} {out}{err}; first card {status}"
+    );
+    if !ok {
+        let (ok, _, err) = rewrap().await.unwrap();
+        assert!(ok, "{err}");
+    }
+    let status = key_status(&app, &new);
+    assert_eq!(
+        status["master_key"]["opens_stored_keys"], true,
+        "every key, tenant keys included, opens under the new master key"
+    );
 }

@@ -130,26 +130,12 @@ impl KeyAdmin {
         let mut rewrap = read.clone();
         let rng = self.rng.as_ref();
         let old = &self.master;
-        let mismatch = |_| KeyError::MasterKeyMismatch;
-        for (version, wrapped, anew) in &mut rewrap.data_keys {
-            let label = dek_label(*version);
-            let secret = old.unwrap(&label, wrapped).map_err(mismatch)?;
-            *anew = new.wrap(rng, &label, &secret)?;
-        }
-        for (name, wrapped, anew) in &mut rewrap.secrets {
-            let secret = old.unwrap(name, wrapped).map_err(mismatch)?;
-            *anew = new.wrap(rng, name, &secret)?;
-        }
-        for (kid, wrapped, anew) in &mut rewrap.signing_keys {
-            let label = super::signing::signing_label(kid);
-            let secret = old.unwrap_bytes(&label, wrapped).map_err(mismatch)?;
-            *anew = new.wrap_bytes(rng, &label, &secret)?;
-        }
-        for (tenant, wrapped, anew) in &mut rewrap.tenant_keys {
-            let label = tenant_key_label(*tenant);
-            let secret = old.unwrap(&label, wrapped).map_err(mismatch)?;
-            *anew = new.wrap(rng, &label, &secret)?;
-        }
+        rewrap_each(old, &mut rewrap, |label, secret| {
+            Ok(match secret {
+                Secret::Key(key) => new.wrap(rng, label, &key)?,
+                Secret::Bytes(bytes) => new.wrap_bytes(rng, label, &bytes)?,
+            })
+        })?;
         let counts = RewrapCounts {
             data_keys: rewrap.data_keys.len(),
             secrets: rewrap.secrets.len(),
@@ -295,6 +281,49 @@ impl KeyAdmin {
     }
 }
 
+/// A secret as unwrapped: a 256-bit key, or the bytes of a signing key.
+enum Secret {
+    Key(zeroize::Zeroizing<[u8; 32]>),
+    Bytes(zeroize::Zeroizing<Vec<u8>>),
+}
+
+/// Unwraps every key and secret of `keys` under `master` (each under its own label) and
+/// stores what `wrap` makes of it as its new wrapping. Fails at the first that does not open.
+fn rewrap_each(
+    master: &MasterKey,
+    keys: &mut Rewrap,
+    mut wrap: impl FnMut(&str, Secret) -> Result<Vec<u8>, KeyError>,
+) -> Result<(), KeyError> {
+    let mismatch = |_| KeyError::MasterKeyMismatch;
+    for (version, wrapped, anew) in &mut keys.data_keys {
+        let label = dek_label(*version);
+        let secret = master.unwrap(&label, wrapped).map_err(mismatch)?;
+        *anew = wrap(&label, Secret::Key(secret))?;
+    }
+    for (name, wrapped, anew) in &mut keys.secrets {
+        let secret = master.unwrap(name, wrapped).map_err(mismatch)?;
+        *anew = wrap(name, Secret::Key(secret))?;
+    }
+    for (kid, wrapped, anew) in &mut keys.signing_keys {
+        let label = super::signing::signing_label(kid);
+        let secret = master.unwrap_bytes(&label, wrapped).map_err(mismatch)?;
+        *anew = wrap(&label, Secret::Bytes(secret))?;
+    }
+    for (tenant, wrapped, anew) in &mut keys.tenant_keys {
+        let label = tenant_key_label(*tenant);
+        let secret = master.unwrap(&label, wrapped).map_err(mismatch)?;
+        *anew = wrap(&label, Secret::Key(secret))?;
+    }
+    Ok(())
+}
+
+/// Whether `master` opens every wrapped key and secret stored: data keys, the vault's secrets,
+/// signing keys and tenant keys (`keys status`).
+pub async fn opens_every_key(store: &dyn KeyStore, master: &MasterKey) -> Result<bool, KeyError> {
+    let mut keys = store.wrapped_keys().await?;
+    Ok(rewrap_each(master, &mut keys, |_, _| Ok(Vec::new())).is_ok())
+}
+
 /// How many wrapped keys and secrets a rewrap replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RewrapCounts {
@@ -354,6 +383,7 @@ pub(super) async fn rotate_data_key(
             wrapped,
             tenant_bound: true,
         },
+        witness: stored.into_iter().last(),
         now: clock.now(),
     };
     let mut event = AuditEvent::new(Action::KeyRotate, clock.now());

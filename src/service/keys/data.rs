@@ -91,7 +91,10 @@ impl KeyService {
         let wrapped = self
             .master
             .wrap(self.rng.as_ref(), &dek_label(version), &secret)?;
-        if self
+        // The first key has nothing to vouch for the master key; every later one is made only
+        // while the newest stored key still opens under it (see `KeyStore::insert_data_key`).
+        let witness = self.master_key_witness().await?;
+        let inserted = self
             .store
             .insert_data_key(
                 &WrappedDataKey {
@@ -99,10 +102,12 @@ impl KeyService {
                     wrapped,
                     tenant_bound: true,
                 },
+                witness.as_ref(),
                 self.clock.now(),
             )
-            .await?
-        {
+            .await
+            .map_err(super::master_key_changed)?;
+        if inserted {
             tracing::info!(version, "created data-encryption key");
             self.audit_key_created("data_encryption_key", &version.to_string())
                 .await;

@@ -13,7 +13,7 @@ use crate::crypto::keys::{DataKey, TenantKey, dek_label, tenant_key_label};
 use crate::domain::TenantId;
 use crate::domain::audit::{Action, AuditEvent};
 use crate::random;
-use crate::store::{AuditedWrite, WriteOutcome};
+use crate::store::{AuditedWrite, WrappedDataKey, WriteOutcome};
 
 /// What this instance holds of one tenant: its fingerprint key and its key, with the data key
 /// versions derived from it so far.
@@ -72,16 +72,22 @@ impl KeyService {
         let mut stored = self.store.tenant_key(tenant).await?;
         if stored.is_none() {
             // Never wrap a new key under a master key that no longer opens the vault's keys
-            // (one an operator has rewrapped away from while this instance still runs).
-            self.check_master_key().await?;
+            // (one an operator has rewrapped away from while this instance still runs): the
+            // insert holds a stored key that opens under this one (see
+            // `KeyStore::insert_data_key`).
+            let witness = self
+                .master_key_witness()
+                .await?
+                .ok_or(KeyError::NoActiveKey)?;
             let secret = zeroize::Zeroizing::new(
                 random::bytes::<32>(self.rng.as_ref()).map_err(CryptoError::from)?,
             );
             let wrapped = self.master.wrap(self.rng.as_ref(), &label, &secret)?;
             if self
                 .store
-                .insert_tenant_key(tenant, &wrapped, self.clock.now())
-                .await?
+                .insert_tenant_key(tenant, &wrapped, &witness, self.clock.now())
+                .await
+                .map_err(super::master_key_changed)?
             {
                 self.audit_key_created("tenant_key", &tenant.0.to_string())
                     .await;
@@ -153,13 +159,16 @@ impl KeyService {
         })
     }
 
-    /// Whether this instance's master key still opens the stored data keys.
-    async fn check_master_key(&self) -> Result<(), KeyError> {
-        for key in self.store.data_keys().await? {
-            self.master
-                .unwrap(&dek_label(key.version), &key.wrapped)
-                .map_err(|_| KeyError::MasterKeyMismatch)?;
-        }
-        Ok(())
+    /// The newest stored data key, once it is seen to open under this instance's master key:
+    /// what a new key's insert holds to be sure the master key is still the vault's. `None`
+    /// when there is no data key yet.
+    pub(super) async fn master_key_witness(&self) -> Result<Option<WrappedDataKey>, KeyError> {
+        let Some(newest) = self.store.data_keys().await?.into_iter().last() else {
+            return Ok(None);
+        };
+        self.master
+            .unwrap(&dek_label(newest.version), &newest.wrapped)
+            .map_err(|_| KeyError::MasterKeyMismatch)?;
+        Ok(Some(newest))
     }
 }

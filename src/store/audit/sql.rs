@@ -171,9 +171,10 @@ macro_rules! audit_store {
                                 )
                                 .await?,
                             ),
-                            AuditedWrite::RotateDataKey { key, now } => {
+                            AuditedWrite::RotateDataKey { key, witness, now } => {
                                 WriteOutcome::DataKeyRotated(
-                                    $store::rotate_data_key_on(&mut tx, key, *now).await?,
+                                    $store::rotate_data_key_on(&mut tx, key, witness.as_ref(), *now)
+                                        .await?,
                                 )
                             }
                             AuditedWrite::Reencrypt { rows } => WriteOutcome::Reencrypted(

@@ -284,7 +284,7 @@ pub trait PrincipalStore: Send + Sync {
 }
 
 /// A wrapped data-encryption key.
-#[derive(Debug, Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WrappedDataKey {
     /// Its version.
     pub version: u32,
@@ -294,14 +294,32 @@ pub struct WrappedDataKey {
     pub tenant_bound: bool,
 }
 
+impl std::fmt::Debug for WrappedDataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WrappedDataKey")
+            .field("version", &self.version)
+            .field("tenant_bound", &self.tenant_bound)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A tenant's key as stored.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoredTenantKey {
     /// The key wrapped by the master key; `None` once the tenant was shredded.
     pub wrapped: Option<Vec<u8>>,
     /// Whether the tenant's fingerprints are under its own key (false: it had tokens before
     /// tenant keys, and its fingerprints stay under the vault-wide root).
     pub own_fingerprints: bool,
+}
+
+impl std::fmt::Debug for StoredTenantKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTenantKey")
+            .field("destroyed", &self.wrapped.is_none())
+            .field("own_fingerprints", &self.own_fingerprints)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Every wrapped key and secret, each with its wrapping under the current master key and

@@ -157,6 +157,18 @@ async fn fixture(backend: Backend) -> Fixture {
     }
 }
 
+/// The key commands over the fixture's store under `master`, recorded in a chain of their own.
+fn key_admin(f: &Fixture, master: &str) -> strongroom::service::keys::admin::KeyAdmin {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    strongroom::service::keys::admin::KeyAdmin::new(
+        f.store.clone(),
+        MasterKey::from_base64(master).unwrap(),
+        Arc::new(SystemRandom::new()),
+        clock.clone(),
+        AuditTrail::spawn(f.store.clone(), None, clock, Metrics::new()),
+    )
+}
+
 async fn keys(f: &Fixture, settings: KeySettings) -> Result<KeyService, KeyError> {
     keys_with_clock(f, settings, Arc::new(SystemClock)).await
 }
@@ -373,14 +385,7 @@ async fn a_different_master_key_is_refused_at_load(backend: Backend) {
 async fn an_operator_s_rotation_retires_every_older_data_key_with_its_record(backend: Backend) {
     let f = fixture(backend).await;
     let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let admin = strongroom::service::keys::admin::KeyAdmin::new(
-        f.store.clone(),
-        MasterKey::from_base64(&f.master).unwrap(),
-        Arc::new(SystemRandom::new()),
-        clock.clone(),
-        AuditTrail::spawn(f.store.clone(), None, clock, Metrics::new()),
-    );
+    let admin = key_admin(&f, &f.master);
     assert_eq!(admin.rotate_data_key().await.unwrap(), (2, vec![1]));
     assert_eq!(admin.rotate_data_key().await.unwrap(), (3, vec![2]));
     let inventory = strongroom::store::KeyStore::key_inventory(&*f.store, SystemClock.now())
@@ -423,14 +428,7 @@ async fn reencryption_moves_live_rows_once_and_a_key_is_destroyed_only_when_empt
         .into_iter()
         .map(|r| r.unwrap().token)
         .collect();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let admin = strongroom::service::keys::admin::KeyAdmin::new(
-        f.store.clone(),
-        MasterKey::from_base64(&f.master).unwrap(),
-        Arc::new(SystemRandom::new()),
-        clock.clone(),
-        AuditTrail::spawn(f.store.clone(), None, clock, Metrics::new()),
-    );
+    let admin = key_admin(&f, &f.master);
     admin.rotate_data_key().await.unwrap();
     // A row deleted while the run is on its way is left deleted.
     let mut run = Reencryption::default();
@@ -511,7 +509,6 @@ async fn reencryption_moves_live_rows_once_and_a_key_is_destroyed_only_when_empt
 }
 
 async fn a_rewrap_and_a_tenant_shred_each_commit_whole_with_their_record(backend: Backend) {
-    use strongroom::service::keys::admin::KeyAdmin;
     let f = fixture(backend).await;
     let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
     let service = tokens(&f, &keys);
@@ -523,16 +520,8 @@ async fn a_rewrap_and_a_tenant_shred_each_commit_whole_with_their_record(backend
         .into_iter()
         .map(|r| r.unwrap().token)
         .collect();
+    let admin = |master: &str| key_admin(&f, master);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let admin = |master: &str| {
-        KeyAdmin::new(
-            f.store.clone(),
-            MasterKey::from_base64(master).unwrap(),
-            Arc::new(SystemRandom::new()),
-            clock.clone(),
-            AuditTrail::spawn(f.store.clone(), None, clock.clone(), Metrics::new()),
-        )
-    };
     // A rewrap: every wrapped key moves; a key made behind its back fails it whole.
     let new = new_master_key();
     let counts = admin(&f.master)

@@ -12,6 +12,7 @@ pub mod grants;
 pub mod health;
 pub mod middleware;
 pub mod rate_limit;
+mod reports;
 pub mod request_id;
 pub mod source;
 pub mod tokens;
@@ -34,7 +35,7 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::service::{
     AccessService, AuditReader, AuditTrail, Authenticator, DetokenizeService, GrantService, Health,
-    KeyService, TokenService,
+    KeyService, TokenService, UsageReporter,
 };
 
 /// The default largest request body: 3 MiB. The largest valid request is a batch of 1,000 items,
@@ -91,6 +92,8 @@ pub struct Services {
     pub audit: AuditTrail,
     /// Auditors' reads.
     pub audit_reader: AuditReader,
+    /// Auditors' usage reports.
+    pub reports: UsageReporter,
     /// Authentication.
     pub authn: Arc<Authenticator>,
     /// Readiness.
@@ -152,6 +155,11 @@ impl AppState {
     /// Auditors' reads.
     pub fn audit_reader(&self) -> &AuditReader {
         &self.0.services.audit_reader
+    }
+
+    /// Auditors' usage reports.
+    pub fn reports(&self) -> &UsageReporter {
+        &self.0.services.reports
     }
 
     /// Authentication.
@@ -228,6 +236,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(detokenize::routes());
     routes.extend(grants::routes());
     routes.extend(audit::routes());
+    routes.extend(reports::routes());
     routes.extend(health::routes());
     routes
 }

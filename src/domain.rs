@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod pan;
 pub mod policy;
 pub mod principal;
+pub mod reports;
 pub mod signing_key;
 pub mod token;
 

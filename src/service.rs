@@ -19,6 +19,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod mfa;
 pub mod principals;
+pub mod reports;
 pub mod tokens;
 
 pub use access::{
@@ -35,6 +36,7 @@ pub use housekeeping::Housekeeping;
 pub use keys::{KeyError, KeyService, KeySettings};
 pub use lifecycle::Lifecycle;
 pub use principals::{AuthFailure, FailedAuth, NewPrincipalRequest, PrincipalError};
+pub use reports::{Period, UsageReporter};
 pub use tokens::{
     ItemNote, ItemRefusal, TokenError, TokenService, TokenView, TokenizeItem, TokenizeRecord,
 };

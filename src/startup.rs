@@ -31,7 +31,7 @@ use crate::service::keys::reencrypt::reencrypt_in_background;
 use crate::service::{
     AccessService, AccessSettings, Alarms, Anchor, AuditReader, AuditTrail, Authenticator,
     DetokenizeService, GrantService, Guard, Health, Housekeeping, KeyError, KeyService,
-    TokenService,
+    TokenService, UsageReporter,
 };
 use crate::store::{self, SchemaStatus, StoreError};
 use crate::tls::{self, TlsError};
@@ -256,6 +256,7 @@ impl Application {
                 access,
                 grants,
                 audit_reader: AuditReader::new(store.clone(), audit.clone(), Arc::clone(&clock)),
+                reports: UsageReporter::new(store.clone(), audit.clone(), Arc::clone(&clock)),
                 health,
                 audit,
                 authn,

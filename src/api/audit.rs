@@ -84,7 +84,7 @@ fn invalid(field: &str, expected: &'static str) -> ApiError {
     }
 }
 
-fn time_param(
+pub(super) fn time_param(
     params: &HashMap<String, String>,
     name: &str,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {

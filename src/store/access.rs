@@ -17,6 +17,7 @@ use crate::domain::access::{
     AccessRequestRecord, Decision, DecisionRefusal, ExpiredRequest, GrantDraft, GrantRecord,
     NewAccessRequest,
 };
+use crate::domain::reports::{GrantTotals, RequestFact};
 use crate::domain::{PrincipalId, RequestStatus, TenantId};
 
 /// What deciding a request came to.
@@ -130,6 +131,15 @@ pub trait AccessStore: Send + Sync {
         by: PrincipalId,
         now: DateTime<Utc>,
     ) -> Result<Option<GrantRecord>, StoreError>;
+
+    /// The grants minted and the requests made by a tenant in `[since, until)`: what the
+    /// usage report adds up.
+    async fn usage_facts(
+        &self,
+        tenant: TenantId,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<(GrantTotals, Vec<RequestFact>), StoreError>;
 
     /// Revokes every unrevoked, unexpired grant of a tenant, or of one grantee; returns how many.
     async fn revoke_all_grants(

@@ -246,6 +246,14 @@ pub trait AuditStore: Send + Sync {
         build: &mut RecordBuilder<'_>,
     ) -> Result<Vec<WriteOutcome>, StoreError>;
 
+    /// A tenant's refused calls in `[since, until)`, counted by their code.
+    async fn refusal_counts(
+        &self,
+        tenant: TenantId,
+        since: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Records matching `query`, newest (highest id) first.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, StoreError>;
 

@@ -30,6 +30,7 @@ mod keys;
 mod leaks;
 mod openapi;
 mod operations;
+mod reports;
 mod signing_keys;
 mod store;
 mod tls;

@@ -371,6 +371,80 @@ macro_rules! access_store {
 
             #[::async_trait::async_trait]
             impl AccessStore for $store {
+                async fn usage_facts(
+                    &self,
+                    tenant: TenantId,
+                    since: DateTime<Utc>,
+                    until: DateTime<Utc>,
+                ) -> Result<
+                    (
+                        $crate::domain::reports::GrantTotals,
+                        Vec<$crate::domain::reports::RequestFact>,
+                    ),
+                    StoreError,
+                > {
+                    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+                    let (issued, uses, allowed, unused, revoked): (i64, i64, i64, i64, i64) =
+                        ::sqlx::query_as($dialect.sql(
+                            "select count(*), \
+                                    cast(coalesce(sum(uses), 0) as bigint), \
+                                    cast(coalesce(sum(max_uses), 0) as bigint), \
+                                    cast(coalesce(sum(case when uses = 0 then 1 else 0 end), 0) as bigint), \
+                                    cast(coalesce(sum(case when revoked_at is null then 0 else 1 end), 0) as bigint) \
+                             from grants where tenant_id = $1 and issued_at >= $2 and issued_at < $3",
+                        ))
+                        .bind(tenant.0)
+                        .bind(since)
+                        .bind(until)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    let rows: Vec<(
+                        Uuid,
+                        String,
+                        String,
+                        String,
+                        i32,
+                        DateTime<Utc>,
+                        Option<DateTime<Utc>>,
+                    )> = ::sqlx::query_as($dialect.sql(
+                        "select r.requester_id, p.name, r.purpose, r.status, r.approvals_required, \
+                                r.created_at, r.decided_at \
+                         from access_requests r join principals p on p.id = r.requester_id \
+                         where r.tenant_id = $1 and r.created_at >= $2 and r.created_at < $3",
+                    ))
+                    .bind(tenant.0)
+                    .bind(since)
+                    .bind(until)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let facts = rows
+                        .into_iter()
+                        .map(|(requester, name, purpose, status, approvals, created_at, decided_at)| {
+                            Ok($crate::domain::reports::RequestFact {
+                                requester: PrincipalId(requester),
+                                requester_name: name,
+                                purpose,
+                                status: status
+                                    .parse::<RequestStatus>()
+                                    .map_err(|_| StoreError::Corrupt("request status"))?,
+                                automatic: approvals == 0,
+                                created_at,
+                                decided_at,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()?;
+                    Ok((
+                        $crate::domain::reports::GrantTotals {
+                            issued: count(issued),
+                            uses: count(uses),
+                            allowed: count(allowed),
+                            unused: count(unused),
+                            revoked: count(revoked),
+                        },
+                        facts,
+                    ))
+                }
+
                 async fn insert_access_request(
                     &self,
                     request: &NewAccessRequest,

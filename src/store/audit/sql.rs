@@ -215,6 +215,28 @@ macro_rules! audit_store {
                     Ok(outcomes)
                 }
 
+                async fn refusal_counts(
+                    &self,
+                    tenant: $crate::domain::TenantId,
+                    since: ::chrono::DateTime<::chrono::Utc>,
+                    until: ::chrono::DateTime<::chrono::Utc>,
+                ) -> Result<Vec<(String, u64)>, StoreError> {
+                    let rows: Vec<(String, i64)> = ::sqlx::query_as($dialect.sql(
+                        "select coalesce(code, 'unknown'), count(*) from audit_events \
+                         where tenant_id = $1 and at >= $2 and at < $3 and outcome = 'denied' \
+                         group by coalesce(code, 'unknown')",
+                    ))
+                    .bind(tenant.0)
+                    .bind(since)
+                    .bind(until)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(code, n)| (code, u64::try_from(n).unwrap_or(0)))
+                        .collect())
+                }
+
                 async fn query_audit(
                     &self,
                     query: &AuditQuery,

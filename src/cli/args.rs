@@ -50,10 +50,27 @@ pub(super) enum Command {
     /// Run a local vault in one command: the embedded store, a generated master key, demo
     /// principals and policies, plain HTTP on loopback. Not for real card data.
     Dev {
+        #[command(subcommand)]
+        command: Option<DevCommand>,
         /// Address to listen on (loopback only).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// Where the database, master key, credentials and checkpoints live.
+        #[arg(long, default_value = ".strongroom-dev")]
+        data_dir: PathBuf,
+    },
+}
+
+/// What `strongroom dev` does besides running the vault.
+#[derive(Debug, Subcommand)]
+pub(super) enum DevCommand {
+    /// Print the current one-time code of a demo person (a requester or approver of the dev
+    /// vault), to sign in or approve with: only for the demo principals in the dev data
+    /// directory, whose secrets it keeps on purpose.
+    Totp {
+        /// The demo person's name (e.g. alice, bob).
+        name: String,
+        /// The dev vault's data directory.
         #[arg(long, default_value = ".strongroom-dev")]
         data_dir: PathBuf,
     },

@@ -8,7 +8,7 @@ use super::admin::{
     CheckpointArgs, CliError, DatabaseArgs, command_audit_trail, connect_current,
     master_key_from_env, master_key_from_env_of_any_kind, optional_master_key, principal_admin,
 };
-use super::args::{AuditCommand, Cli, Command, PrincipalCommand, ServeArgs};
+use super::args::{AuditCommand, Cli, Command, DevCommand, PrincipalCommand, ServeArgs};
 use super::{dev, guard, keys, tenant};
 use crate::clock::SystemClock;
 use crate::config::{ServeConfig, TlsFiles};
@@ -184,7 +184,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Guard(command) => guard::run(command).await,
         Command::Keys(command) => keys::run(command).await,
         Command::Tenant(command) => tenant::run(command).await,
-        Command::Dev { listen, data_dir } => {
+        Command::Dev {
+            command: Some(DevCommand::Totp { name, data_dir }),
+            ..
+        } => dev::totp(&data_dir, &name),
+        Command::Dev {
+            command: None,
+            listen,
+            data_dir,
+        } => {
             crate::telemetry::init_with_default("warn");
             dev::run(listen, &data_dir).await
         }

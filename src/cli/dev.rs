@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::admin::{CliError, command_audit_trail, principal_admin};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::ServeConfig;
 use crate::crypto::keys::{DEV_KEY_PREFIX, MasterKey, MasterKeyError, MasterKeyKind};
+use crate::crypto::totp::{STEP_SECONDS, TotpSecret};
 use crate::domain::Role;
 use crate::random::SystemRandom;
 use crate::service::principals::NewPrincipalRequest;
@@ -85,6 +86,48 @@ pub struct DevPrincipal {
     /// Its TOTP secret (base32), for people.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub totp_secret: Option<String>,
+}
+
+/// `strongroom dev totp NAME`: prints the current one-time code of demo person `name` and how
+/// long it stays valid, from the dev data directory's credentials.
+pub fn totp(dir: &Path, name: &str) -> Result<(), CliError> {
+    let file = dir.join("dev-credentials.json");
+    let text = std::fs::read_to_string(&file).map_err(|_| {
+        CliError(format!(
+            "no dev vault in {}: run `strongroom dev` first",
+            dir.display()
+        ))
+    })?;
+    let credentials: Credentials = serde_json::from_str(&text)
+        .map_err(|_| CliError(format!("{} is not readable", file.display())))?;
+    let person = credentials
+        .principals
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = credentials
+                .principals
+                .iter()
+                .filter(|p| p.totp_secret.is_some())
+                .map(|p| p.name.as_str())
+                .collect();
+            CliError(format!(
+                "no demo principal named {name:?}; people with one-time codes: {}",
+                names.join(", ")
+            ))
+        })?;
+    let secret = person
+        .totp_secret
+        .as_deref()
+        .and_then(TotpSecret::from_base32)
+        .ok_or_else(|| CliError(format!("{name} has no second factor (only people do)")))?;
+    let now = u64::try_from(SystemClock.now().timestamp()).unwrap_or(0);
+    let left = STEP_SECONDS - now % STEP_SECONDS;
+    println!(
+        "{} (valid for {left} more seconds; each code is accepted once)",
+        secret.code_at(now)
+    );
+    Ok(())
 }
 
 /// Runs the local vault in `dir` on `listen` until Ctrl-C.
@@ -218,6 +261,9 @@ fn print_banner(base: &str, dir: &Path, credentials: &Credentials, ready_in: Dur
         }
         out.push('\n');
     }
+    out.push_str(
+        "People's current one-time codes (to request and approve): strongroom dev totp NAME\n",
+    );
     let try_it = r#"
 Try it:
 # 1. Tokenize a card number

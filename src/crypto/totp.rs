@@ -62,6 +62,13 @@ impl TotpSecret {
             .map(TotpSecret)
     }
 
+    /// A secret from the base32 form [`TotpSecret::to_base32`] gives (`strongroom dev totp`
+    /// reads a demo person's from the dev data directory).
+    pub fn from_base32(text: &str) -> Option<TotpSecret> {
+        let secret = Secret::try_from_base32(text.trim()).ok()?;
+        TotpSecret::from_bytes(secret.as_bytes())
+    }
+
     /// The raw bytes, for sealing at rest.
     pub fn expose_bytes(&self) -> &[u8] {
         self.0.secret().as_bytes()

@@ -160,6 +160,47 @@ async fn dev_runs_a_working_vault_in_one_command_and_keeps_it_across_restarts() 
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["data"][0]["value"], pan.as_str());
 
+    // A demo person's one-time code, as `strongroom dev totp` prints it, opens a request.
+    let totp = |name: &str| {
+        let out = strongroom()
+            .args(["dev", "totp", name, "--data-dir"])
+            .arg(&dir.0)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = totp("alice");
+    assert!(ok, "{err}");
+    let code = out.split_whitespace().next().unwrap().to_owned();
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{out}"
+    );
+    let r = client
+        .post(format!("{}/v1/access-requests", dev.base))
+        .bearer_auth(key_of(&credentials, "alice"))
+        .json(
+            &json!({"tokens": [token], "purpose": "chargeback", "reason": "CB-1 for order 7",
+                      "duration_seconds": 600, "totp": code}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let (ok, _, err) = totp("checkout");
+    assert!(!ok && err.contains("has no second factor"), "{err}");
+    let (ok, _, err) = totp("mallory");
+    assert!(!ok && err.contains("alice, bob"), "{err}");
+
     // A second start on the same directory: same keys, same principals, same tokens.
     drop(dev);
     let (again, _) = start(&dir.0);

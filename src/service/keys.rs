@@ -117,6 +117,9 @@ pub enum KeyError {
     /// Another rotation made the same version first.
     #[error("another rotation made that key version first; nothing was changed, run it again")]
     RotationRaced,
+    /// Another grant-signing key rotation retired the signing key first.
+    #[error("another rotation replaced the signing key first; nothing was changed, run it again")]
+    SigningRotationRaced,
     /// A signing key rotation is pending already: a second one would leave two keys pending.
     #[error(
         "a grant-signing key rotation is pending already (its key signs from {activates_at}); \

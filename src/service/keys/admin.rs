@@ -276,7 +276,7 @@ impl KeyAdmin {
             WriteOutcome::SigningKeyRotated(SigningKeyRotation::Pending {
                 activates_at, ..
             }) => Err(KeyError::RotationPending { activates_at }),
-            _ => Err(KeyError::RotationRaced),
+            _ => Err(KeyError::SigningRotationRaced),
         }
     }
 }

@@ -197,7 +197,7 @@ pub(super) async fn two_signing_key_rotations_at_once_leave_one_pending_key(back
     for lost in [&a, &b].into_iter().filter_map(|r| r.as_ref().err()) {
         assert!(
             matches!(lost, KeyError::RotationPending { activates_at } if *activates_at == won.activates_at)
-                || matches!(lost, KeyError::RotationRaced),
+                || matches!(lost, KeyError::SigningRotationRaced),
             "{lost:?}"
         );
     }

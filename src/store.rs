@@ -294,6 +294,17 @@ pub struct WrappedDataKey {
     pub tenant_bound: bool,
 }
 
+impl WrappedDataKey {
+    /// The label it is wrapped under, which says which kind of key it is.
+    pub fn label(&self) -> String {
+        if self.tenant_bound {
+            crate::crypto::keys::tenant_bound_dek_label(self.version)
+        } else {
+            crate::crypto::keys::dek_label(self.version)
+        }
+    }
+}
+
 impl std::fmt::Debug for WrappedDataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WrappedDataKey")
@@ -326,8 +337,8 @@ impl std::fmt::Debug for StoredTenantKey {
 /// under the new one: what `strongroom keys rewrap` replaces in one transaction.
 #[derive(Default, Clone)]
 pub struct Rewrap {
-    /// Data keys: version, wrapped now, wrapped anew.
-    pub data_keys: Vec<(u32, Vec<u8>, Vec<u8>)>,
+    /// Data keys: as stored now, and wrapped anew.
+    pub data_keys: Vec<(WrappedDataKey, Vec<u8>)>,
     /// Secrets: name, wrapped now, wrapped anew.
     pub secrets: Vec<(String, Vec<u8>, Vec<u8>)>,
     /// Grant-signing keys: kid, wrapped now, wrapped anew.
@@ -547,12 +558,13 @@ pub trait KeyStore: Send + Sync {
     /// The highest DEK version ever made, destroyed ones included (the next is one more).
     async fn newest_data_key_version(&self) -> Result<u32, StoreError>;
 
-    /// How many live rows are sealed under another data key than `active`.
+    /// How many live rows are sealed under a data key older than `active`.
     async fn rows_to_reencrypt(&self, active: u32) -> Result<u64, StoreError>;
 
-    /// Up to `limit` live rows sealed under another data key than `active`, in (tenant, token)
-    /// order after `after`: a walk that each row is met by once.
-    async fn rows_sealed_under_others(
+    /// Up to `limit` live rows sealed under a data key older than `active`, in (tenant, token)
+    /// order after `after`: a walk that each row is met by once. (Older only: a row a newer
+    /// key sealed, one this walk has not heard of yet, is never moved back.)
+    async fn rows_under_older_keys(
         &self,
         active: u32,
         after: Option<&(TenantId, Token)>,

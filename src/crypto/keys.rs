@@ -198,9 +198,16 @@ impl fmt::Debug for MasterKey {
     }
 }
 
-/// The wrap label of a DEK version.
+/// The wrap label of a DEK version made before tenant keys (it seals directly).
 pub fn dek_label(version: u32) -> String {
     format!("dek:{version}")
+}
+
+/// The wrap label of a DEK version that seals through tenant keys. A label of its own binds
+/// the kind to the wrap: a binary from before tenant keys, which unwraps every DEK as
+/// `dek:<version>`, cannot open such a key and so never seals under it directly.
+pub fn tenant_bound_dek_label(version: u32) -> String {
+    format!("dek-tb:{version}")
 }
 
 /// A data-encryption key of one version.
@@ -546,6 +553,14 @@ mod tests {
         assert_eq!(
             kek.unwrap(&dek_label(2), &wrapped).unwrap_err(),
             CryptoError::Decrypt
+        );
+        // A tenant-bound key's label differs from a direct one's of the same version: a binary
+        // that knows only `dek:<v>` cannot open it, so cannot seal under it directly.
+        let bound = kek.wrap(&rng, &tenant_bound_dek_label(1), &secret).unwrap();
+        assert!(kek.unwrap(&dek_label(1), &bound).is_err());
+        assert_eq!(
+            *kek.unwrap(&tenant_bound_dek_label(1), &bound).unwrap(),
+            secret
         );
     }
 

@@ -170,6 +170,9 @@ pub enum AuditedWrite {
     RotateSigningKey {
         /// The new key, wrapped.
         key: StoredSigningKey,
+        /// The newest data key as read and opened under the same master key: the rotation
+        /// happens only while it is still stored so (not after a rewrap).
+        witness: Option<WrappedDataKey>,
         /// When.
         now: DateTime<Utc>,
     },

@@ -150,9 +150,12 @@ macro_rules! key_store {
                 let replaced = |n: u64| {
                     if n == 1 { Ok(()) } else { Err(StoreError::Changed("the wrapped keys")) }
                 };
-                for (version, old, new) in &rewrap.data_keys {
-                    let version = i32::try_from(*version)
-                        .map_err(|_| StoreError::Corrupt("key version"))?;
+                for (key, new) in &rewrap.data_keys {
+                    let (version, old) = (
+                        i32::try_from(key.version)
+                            .map_err(|_| StoreError::Corrupt("key version"))?,
+                        &key.wrapped,
+                    );
                     replaced(::sqlx::query($dialect.sql(
                         "update data_keys set wrapped = $1 where version = $2 and wrapped = $3",
                     ))
@@ -325,9 +328,14 @@ macro_rules! key_store {
             pub(in $crate::store) async fn rotate_signing_key_on(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
                 key: &$crate::store::StoredSigningKey,
+                witness: Option<&$crate::store::WrappedDataKey>,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<$crate::store::SigningKeyRotation, $crate::store::StoreError> {
                 use $crate::store::SigningKeyRotation;
+                // Never insert a key wrapped under a master key a rewrap has replaced.
+                if !<$store>::witness_holds_on(&mut *conn, witness).await? {
+                    return Ok(SigningKeyRotation::Raced);
+                }
                 let activates_at = key.activates_at.unwrap_or(now);
                 // Retiring first keeps the one-unretired-key index satisfied when the new key
                 // goes in. In PostgreSQL a concurrent rotation waits on the row and then finds
@@ -398,7 +406,8 @@ macro_rules! key_store {
                 Ok(held == 1)
             }
 
-            /// Adds a DEK version unless it exists, on `conn`; returns whether it did.
+            /// Adds a DEK version unless it exists or was destroyed (a version is never made
+            /// twice), on `conn`; returns whether it did.
             async fn insert_data_key_on(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
                 key: &$crate::store::WrappedDataKey,
@@ -408,7 +417,9 @@ macro_rules! key_store {
                     .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
                 let result = ::sqlx::query($dialect.sql(
                     "insert into data_keys (version, wrapped, created_at, tenant_bound) \
-                     values ($1, $2, $3, $4) on conflict (version) do nothing",
+                     select $1, $2, $3, $4 \
+                     where not exists (select 1 from destroyed_data_keys where version = $1) \
+                     on conflict (version) do nothing",
                 ))
                 .bind(version)
                 .bind(&key.wrapped)
@@ -628,9 +639,9 @@ macro_rules! key_store {
             async fn wrapped_keys(
                 &self,
             ) -> Result<$crate::store::Rewrap, $crate::store::StoreError> {
-                let data_keys: Vec<(i32, Vec<u8>)> = ::sqlx::query_as(
-                    $dialect.sql("select version, wrapped from data_keys order by version"),
-                )
+                let data_keys: Vec<(i32, Vec<u8>, bool)> = ::sqlx::query_as($dialect.sql(
+                    "select version, wrapped, tenant_bound from data_keys order by version",
+                ))
                 .fetch_all(&self.pool)
                 .await?;
                 let secrets: Vec<(String, Vec<u8>)> = ::sqlx::query_as(
@@ -652,9 +663,18 @@ macro_rules! key_store {
                 Ok($crate::store::Rewrap {
                     data_keys: data_keys
                         .into_iter()
-                        .map(|(v, w)| {
+                        .map(|(v, wrapped, tenant_bound)| {
                             u32::try_from(v)
-                                .map(|v| (v, w, Vec::new()))
+                                .map(|version| {
+                                    (
+                                        $crate::store::WrappedDataKey {
+                                            version,
+                                            wrapped,
+                                            tenant_bound,
+                                        },
+                                        Vec::new(),
+                                    )
+                                })
                                 .map_err(|_| $crate::store::StoreError::Corrupt("key version"))
                         })
                         .collect::<Result<_, _>>()?,
@@ -685,7 +705,7 @@ macro_rules! key_store {
                 let active = i32::try_from(active)
                     .map_err(|_| $crate::store::StoreError::Corrupt("key version"))?;
                 let (rows,): (i64,) = ::sqlx::query_as($dialect.sql(
-                    "select count(*) from tokens where dek_version is not null and dek_version <> $1",
+                    "select count(*) from tokens where dek_version < $1",
                 ))
                 .bind(active)
                 .fetch_one(&self.pool)
@@ -693,7 +713,7 @@ macro_rules! key_store {
                 Ok(u64::try_from(rows).unwrap_or(0))
             }
 
-            async fn rows_sealed_under_others(
+            async fn rows_under_older_keys(
                 &self,
                 active: u32,
                 after: Option<&($crate::domain::TenantId, $crate::domain::Token)>,
@@ -704,15 +724,16 @@ macro_rules! key_store {
                     i32::try_from(active).map_err(|_| StoreError::Corrupt("key version"))?;
                 // Keyset order over the primary key: each batch starts where the last ended,
                 // so rows re-encrypted meanwhile or left behind are not met again.
+                // The walk starts below every key (the nil id and the empty token) rather than
+                // with a null, so the statement is the same range scan every batch.
                 let (tenant, token) = match after {
-                    Some((tenant, token)) => (Some(tenant.0), Some(token.as_str())),
-                    None => (None, None),
+                    Some((tenant, token)) => (tenant.0, token.as_str()),
+                    None => (::uuid::Uuid::nil(), ""),
                 };
                 let rows: Vec<(::uuid::Uuid, String, i32, Vec<u8>)> =
                     ::sqlx::query_as($dialect.sql(
                         "select tenant_id, token, dek_version, sealed_pan from tokens \
-                         where dek_version is not null and dek_version <> $1 \
-                           and ($2 is null or (tenant_id, token) > ($2, $3)) \
+                         where dek_version < $1 and (tenant_id, token) > ($2, $3) \
                          order by tenant_id, token limit $4",
                     ))
                     .bind(active)

@@ -34,14 +34,17 @@ macro_rules! principal_store {
                 if taken.is_some() {
                     return Ok(None);
                 }
-                let shredded: Option<(i32,)> = ::sqlx::query_as(
-                    $dialect
-                        .sql("select 1 from tenants where name = $1 and shredded_at is not null"),
-                )
-                .bind(&new.tenant_name)
-                .fetch_optional(&mut **tx)
-                .await?;
-                if shredded.is_some() {
+                // The tenant's row is held (a no-op update) until the principal is in: a shred
+                // of the tenant either came first and is seen here, or waits and then disables
+                // the new principal with the others.
+                let tenant: Option<(Option<::chrono::DateTime<::chrono::Utc>>,)> =
+                    ::sqlx::query_as($dialect.sql(
+                        "update tenants set name = name where name = $1 returning shredded_at",
+                    ))
+                    .bind(&new.tenant_name)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if matches!(tenant, Some((Some(_),))) {
                     return Err(StoreError::TenantShredded);
                 }
                 ::sqlx::query($dialect.sql(

@@ -11,7 +11,7 @@ use super::{EDDSA, KeyError};
 use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::crypto::grant::SigningKey;
-use crate::crypto::keys::{MasterKey, dek_label, tenant_key_label};
+use crate::crypto::keys::{MasterKey, tenant_bound_dek_label, tenant_key_label};
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::random::{self, Csprng};
 use crate::service::AuditTrail;
@@ -236,6 +236,14 @@ impl KeyAdmin {
             &signing_label(key.kid()),
             key.expose_pkcs8(),
         )?;
+        // The newest data key, seen to open under this master key, vouches for it in the
+        // rotation's transaction (see `KeyStore::insert_data_key`).
+        let witness = self.store.data_keys().await?.into_iter().last();
+        if let Some(witness) = &witness {
+            self.master
+                .unwrap(&witness.label(), &witness.wrapped)
+                .map_err(|_| KeyError::MasterKeyMismatch)?;
+        }
         let write = AuditedWrite::RotateSigningKey {
             key: StoredSigningKey {
                 kid: key.kid().to_owned(),
@@ -245,6 +253,7 @@ impl KeyAdmin {
                 activates_at: Some(activates_at),
                 retired_at: None,
             },
+            witness,
             now,
         };
         let mut event = AuditEvent::new(Action::KeyRotate, now);
@@ -295,9 +304,9 @@ fn rewrap_each(
     mut wrap: impl FnMut(&str, Secret) -> Result<Vec<u8>, KeyError>,
 ) -> Result<(), KeyError> {
     let mismatch = |_| KeyError::MasterKeyMismatch;
-    for (version, wrapped, anew) in &mut keys.data_keys {
-        let label = dek_label(*version);
-        let secret = master.unwrap(&label, wrapped).map_err(mismatch)?;
+    for (key, anew) in &mut keys.data_keys {
+        let label = key.label();
+        let secret = master.unwrap(&label, &key.wrapped).map_err(mismatch)?;
         *anew = wrap(&label, Secret::Key(secret))?;
     }
     for (name, wrapped, anew) in &mut keys.secrets {
@@ -370,13 +379,13 @@ pub(super) async fn rotate_data_key(
     let stored = store.data_keys().await?;
     for key in &stored {
         master
-            .unwrap(&dek_label(key.version), &key.wrapped)
+            .unwrap(&key.label(), &key.wrapped)
             .map_err(|_| KeyError::MasterKeyMismatch)?;
     }
     // Destroyed versions count too: a version number is never used twice.
     let version = store.newest_data_key_version().await? + 1;
     let secret = zeroize::Zeroizing::new(random::bytes::<32>(rng).map_err(CryptoError::from)?);
-    let wrapped = master.wrap(rng, &dek_label(version), &secret)?;
+    let wrapped = master.wrap(rng, &tenant_bound_dek_label(version), &secret)?;
     let write = AuditedWrite::RotateDataKey {
         key: WrappedDataKey {
             version,

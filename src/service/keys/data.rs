@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{KeyError, KeyService, Reservation};
 use crate::crypto::CryptoError;
-use crate::crypto::keys::{DataKey, Keyring, SealedPan, dek_label};
+use crate::crypto::keys::{DataKey, Keyring, SealedPan, tenant_bound_dek_label};
 use crate::domain::{Pan, TenantId, Token};
 use crate::random;
 use crate::store::WrappedDataKey;
@@ -88,9 +88,9 @@ impl KeyService {
         let secret = zeroize::Zeroizing::new(
             random::bytes::<32>(self.rng.as_ref()).map_err(CryptoError::from)?,
         );
-        let wrapped = self
-            .master
-            .wrap(self.rng.as_ref(), &dek_label(version), &secret)?;
+        let wrapped =
+            self.master
+                .wrap(self.rng.as_ref(), &tenant_bound_dek_label(version), &secret)?;
         // The first key has nothing to vouch for the master key; every later one is made only
         // while the newest stored key still opens under it (see `KeyStore::insert_data_key`).
         let witness = self.master_key_witness().await?;
@@ -155,7 +155,7 @@ impl KeyService {
         for key in wrapped {
             let secret = self
                 .master
-                .unwrap(&dek_label(key.version), &key.wrapped)
+                .unwrap(&key.label(), &key.wrapped)
                 .map_err(|_| KeyError::MasterKeyMismatch)?;
             keys.push(if key.tenant_bound {
                 DataKey::new_tenant_bound(key.version, &secret)

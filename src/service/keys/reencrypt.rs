@@ -53,7 +53,7 @@ impl KeyService {
         let active = self.active_key()?.version();
         let rows = self
             .store
-            .rows_sealed_under_others(active, run.after.as_ref(), limit)
+            .rows_under_older_keys(active, run.after.as_ref(), limit)
             .await?;
         let Some(last) = rows.last() else {
             run.finished = true;
@@ -65,6 +65,12 @@ impl KeyService {
         let mut resealed = Vec::with_capacity(rows.len());
         let mut from: Vec<u32> = Vec::new();
         for row in rows {
+            // The key reserved may be newer than the one the walk started under, never older:
+            // a row already under it (or a newer one) stays.
+            if row.sealed.version >= key.version() {
+                run.passed += 1;
+                continue;
+            }
             let pan = match self.open_pan(row.tenant, &row.token, &row.sealed).await {
                 Ok(pan) => pan,
                 // Destroyed with its tenant since it was read.

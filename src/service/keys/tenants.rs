@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use super::{KeyError, KeyService};
 use crate::crypto::CryptoError;
 use crate::crypto::fingerprint::FingerprintKey;
-use crate::crypto::keys::{DataKey, TenantKey, dek_label, tenant_key_label};
+use crate::crypto::keys::{DataKey, TenantKey, tenant_key_label};
 use crate::domain::TenantId;
 use crate::domain::audit::{Action, AuditEvent};
 use crate::random;
@@ -167,7 +167,7 @@ impl KeyService {
             return Ok(None);
         };
         self.master
-            .unwrap(&dek_label(newest.version), &newest.wrapped)
+            .unwrap(&newest.label(), &newest.wrapped)
             .map_err(|_| KeyError::MasterKeyMismatch)?;
         Ok(Some(newest))
     }

@@ -197,9 +197,10 @@ macro_rules! audit_store {
                             AuditedWrite::SweepShredded { now } => WriteOutcome::SweptShredded(
                                 $store::sweep_shredded_on(&mut tx, *now).await?,
                             ),
-                            AuditedWrite::RotateSigningKey { key, now } => {
+                            AuditedWrite::RotateSigningKey { key, witness, now } => {
                                 WriteOutcome::SigningKeyRotated(
-                                    $store::rotate_signing_key_on(&mut tx, key, *now).await?,
+                                    $store::rotate_signing_key_on(&mut tx, key, witness.as_ref(), *now)
+                                        .await?,
                                 )
                             }
                             AuditedWrite::CloseImportWindow { id, now } => {

@@ -479,6 +479,9 @@ pub enum KeyDestruction {
     StillActive,
     /// Refused: no data key has that version, or it was destroyed already.
     NotFound,
+    /// Refused: it retired so recently (at this time) that a serving instance may not have
+    /// seen the rotation yet and still seal under it.
+    RecentlyRetired(DateTime<Utc>),
 }
 
 /// What an operator is shown of one grant-signing key.

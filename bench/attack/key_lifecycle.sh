@@ -357,6 +357,10 @@ V=$(py verify "$URL" "$GP" "$GGP" 20 "$W/globex0" "$W/globex-extra" "$W/load1-gl
 check "globex: the same: $V" '[ $RC -eq 0 ]'
 run destroy-v2 $BIN keys destroy --data-key 2
 check "destroy the active key v2 refused: $(first_line)" 'clean_refusal'
+run destroy-v1-early $BIN keys destroy --data-key 1
+check "destroy v1 moments after it retired refused: $(first_line)" 'clean_refusal && grep -q "may still seal" <<<"$OUT"'
+# Two housekeeping passes go by (the retirements moved back).
+psql "$DATABASE_URL" -qtAc "update data_keys set retired_at = retired_at - interval '5 minutes'" >/dev/null
 run destroy-v1 $BIN keys destroy --data-key 1
 check "destroy v1: $(first_line)" '[ $RC -eq 0 ] && grep -q "v1 is destroyed" <<<"$OUT"'
 run destroy-v1-again $BIN keys destroy --data-key 1
@@ -402,6 +406,7 @@ check "no row lost (acme): $V" '[ $RC -eq 0 ]'
 V=$(py verify "$URL" "$GD" "$GG" 0 "$W/globex0" "$W/globex-extra" "$W/load1-globex.json"); RC=$?
 check "no row lost (globex): $V" '[ $RC -eq 0 ]'
 run rotate4 $BIN keys rotate; run rotate5 $BIN keys rotate
+psql "$DATABASE_URL" -qtAc "update data_keys set retired_at = retired_at - interval '5 minutes'" >/dev/null
 check "v4 is retired and seals no row" '[ "$(q "select count(*) from data_keys where version = 4 and retired_at is not null")" -eq 1 ] && [ "$(sealed_v 4)" -eq 0 ]'
 PIDS=""; for i in 1 2 3 4 5 6; do ($BIN keys destroy --data-key 4 >"$W/out/destroy6-$i" 2>&1; echo $? >"$W/rc-destroy6-$i") & PIDS="$PIDS $!"; done
 wait $PIDS

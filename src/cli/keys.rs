@@ -101,7 +101,8 @@ pub enum KeysCommand {
     },
     /// Destroy a retired data key: its wrapped key is deleted, so nothing it sealed can be
     /// opened again, by this vault or from a later backup. Refused while any live row is
-    /// still sealed under it (run `keys reencrypt` first) and for the active key. Audited
+    /// still sealed under it (run `keys reencrypt` first), for the active key, and for two
+    /// minutes after it retired (serving instances may still seal under it until then). Audited
     /// (`key.destroy`), refusals too. Needs STRONGROOM_MASTER_KEY.
     Destroy {
         #[command(flatten)]
@@ -192,6 +193,12 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
                 KeyDestruction::StillActive => Err(CliError(format!(
                     "data key v{data_key} is the active (newest) key: rotate first \
                      (`strongroom keys rotate`); nothing was changed"
+                ))),
+                KeyDestruction::RecentlyRetired(at) => Err(CliError(format!(
+                    "data key v{data_key} retired at {} and serving instances may still seal \
+                     under it until their next housekeeping pass: destroy it two minutes after \
+                     it retired; nothing was changed",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ))),
                 KeyDestruction::NotFound => Err(CliError(format!(
                     "there is no data key v{data_key} to destroy (see `strongroom keys status`)"

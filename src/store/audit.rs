@@ -144,6 +144,8 @@ pub enum AuditedWrite {
     DestroyDataKey {
         /// Its version.
         version: u32,
+        /// It must have retired before this time.
+        retired_before: DateTime<Utc>,
         /// When.
         now: DateTime<Utc>,
     },

@@ -89,6 +89,7 @@ macro_rules! key_store {
             pub(in $crate::store) async fn destroy_data_key_on(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
                 version: u32,
+                retired_before: ::chrono::DateTime<::chrono::Utc>,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<$crate::store::KeyDestruction, $crate::store::StoreError> {
                 use $crate::store::KeyDestruction;
@@ -104,13 +105,13 @@ macro_rules! key_store {
                     .bind(version)
                     .fetch_optional(&mut *conn)
                     .await?;
-                match key {
+                let retired = match key {
                     None => return Ok(KeyDestruction::NotFound),
                     Some((None, _)) | Some((Some(_), true)) => {
                         return Ok(KeyDestruction::StillActive);
                     }
-                    Some((Some(_), false)) => {}
-                }
+                    Some((Some(retired), false)) => retired,
+                };
                 let (rows,): (i64,) = ::sqlx::query_as($dialect.sql(
                     "select count(*) from tokens where dek_version = $1",
                 ))
@@ -119,6 +120,9 @@ macro_rules! key_store {
                 .await?;
                 if rows > 0 {
                     return Ok(KeyDestruction::RowsRemain(u64::try_from(rows).unwrap_or(0)));
+                }
+                if retired > retired_before {
+                    return Ok(KeyDestruction::RecentlyRetired(retired));
                 }
                 ::sqlx::query($dialect.sql(
                     "insert into destroyed_data_keys \

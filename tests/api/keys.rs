@@ -166,7 +166,18 @@ async fn a_reencryption_killed_halfway_loses_nothing_and_the_next_run_finishes_i
         "the records count every row moved, once"
     );
 
-    // Now v1 can go; everything still reads under v2, and the status shows it destroyed.
+    // Not while a serving instance may still seal under it (it retired moments ago); once
+    // two housekeeping passes have gone by (here: its retirement moved back), v1 can go;
+    // everything still reads under v2, and the status shows it destroyed.
+    let (ok, _, err) = keys_command(&app, &["destroy", "--data-key", "1"]);
+    assert!(
+        !ok && err.contains("serving instances may still seal"),
+        "{err}"
+    );
+    sqlx::query("update data_keys set retired_at = retired_at - interval '5 minutes'")
+        .execute(&pool)
+        .await
+        .unwrap();
     let (ok, out, err) = keys_command(&app, &["destroy", "--data-key", "1"]);
     assert!(ok, "{err}");
     assert!(out.contains("data key v1 is destroyed"), "{out}");
@@ -207,6 +218,11 @@ async fn a_reencryption_killed_halfway_loses_nothing_and_the_next_run_finishes_i
                 "denied".into(),
                 "key_active".into(),
                 Some("data_key:2".into())
+            ),
+            (
+                "denied".into(),
+                "key_recently_retired".into(),
+                Some("data_key:1".into())
             ),
             ("success".into(), String::new(), Some("data_key:1".into())),
             (
@@ -722,6 +738,10 @@ async fn a_vault_from_before_tenant_keys_upgrades_without_losing_a_token_or_find
         ok && out.contains("re-encrypted 1 rows onto data key v2"),
         "{out}{err}"
     );
+    sqlx::query("update data_keys set retired_at = '2000-01-01T00:00:00Z' where version = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
     let (ok, _, err) = keys_command(&app, &["destroy", "--data-key", "1"]);
     assert!(ok, "{err}");
     assert_all_read_back(&app, &legacy).await;

@@ -86,7 +86,11 @@ impl KeyAdmin {
         let now = self.clock.now();
         let outcome = self
             .commit(
-                AuditedWrite::DestroyDataKey { version, now },
+                AuditedWrite::DestroyDataKey {
+                    version,
+                    retired_before: now - DESTROY_GRACE,
+                    now,
+                },
                 move |outcome| {
                     let mut event = AuditEvent::new(Action::KeyDestroy, now);
                     event.subject = Some(format!("data_key:{version}"));
@@ -99,6 +103,7 @@ impl KeyAdmin {
                                 match refused {
                                     KeyDestruction::RowsRemain(_) => "rows_remain",
                                     KeyDestruction::StillActive => "key_active",
+                                    KeyDestruction::RecentlyRetired(_) => "key_recently_retired",
                                     _ => "not_found",
                                 }
                                 .to_owned(),
@@ -332,6 +337,11 @@ pub async fn opens_every_key(store: &dyn KeyStore, master: &MasterKey) -> Result
     let mut keys = store.wrapped_keys().await?;
     Ok(rewrap_each(master, &mut keys, |_, _| Ok(Vec::new())).is_ok())
 }
+
+/// How long after it retires a data key may be destroyed: two housekeeping passes at their
+/// default interval, by which every serving instance has reloaded its keyring and stopped
+/// sealing under it.
+pub const DESTROY_GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 
 /// How many wrapped keys and secrets a rewrap replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

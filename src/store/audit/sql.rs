@@ -180,9 +180,19 @@ macro_rules! audit_store {
                             AuditedWrite::Reencrypt { rows } => WriteOutcome::Reencrypted(
                                 $store::reseal_on(&mut tx, rows).await?,
                             ),
-                            AuditedWrite::DestroyDataKey { version, now } => {
+                            AuditedWrite::DestroyDataKey {
+                                version,
+                                retired_before,
+                                now,
+                            } => {
                                 WriteOutcome::DataKeyDestroyed(
-                                    $store::destroy_data_key_on(&mut tx, *version, *now).await?,
+                                    $store::destroy_data_key_on(
+                                        &mut tx,
+                                        *version,
+                                        *retired_before,
+                                        *now,
+                                    )
+                                    .await?,
                                 )
                             }
                             AuditedWrite::Rewrap(rewrap) => {

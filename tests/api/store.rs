@@ -157,6 +157,23 @@ async fn fixture(backend: Backend) -> Fixture {
     }
 }
 
+/// Tokenizes `n` new random card numbers in `tenant`; their numbers and tokens, in order.
+async fn tokenize_new(
+    service: &TokenService,
+    tenant: TenantId,
+    n: usize,
+) -> (Vec<String>, Vec<strongroom::domain::Token>) {
+    let pans: Vec<String> = (0..n).map(|_| random_pan("4", 16)).collect();
+    let items: Vec<_> = pans.iter().map(|p| item(p)).collect();
+    let issued = tokenize_in(service, tenant, &items)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().token)
+        .collect();
+    (pans, issued)
+}
+
 /// The key commands over the fixture's store under `master`, recorded in a chain of their own.
 fn key_admin(f: &Fixture, master: &str) -> strongroom::service::keys::admin::KeyAdmin {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -420,14 +437,7 @@ async fn reencryption_moves_live_rows_once_and_a_key_is_destroyed_only_when_empt
     let f = fixture(backend).await;
     let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
     let service = tokens(&f, &keys);
-    let pans: Vec<String> = (0..25).map(|_| random_pan("4", 16)).collect();
-    let items: Vec<_> = pans.iter().map(|p| item(p)).collect();
-    let issued: Vec<strongroom::domain::Token> = tokenize_in(&service, f.tenant, &items)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.unwrap().token)
-        .collect();
+    let (pans, issued) = tokenize_new(&service, f.tenant, 25).await;
     let admin = key_admin(&f, &f.master);
     admin.rotate_data_key().await.unwrap();
     // A row deleted while the run is on its way is left deleted.
@@ -520,14 +530,7 @@ async fn a_rewrap_and_a_tenant_shred_each_commit_whole_with_their_record(backend
     let f = fixture(backend).await;
     let keys = Arc::new(keys(&f, KeySettings::default()).await.unwrap());
     let service = tokens(&f, &keys);
-    let pans: Vec<String> = (0..5).map(|_| random_pan("4", 16)).collect();
-    let items: Vec<_> = pans.iter().map(|p| item(p)).collect();
-    let issued: Vec<strongroom::domain::Token> = tokenize_in(&service, f.tenant, &items)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.unwrap().token)
-        .collect();
+    let (pans, issued) = tokenize_new(&service, f.tenant, 5).await;
     let admin = |master: &str| key_admin(&f, master);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // A rewrap: every wrapped key moves; a key made behind its back fails it whole.

@@ -243,12 +243,7 @@ impl KeyAdmin {
         )?;
         // The newest data key, seen to open under this master key, vouches for it in the
         // rotation's transaction (see `KeyStore::insert_data_key`).
-        let witness = self.store.data_keys().await?.into_iter().last();
-        if let Some(witness) = &witness {
-            self.master
-                .unwrap(&witness.label(), &witness.wrapped)
-                .map_err(|_| KeyError::MasterKeyMismatch)?;
-        }
+        let witness = super::tenants::master_key_witness(self.store.as_ref(), &self.master).await?;
         let write = AuditedWrite::RotateSigningKey {
             key: StoredSigningKey {
                 kid: key.kid().to_owned(),

@@ -9,11 +9,11 @@ use std::sync::{Arc, RwLock};
 use super::{KeyError, KeyService};
 use crate::crypto::CryptoError;
 use crate::crypto::fingerprint::FingerprintKey;
-use crate::crypto::keys::{DataKey, TenantKey, tenant_key_label};
+use crate::crypto::keys::{DataKey, MasterKey, TenantKey, tenant_key_label};
 use crate::domain::TenantId;
 use crate::domain::audit::{Action, AuditEvent};
 use crate::random;
-use crate::store::{AuditedWrite, WrappedDataKey, WriteOutcome};
+use crate::store::{AuditedWrite, KeyStore, WrappedDataKey, WriteOutcome};
 
 /// What this instance holds of one tenant: its fingerprint key and its key, with the data key
 /// versions derived from it so far.
@@ -163,12 +163,22 @@ impl KeyService {
     /// what a new key's insert holds to be sure the master key is still the vault's. `None`
     /// when there is no data key yet.
     pub(super) async fn master_key_witness(&self) -> Result<Option<WrappedDataKey>, KeyError> {
-        let Some(newest) = self.store.data_keys().await?.into_iter().last() else {
-            return Ok(None);
-        };
-        self.master
-            .unwrap(&newest.label(), &newest.wrapped)
-            .map_err(|_| KeyError::MasterKeyMismatch)?;
-        Ok(Some(newest))
+        master_key_witness(self.store.as_ref(), &self.master).await
     }
+}
+
+/// The newest stored data key, once it is seen to open under `master`: what an insert of a new
+/// wrapped key holds to be sure `master` is still the vault's (see
+/// `KeyStore::insert_data_key`). `None` when there is no data key yet.
+pub(super) async fn master_key_witness(
+    store: &dyn KeyStore,
+    master: &MasterKey,
+) -> Result<Option<WrappedDataKey>, KeyError> {
+    let Some(newest) = store.data_keys().await?.into_iter().last() else {
+        return Ok(None);
+    };
+    master
+        .unwrap(&newest.label(), &newest.wrapped)
+        .map_err(|_| KeyError::MasterKeyMismatch)?;
+    Ok(Some(newest))
 }

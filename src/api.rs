@@ -14,6 +14,7 @@ pub mod middleware;
 pub mod rate_limit;
 mod reports;
 pub mod request_id;
+pub mod sessions;
 pub mod source;
 pub mod tokens;
 
@@ -35,7 +36,7 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::service::{
     AccessService, AuditReader, AuditTrail, Authenticator, DetokenizeService, GrantService, Health,
-    KeyService, TokenService, UsageReporter,
+    KeyService, SessionService, TokenService, UsageReporter,
 };
 
 /// The default largest request body: 3 MiB. The largest valid request is a batch of 1,000 items,
@@ -58,6 +59,9 @@ pub struct ApiSettings {
     /// API requests (`/v1/…`) served at once; past it, `503 overloaded` at once instead of a
     /// queue without bound.
     pub max_in_flight: usize,
+    /// Whether the browser reaches the vault over HTTPS (served with TLS, or behind a
+    /// TLS-terminating proxy): the console's session cookie is then `Secure` and `__Host-`.
+    pub secure_cookies: bool,
 }
 
 /// Everything a handler needs, behind one `Arc`: the use cases, and what the HTTP edge keeps
@@ -96,6 +100,8 @@ pub struct Services {
     pub reports: UsageReporter,
     /// Authentication.
     pub authn: Arc<Authenticator>,
+    /// People's console sessions.
+    pub sessions: Arc<SessionService>,
     /// Readiness.
     pub health: Health,
 }
@@ -165,6 +171,11 @@ impl AppState {
     /// Authentication.
     pub fn authn(&self) -> &Authenticator {
         &self.0.services.authn
+    }
+
+    /// People's console sessions.
+    pub fn sessions(&self) -> &SessionService {
+        &self.0.services.sessions
     }
 
     /// Readiness.
@@ -237,6 +248,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(grants::routes());
     routes.extend(audit::routes());
     routes.extend(reports::routes());
+    routes.extend(sessions::routes());
     routes.extend(health::routes());
     routes
 }

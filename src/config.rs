@@ -83,6 +83,7 @@ impl ServeConfig {
                 rate_limit_per_second: 1000,
                 rate_limit_burst: 2000,
                 max_in_flight: 512,
+                secure_cookies: false,
             },
             keys: KeySettings::default(),
             purge_interval: Duration::from_secs(60),

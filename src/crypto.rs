@@ -1,4 +1,4 @@
-//! Cryptography: AEAD, the key hierarchy, PAN fingerprints and API keys.
+//! Cryptography: AEAD, the key hierarchy, PAN fingerprints API keys and console sessions.
 //!
 //! Pure: no I/O, no clock. Nothing here logs, and no error carries key material or plaintext.
 
@@ -9,6 +9,7 @@ pub mod fingerprint;
 pub mod grant;
 pub mod key_strength;
 pub mod keys;
+pub mod session;
 pub mod totp;
 
 use crate::random::RandomError;

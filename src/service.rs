@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod mfa;
 pub mod principals;
 pub mod reports;
+pub mod sessions;
 pub mod tokens;
 
 pub use access::{
@@ -37,6 +38,7 @@ pub use keys::{KeyError, KeyService, KeySettings};
 pub use lifecycle::Lifecycle;
 pub use principals::{AuthFailure, FailedAuth, NewPrincipalRequest, PrincipalError};
 pub use reports::{Period, UsageReporter};
+pub use sessions::{SessionError, SessionService, SessionView, StartedSession};
 pub use tokens::{
     ItemNote, ItemRefusal, TokenError, TokenService, TokenView, TokenizeItem, TokenizeRecord,
 };

@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 use chrono::TimeDelta;
 
-use crate::api::{self, AppState, Services};
+use crate::api::{self, ApiSettings, AppState, Services};
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeConfig;
 use crate::domain::{PolicyError, PolicySet};
@@ -31,7 +31,7 @@ use crate::service::keys::reencrypt::reencrypt_in_background;
 use crate::service::{
     AccessService, AccessSettings, Alarms, Anchor, AuditReader, AuditTrail, Authenticator,
     DetokenizeService, GrantService, Guard, Health, Housekeeping, KeyError, KeyService,
-    TokenService, UsageReporter,
+    SessionService, TokenService, UsageReporter,
 };
 use crate::store::{self, SchemaStatus, StoreError};
 use crate::tls::{self, TlsError};
@@ -201,7 +201,7 @@ impl Application {
             Arc::clone(&keys),
             alarms.clone(),
             audit.clone(),
-            rng,
+            Arc::clone(&rng),
             Arc::clone(&clock),
         ));
         let access = Arc::new(AccessService::new(
@@ -230,6 +230,15 @@ impl Application {
             Arc::clone(&clock),
             audit.clone(),
             metrics.clone(),
+        ));
+        let sessions = Arc::new(SessionService::new(
+            Arc::clone(&authn),
+            store.clone(),
+            Arc::clone(&keys),
+            audit.clone(),
+            Arc::clone(&rng),
+            Arc::clone(&clock),
+            crate::service::mfa::lockout(config.totp_lockout_minutes),
         ));
         let housekeeping = Housekeeping::new(
             Arc::clone(&keys),
@@ -260,10 +269,16 @@ impl Application {
                 health,
                 audit,
                 authn,
+                sessions,
             },
             clock,
             metrics,
-            config.api,
+            ApiSettings {
+                // The browser is on HTTPS when this instance serves TLS, or when it was told it
+                // sits behind a proxy that does.
+                secure_cookies: tls.is_some() || config.force_plain_http,
+                ..config.api
+            },
             config.trusted_proxies,
         );
         // The trail hears of this instance and its policies before anyone is served.

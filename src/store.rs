@@ -227,6 +227,34 @@ pub struct TotpState {
     pub locked_until: Option<DateTime<Utc>>,
 }
 
+/// A person's console session as it starts. Only the SHA-256 of its token is stored.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The SHA-256 of the session's token.
+    pub token_hash: [u8; 32],
+    /// Whose it is.
+    pub principal: PrincipalId,
+    /// Their tenant.
+    pub tenant: TenantId,
+    /// When it starts.
+    pub created_at: DateTime<Utc>,
+    /// When it ends unless used before.
+    pub idle_expires_at: DateTime<Utc>,
+    /// When it ends whatever happens.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A live console session's principal and limits.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// Whose it is, as authentication sees them.
+    pub principal: PrincipalRecord,
+    /// When it ends unless used before.
+    pub idle_expires_at: DateTime<Utc>,
+    /// When it ends whatever happens.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A principal as authentication sees it.
 #[derive(Debug, Clone)]
 pub struct PrincipalRecord {
@@ -281,6 +309,16 @@ pub trait PrincipalStore: Send + Sync {
     /// Lifts a second factor's lock and clears its failure count (an admin's decision); returns
     /// whether the principal has a second factor.
     async fn unlock_totp(&self, id: PrincipalId) -> Result<bool, StoreError>;
+
+    /// The console session whose token hashes to `token_hash`, if it is live at `now` (not
+    /// ended, neither limit passed). With `idle_until`, its idle limit first moves there (never
+    /// past its absolute limit): the person did something.
+    async fn live_session(
+        &self,
+        token_hash: &[u8; 32],
+        now: DateTime<Utc>,
+        idle_until: Option<DateTime<Utc>>,
+    ) -> Result<Option<SessionRecord>, StoreError>;
 }
 
 /// A wrapped data-encryption key.

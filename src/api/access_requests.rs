@@ -243,6 +243,18 @@ impl From<AccessRequestView> for RequestBody {
     }
 }
 
+impl RequestBody {
+    /// The request as `ctx` is shown it: a console session is never handed the grant (its
+    /// page reveals through `reveal`, so the JWT never reaches a script).
+    fn for_caller(ctx: &RequestContext, view: AccessRequestView) -> RequestBody {
+        let mut body = RequestBody::from(view);
+        if ctx.session.is_some() {
+            body.grant = None;
+        }
+        body
+    }
+}
+
 #[derive(Serialize)]
 struct ListBody {
     requests: Vec<RequestBody>,
@@ -260,7 +272,11 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let asked = body.and_then(|b| from_value::<CreateBody>(b.0)?.try_into());
     let view = state.access().create(&ctx, asked).await?;
-    Ok((StatusCode::CREATED, Json(RequestBody::from(view))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(RequestBody::for_caller(&ctx, view)),
+    )
+        .into_response())
 }
 
 async fn get(
@@ -269,7 +285,7 @@ async fn get(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<RequestBody>, ApiError> {
     let view = state.access().get::<ApiError>(&ctx, path_id(path)).await?;
-    Ok(Json(view.into()))
+    Ok(Json(RequestBody::for_caller(&ctx, view)))
 }
 
 async fn list(
@@ -292,7 +308,7 @@ async fn list(
         .list(&ctx, asked)
         .await?
         .into_iter()
-        .map(RequestBody::from)
+        .map(|view| RequestBody::for_caller(&ctx, view))
         .collect();
     Ok(Json(ListBody { requests }))
 }
@@ -311,7 +327,7 @@ async fn approve(
         })
     });
     let view = state.access().approve(&ctx, path_id(path), asked).await?;
-    Ok(Json(view.into()))
+    Ok(Json(RequestBody::for_caller(&ctx, view)))
 }
 
 async fn deny(
@@ -328,5 +344,5 @@ async fn deny(
         })
     });
     let view = state.access().deny(&ctx, path_id(path), asked).await?;
-    Ok(Json(view.into()))
+    Ok(Json(RequestBody::for_caller(&ctx, view)))
 }

@@ -16,7 +16,8 @@ use crate::service::audit::ReadError;
 use crate::service::health::NotReady;
 use crate::service::mfa::MfaFailure;
 use crate::service::{
-    AccessError, AuditError, Forbidden, GrantError, KeyError, Refusal, Throttled, TokenError,
+    AccessError, AuditError, Forbidden, GrantError, KeyError, Refusal, SessionError, Throttled,
+    TokenError,
 };
 
 /// An API refusal.
@@ -31,6 +32,9 @@ pub enum ApiError {
     /// The caller's roles do not allow this route.
     #[error("the caller's roles do not allow this operation")]
     Forbidden,
+    /// A console session's request that changes state came without its CSRF token.
+    #[error("this change needs the session's CSRF token in X-CSRF-Token; reload the console")]
+    CsrfFailed,
     /// No such token in the caller's tenant.
     #[error("no such token")]
     NotFound,
@@ -186,6 +190,7 @@ impl ApiError {
         "malformed_json",
         "unauthenticated",
         "forbidden",
+        "csrf_failed",
         "not_found",
         "policy_denied",
         "mfa_required",
@@ -229,6 +234,7 @@ impl ApiError {
             ApiError::MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::RequestNotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::GrantNotFound => (StatusCode::NOT_FOUND, "not_found"),
@@ -435,6 +441,20 @@ impl From<DecisionRefusal> for ApiError {
     }
 }
 
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Unauthenticated => ApiError::Unauthenticated,
+            SessionError::Throttled(seconds) => ApiError::RateLimited(seconds),
+            SessionError::Mfa(failure) => ApiError::MfaRequired(failure),
+            SessionError::Key(e) => e.into(),
+            SessionError::Store(e) if e.is_unavailable() => unavailable(&e),
+            SessionError::Store(e) => internal("store operation failed", &e),
+            SessionError::Random => ApiError::Internal,
+        }
+    }
+}
+
 impl From<GrantError> for ApiError {
     fn from(e: GrantError) -> Self {
         match e {
@@ -531,6 +551,7 @@ mod code_tests {
             ApiError::MalformedJson,
             ApiError::Unauthenticated,
             ApiError::Forbidden,
+            ApiError::CsrfFailed,
             ApiError::NotFound,
             ApiError::RequestNotFound,
             ApiError::GrantNotFound,
@@ -577,6 +598,7 @@ mod code_tests {
                 ApiError::MalformedJson
                 | ApiError::Unauthenticated
                 | ApiError::Forbidden
+                | ApiError::CsrfFailed
                 | ApiError::NotFound
                 | ApiError::RequestNotFound
                 | ApiError::GrantNotFound

@@ -19,11 +19,13 @@ use super::error::{internal, unavailable};
 use super::source::Source;
 use super::{ApiError, AppState, request_id};
 use crate::domain::card_data::names_sensitive_data;
-use crate::service::RequestContext;
+use crate::service::{AuthFailure, RequestContext};
 
-/// The one extractor of who is asking: authenticates the API key (a failure is observed by
-/// the authenticator and answered 401, or 429 for a flood), applies the principal's rate
-/// limit, and adds the request id and the source address.
+/// The one extractor of who is asking: authenticates the API key or, when there is none, the
+/// console's session cookie (whose requests that change state must carry the session's CSRF
+/// token). A failure is observed by the authenticator and answered 401 (403 `csrf_failed` for
+/// a missing CSRF token), or 429 for a flood. Then the principal's rate limit, the request id
+/// and the source address.
 impl FromRequestParts<AppState> for RequestContext {
     type Rejection = ApiError;
 
@@ -37,7 +39,28 @@ impl FromRequestParts<AppState> for RequestContext {
             // Not visible ASCII: cannot be one of our keys.
             Some(Err(_)) => Some(""),
         };
-        let authenticated = state.authn().authenticate(authorization).await;
+        let cookie = authorization
+            .is_none()
+            .then(|| session_cookie(&parts.headers, state.settings().secure_cookies))
+            .flatten();
+        let authenticated = match cookie {
+            Some(cookie) => {
+                // Safe methods change nothing and need no CSRF token (RFC 9110 §9.2.1).
+                let csrf = (!parts.method.is_safe())
+                    .then(|| parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()));
+                let activity = !parts.headers.contains_key(POLL_HEADER);
+                state
+                    .sessions()
+                    .check(&cookie, csrf, activity)
+                    .await
+                    .map(|checked| checked.map(|(principal, view)| (principal, Some(view))))
+            }
+            None => state
+                .authn()
+                .authenticate(authorization)
+                .await
+                .map(|checked| checked.map(|principal| (principal, None))),
+        };
         let authenticated = authenticated.map_err(|e| {
             if e.is_unavailable() {
                 unavailable(&e)
@@ -47,16 +70,18 @@ impl FromRequestParts<AppState> for RequestContext {
         })?;
         let Source(source) = Source::from_request_parts(parts, state).await?;
         match authenticated {
-            Ok(principal) => match state.rate_limits().check(principal.id) {
+            Ok((principal, session)) => match state.rate_limits().check(principal.id) {
                 Ok(()) => Ok(RequestContext {
                     principal,
                     request_id: request_id::current(),
                     source,
+                    session,
                 }),
                 // Whole seconds, rounded up, at least one (RFC 9110 §10.2.3).
                 Err(wait) => Err(ApiError::RateLimited(wait.as_secs() + 1)),
             },
             Err(failure) => {
+                let csrf = failure.reason == AuthFailure::CsrfMismatch;
                 let observed = state
                     .authn()
                     .observe_failure(failure, source, request_id::current())
@@ -64,11 +89,42 @@ impl FromRequestParts<AppState> for RequestContext {
                 match observed {
                     // A flood from this source: slowed down, whatever the key was.
                     Some(wait) => Err(ApiError::RateLimited(wait)),
+                    None if csrf => Err(ApiError::CsrfFailed),
                     None => Err(ApiError::Unauthenticated),
                 }
             }
         }
     }
+}
+
+/// The header a console page sends its session's CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The header a console page marks its own polling with: such requests do not keep an idle
+/// session alive (PCI DSS 8.2.8 counts what the person does, not what the page does).
+pub const POLL_HEADER: &str = "x-strongroom-poll";
+
+/// The console's session cookie's name: `__Host-` prefixed under HTTPS, so that no other host
+/// or path can set it (RFC 6265bis §4.1.3.2).
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-strongroom_session"
+    } else {
+        "strongroom_session"
+    }
+}
+
+/// The value of the session cookie, if the request carries one (only the name this instance
+/// sets counts).
+pub fn session_cookie(headers: &axum::http::HeaderMap, secure: bool) -> Option<String> {
+    let name = session_cookie_name(secure);
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
 }
 
 /// A JSON body: checked for media type, size, syntax and duplicate keys, and refused outright

@@ -92,6 +92,10 @@ pub enum Action {
     TenantShred,
     /// A caller failed to authenticate.
     AuthFailure,
+    /// A person signed in to the console (or was refused: a role that may not, a wrong code).
+    SessionStart,
+    /// A person signed out of the console.
+    SessionEnd,
     /// `GET /v1/audit`.
     AuditRead,
     /// A card bucket was locked: its tokenize calls look like enumeration.
@@ -116,7 +120,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 33] = [
         Action::Tokenize,
         Action::TokenizeBatch,
         Action::Lookup,
@@ -138,6 +142,8 @@ impl Action {
         Action::KeyRewrap,
         Action::TenantShred,
         Action::AuthFailure,
+        Action::SessionStart,
+        Action::SessionEnd,
         Action::AuditRead,
         Action::EnumerationSuspected,
         Action::LookupSuspicious,
@@ -174,6 +180,8 @@ impl Action {
             Action::KeyRewrap => "key.rewrap",
             Action::TenantShred => "tenant.shred",
             Action::AuthFailure => "auth.failure",
+            Action::SessionStart => "session.start",
+            Action::SessionEnd => "session.end",
             Action::AuditRead => "audit.read",
             Action::EnumerationSuspected => "tokenize.enumeration_suspected",
             Action::LookupSuspicious => "token.lookup_suspicious",

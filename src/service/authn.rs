@@ -56,6 +56,14 @@ impl Authenticator {
         principals::authenticate(&self.store, self.clock.as_ref(), authorization).await
     }
 
+    /// Resolves a presented API key (not a header) to a principal.
+    pub async fn authenticate_key(
+        &self,
+        key: &str,
+    ) -> Result<Result<Principal, FailedAuth>, StoreError> {
+        principals::authenticate_key(&self.store, self.clock.as_ref(), key).await
+    }
+
     /// Observes a failed authentication from `source` (counted, logged, audited); answers
     /// the number of seconds to make the source wait when it is past its limit. The caller
     /// gets its answer whether or not the record could be written.

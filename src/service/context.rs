@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
+use super::sessions::SessionView;
 use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::{Principal, Role};
 
@@ -18,6 +19,8 @@ pub struct RequestContext {
     pub request_id: String,
     /// Where the request came from, when known.
     pub source: Option<IpAddr>,
+    /// The console session it came in, if it came with a session cookie and not an API key.
+    pub session: Option<SessionView>,
 }
 
 /// The caller's roles do not allow the use case.

@@ -122,6 +122,10 @@ pub enum AuthFailure {
     Disabled,
     /// The key has expired.
     Expired,
+    /// A console session cookie that is unknown, ended, idle too long or past its limit.
+    SessionEnded,
+    /// A console session's state change without its CSRF token.
+    CsrfMismatch,
 }
 
 /// A failed authentication: why, and whose key it was when the vault knows the key (disabled
@@ -152,6 +156,8 @@ impl AuthFailure {
             AuthFailure::UnknownKey => "unknown_key",
             AuthFailure::Disabled => "disabled",
             AuthFailure::Expired => "expired",
+            AuthFailure::SessionEnded => "session_ended",
+            AuthFailure::CsrfMismatch => "csrf_mismatch",
         }
     }
 }
@@ -374,13 +380,26 @@ pub async fn authenticate(
         Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
         _ => return Ok(Err(AuthFailure::Malformed.into())),
     };
+    authenticate_key(store, clock, key).await
+}
+
+/// Resolves a presented API key to a principal.
+pub async fn authenticate_key(
+    store: &Arc<dyn PrincipalStore>,
+    clock: &dyn Clock,
+    key: &str,
+) -> Result<Result<Principal, FailedAuth>, StoreError> {
     if key.is_empty() || key.len() > api_key::MAX_LEN {
         return Ok(Err(AuthFailure::Malformed.into()));
     }
     let Some(record) = store.principal_by_key_hash(&api_key::hash(key)).await? else {
         return Ok(Err(AuthFailure::UnknownKey.into()));
     };
-    let now = clock.now();
+    Ok(usable(record, clock.now()))
+}
+
+/// The principal of `record`, unless it is disabled or expired at `now`.
+pub fn usable(record: PrincipalRecord, now: DateTime<Utc>) -> Result<Principal, FailedAuth> {
     let reason = if record.disabled_at.is_some_and(|at| at <= now) {
         Some(AuthFailure::Disabled)
     } else if record.expires_at.is_some_and(|at| at <= now) {
@@ -388,11 +407,11 @@ pub async fn authenticate(
     } else {
         None
     };
-    if let Some(reason) = reason {
-        return Ok(Err(FailedAuth {
+    match reason {
+        Some(reason) => Err(FailedAuth {
             reason,
             principal: Some(record.principal),
-        }));
+        }),
+        None => Ok(record.principal),
     }
-    Ok(Ok(record.principal))
 }

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 
 use super::access::{DecideOutcome, UseOutcome};
 use super::{
-    KeyDestruction, NewPrincipal, NewToken, PrincipalRecord, ResealedRow, Rewrap, Shredded,
-    SigningKeyRotation, StoreError, StoredSigningKey, TokenInsert, WrappedDataKey,
+    KeyDestruction, NewPrincipal, NewSession, NewToken, PrincipalRecord, ResealedRow, Rewrap,
+    Shredded, SigningKeyRotation, StoreError, StoredSigningKey, TokenInsert, WrappedDataKey,
 };
 use crate::domain::access::{Decision, GrantDraft, GrantRecord, NewAccessRequest};
 pub use crate::domain::audit::AuditQuery;
@@ -185,6 +185,15 @@ pub enum AuditedWrite {
         /// When.
         now: DateTime<Utc>,
     },
+    /// Start a person's console session.
+    StartSession(Box<NewSession>),
+    /// End a console session (signed out); ending one already ended changes nothing.
+    EndSession {
+        /// The SHA-256 of the session's token.
+        token_hash: [u8; 32],
+        /// When.
+        now: DateTime<Utc>,
+    },
 }
 
 /// What an [`AuditedWrite`] came to.
@@ -231,6 +240,10 @@ pub enum WriteOutcome {
     /// The window opened (`None`: no enabled tokenizer of that id), or the one closed (`None`:
     /// not open).
     ImportWindow(Option<ImportWindow>),
+    /// The session was started.
+    SessionStarted,
+    /// Whether a live session was ended.
+    SessionEnded(bool),
 }
 
 /// Builds the chained records of a batch once its writes' outcomes are known (the records

@@ -103,6 +103,42 @@ macro_rules! principal_store {
                 .await?;
                 Ok(result.rows_affected() == 1)
             }
+            /// Starts a console session in `tx`.
+            pub(in $crate::store) async fn start_session_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                new: &$crate::store::NewSession,
+            ) -> Result<(), $crate::store::StoreError> {
+                ::sqlx::query($dialect.sql(
+                    "insert into console_sessions (token_hash, principal_id, tenant_id, \
+                         created_at, idle_expires_at, expires_at) \
+                     values ($1, $2, $3, $4, $5, $6)",
+                ))
+                .bind(new.token_hash.to_vec())
+                .bind(new.principal.0)
+                .bind(new.tenant.0)
+                .bind(new.created_at)
+                .bind(new.idle_expires_at.min(new.expires_at))
+                .bind(new.expires_at)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+            /// Ends a live console session on `conn`; answers whether one was live.
+            pub(in $crate::store) async fn end_session_on(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                token_hash: &[u8; 32],
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let result = ::sqlx::query($dialect.sql(
+                    "update console_sessions set ended_at = $2 \
+                     where token_hash = $1 and ended_at is null",
+                ))
+                .bind(token_hash.to_vec())
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
             /// Lifts a second factor's lock on `conn`.
             pub(in $crate::store) async fn unlock_totp_on(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
@@ -225,6 +261,67 @@ macro_rules! principal_store {
             ) -> Result<bool, $crate::store::StoreError> {
                 let mut conn = self.pool.acquire().await?;
                 <$store>::unlock_totp_on(&mut conn, id).await
+            }
+
+            async fn live_session(
+                &self,
+                token_hash: &[u8; 32],
+                now: ::chrono::DateTime<::chrono::Utc>,
+                idle_until: Option<::chrono::DateTime<::chrono::Utc>>,
+            ) -> Result<Option<$crate::store::SessionRecord>, $crate::store::StoreError> {
+                type Limits = (
+                    ::uuid::Uuid,
+                    ::chrono::DateTime<::chrono::Utc>,
+                    ::chrono::DateTime<::chrono::Utc>,
+                );
+                // One statement decides and moves the idle limit, so a session that lapsed
+                // an instant ago is not revived by a request racing its end.
+                let live = "ended_at is null and idle_expires_at > $2 and expires_at > $2";
+                let limits: Option<Limits> = match idle_until {
+                    Some(until) => {
+                        ::sqlx::query_as($dialect.sql_owned(format!(
+                            "update console_sessions set idle_expires_at = \
+                                 case when $3 < expires_at then $3 else expires_at end \
+                             where token_hash = $1 and {live} \
+                             returning principal_id, idle_expires_at, expires_at"
+                        )))
+                        .bind(token_hash.to_vec())
+                        .bind(now)
+                        .bind(until)
+                        .fetch_optional(&self.pool)
+                        .await?
+                    }
+                    None => {
+                        ::sqlx::query_as($dialect.sql_owned(format!(
+                            "select principal_id, idle_expires_at, expires_at \
+                             from console_sessions where token_hash = $1 and {live}"
+                        )))
+                        .bind(token_hash.to_vec())
+                        .bind(now)
+                        .fetch_optional(&self.pool)
+                        .await?
+                    }
+                };
+                let Some((principal, idle_expires_at, expires_at)) = limits else {
+                    return Ok(None);
+                };
+                let sql = format!(
+                    "select {} from principals where id = $1",
+                    $crate::store::principals::PRINCIPAL_COLUMNS
+                );
+                let row: Option<$crate::store::rows::PrincipalRow> =
+                    ::sqlx::query_as($dialect.sql_owned(sql))
+                        .bind(principal)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                Ok(Some($crate::store::SessionRecord {
+                    principal: row.try_into()?,
+                    idle_expires_at,
+                    expires_at,
+                }))
             }
         }
     };

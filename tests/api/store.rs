@@ -301,6 +301,7 @@ fn context(principal: &strongroom::domain::Principal) -> strongroom::service::Re
         principal: principal.clone(),
         request_id: uuid::Uuid::new_v4().to_string(),
         source: None,
+        session: None,
     }
 }
 

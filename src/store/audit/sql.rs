@@ -218,6 +218,15 @@ macro_rules! audit_store {
                                     $store::close_import_window_on(&mut tx, *id, *now).await?,
                                 )
                             }
+                            AuditedWrite::StartSession(new) => {
+                                $store::start_session_on(&mut tx, new).await?;
+                                WriteOutcome::SessionStarted
+                            }
+                            AuditedWrite::EndSession { token_hash, now } => {
+                                WriteOutcome::SessionEnded(
+                                    $store::end_session_on(&mut tx, token_hash, *now).await?,
+                                )
+                            }
                         });
                     }
                     let records = build(&outcomes);

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod grants;
 pub mod health;
 pub mod middleware;
+pub mod policies;
 pub mod rate_limit;
 mod reports;
 pub mod request_id;
@@ -36,7 +37,7 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::service::{
     AccessService, AuditReader, AuditTrail, Authenticator, DetokenizeService, GrantService, Health,
-    KeyService, SessionService, TokenService, UsageReporter,
+    KeyService, ReviewService, SessionService, TokenService, UsageReporter,
 };
 
 /// The default largest request body: 3 MiB. The largest valid request is a batch of 1,000 items,
@@ -98,6 +99,8 @@ pub struct Services {
     pub audit_reader: AuditReader,
     /// Auditors' usage reports.
     pub reports: UsageReporter,
+    /// Approvers' reviews of access requests.
+    pub review: ReviewService,
     /// Authentication.
     pub authn: Arc<Authenticator>,
     /// People's console sessions.
@@ -166,6 +169,11 @@ impl AppState {
     /// Auditors' usage reports.
     pub fn reports(&self) -> &UsageReporter {
         &self.0.services.reports
+    }
+
+    /// Approvers' reviews of access requests.
+    pub fn review(&self) -> &ReviewService {
+        &self.0.services.review
     }
 
     /// Authentication.
@@ -247,6 +255,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(detokenize::routes());
     routes.extend(grants::routes());
     routes.extend(audit::routes());
+    routes.extend(policies::routes());
     routes.extend(reports::routes());
     routes.extend(sessions::routes());
     routes.extend(health::routes());
@@ -258,7 +267,8 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.settings().max_body_bytes;
     let routes = routes()
         .into_iter()
-        .fold(Router::new(), |router, r| router.route(r.path, r.handler));
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
+        .merge(crate::console::router());
     routes
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod brand;
 pub mod card_data;
 pub mod guard;
 pub mod luhn;

@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod mfa;
 pub mod principals;
 pub mod reports;
+pub mod review;
 pub mod sessions;
 pub mod tokens;
 
@@ -38,6 +39,7 @@ pub use keys::{KeyError, KeyService, KeySettings};
 pub use lifecycle::Lifecycle;
 pub use principals::{AuthFailure, FailedAuth, NewPrincipalRequest, PrincipalError};
 pub use reports::{Period, UsageReporter};
+pub use review::{RequestReview, ReviewService};
 pub use sessions::{SessionError, SessionService, SessionView, StartedSession};
 pub use tokens::{
     ItemNote, ItemRefusal, TokenError, TokenService, TokenView, TokenizeItem, TokenizeRecord,

@@ -31,7 +31,7 @@ use crate::service::keys::reencrypt::reencrypt_in_background;
 use crate::service::{
     AccessService, AccessSettings, Alarms, Anchor, AuditReader, AuditTrail, Authenticator,
     DetokenizeService, GrantService, Guard, Health, Housekeeping, KeyError, KeyService,
-    SessionService, TokenService, UsageReporter,
+    ReviewService, SessionService, TokenService, UsageReporter,
 };
 use crate::store::{self, SchemaStatus, StoreError};
 use crate::tls::{self, TlsError};
@@ -255,6 +255,7 @@ impl Application {
             Services {
                 keys,
                 detokenize: DetokenizeService::new(
+                    Arc::clone(&access),
                     Arc::clone(&tokens),
                     Arc::clone(&grants),
                     alarms,
@@ -262,10 +263,16 @@ impl Application {
                     Arc::clone(&clock),
                 ),
                 tokens,
-                access,
                 grants,
                 audit_reader: AuditReader::new(store.clone(), audit.clone(), Arc::clone(&clock)),
                 reports: UsageReporter::new(store.clone(), audit.clone(), Arc::clone(&clock)),
+                review: ReviewService::new(
+                    store.clone(),
+                    Arc::clone(&access),
+                    audit.clone(),
+                    Arc::clone(&clock),
+                ),
+                access,
                 health,
                 audit,
                 authn,

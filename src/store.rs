@@ -319,6 +319,14 @@ pub trait PrincipalStore: Send + Sync {
         now: DateTime<Utc>,
         idle_until: Option<DateTime<Utc>>,
     ) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// The names of the tenant's principals among `ids`; ids of no principal of the tenant are
+    /// left out.
+    async fn principal_names(
+        &self,
+        tenant: TenantId,
+        ids: &[PrincipalId],
+    ) -> Result<Vec<(PrincipalId, String)>, StoreError>;
 }
 
 /// A wrapped data-encryption key.

@@ -17,12 +17,17 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::extract::{JsonBody, OptionalJsonBody, from_value, limit_param, query_params};
+use super::policies::PolicyBody;
 use super::{ApiError, AppState, Route};
 use crate::crypto::totp::TotpCode;
+use crate::domain::MaskedPan;
 use crate::domain::access::TextError;
+use crate::domain::brand::CardBrand;
 use crate::domain::policy::MAX_TOKENS;
 use crate::domain::{PrincipalId, Purpose, Reason, RequestStatus, Token};
-use crate::service::{AccessAskInput, AccessRequestView, DecisionInput, RequestContext};
+use crate::service::{
+    AccessAskInput, AccessRequestView, DecisionInput, RequestContext, RequestReview,
+};
 
 /// The routes of this resource.
 pub fn routes() -> Vec<Route> {
@@ -32,6 +37,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/v1/access-requests/{id}", get),
         Route::new(Method::POST, "/v1/access-requests/{id}/approve", approve),
         Route::new(Method::POST, "/v1/access-requests/{id}/deny", deny),
+        Route::new(Method::GET, "/v1/access-requests/{id}/review", review),
     ]
 }
 
@@ -345,4 +351,117 @@ async fn deny(
     });
     let view = state.access().deny(&ctx, path_id(path), asked).await?;
     Ok(Json(RequestBody::for_caller(&ctx, view)))
+}
+
+#[derive(Serialize)]
+struct PersonBody {
+    id: PrincipalId,
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RevealerBody {
+    principal: PrincipalId,
+    name: Option<String>,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct CardBody {
+    token: Token,
+    state: &'static str,
+    masked: Option<MaskedPan>,
+    bin: Option<String>,
+    last_four: Option<String>,
+    brand: CardBrand,
+    brand_name: &'static str,
+    reveals_30d: u64,
+    reveals_capped: bool,
+    revealed_by: Vec<RevealerBody>,
+}
+
+#[derive(Serialize)]
+struct RecentBody {
+    id: Uuid,
+    status: RequestStatus,
+    purpose: Purpose,
+    tokens: usize,
+    any_token: bool,
+    created_at: DateTime<Utc>,
+    decided_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct ReviewBody {
+    request: RequestBody,
+    requester: PersonBody,
+    policy: Option<PolicyBody>,
+    approvals_needed: u32,
+    cards: Vec<CardBody>,
+    recent_requests: Vec<RecentBody>,
+}
+
+impl From<RequestReview> for ReviewBody {
+    fn from(review: RequestReview) -> Self {
+        let request = RequestBody::from(review.view);
+        let given = u32::try_from(request.approvals).unwrap_or(u32::MAX);
+        ReviewBody {
+            approvals_needed: request.approvals_required.saturating_sub(given),
+            requester: PersonBody {
+                id: request.requester,
+                name: review.requester_name,
+            },
+            request,
+            policy: review.policy.map(PolicyBody::from),
+            cards: review
+                .cards
+                .into_iter()
+                .map(|c| CardBody {
+                    token: c.token,
+                    state: c.state,
+                    masked: c.masked,
+                    bin: c.bin,
+                    last_four: c.last_four,
+                    brand: c.brand,
+                    brand_name: c.brand.display_name(),
+                    reveals_30d: c.reveals,
+                    reveals_capped: c.reveals_capped,
+                    revealed_by: c
+                        .revealed_by
+                        .into_iter()
+                        .map(|r| RevealerBody {
+                            principal: r.principal,
+                            name: r.name,
+                            count: r.count,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            recent_requests: review
+                .recent
+                .into_iter()
+                .map(|(r, status)| RecentBody {
+                    id: r.request.id,
+                    status,
+                    purpose: r.request.purpose,
+                    tokens: r.request.tokens.len(),
+                    any_token: r.request.any_token,
+                    created_at: r.request.created_at,
+                    decided_at: r.decided_at,
+                })
+                .collect(),
+        }
+    }
+}
+
+async fn review(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<ReviewBody>, ApiError> {
+    let review = state
+        .review()
+        .review::<ApiError>(&ctx, path_id(path))
+        .await?;
+    Ok(Json(review.into()))
 }

@@ -1,11 +1,14 @@
-//! `POST /v1/detokenize`: card numbers back, under a grant.
+//! `POST /v1/detokenize`: card numbers back, under a grant; and
+//! `POST /v1/access-requests/{id}/reveal`: the same under the grant a request minted for the
+//! caller, which stays inside the vault (the console's Reveal).
 //!
 //! The use case (`service::detokenize`) checks the grant, takes one use, reveals and records;
 //! the PANs reach this handler only once the record is durable. The answer is built straight
 //! from the zeroizing `Pan`s into the response bytes; nothing here logs a PAN or the grant.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -21,7 +24,10 @@ pub const GRANT_HEADER: &str = "x-access-grant";
 
 /// The routes of this resource.
 pub fn routes() -> Vec<Route> {
-    vec![Route::new(Method::POST, "/v1/detokenize", detokenize)]
+    vec![
+        Route::new(Method::POST, "/v1/detokenize", detokenize),
+        Route::new(Method::POST, "/v1/access-requests/{id}/reveal", reveal),
+    ]
 }
 
 #[derive(Deserialize)]
@@ -74,7 +80,30 @@ async fn detokenize(
         // Not visible ASCII: cannot be one of our grants.
         Some(Err(_)) => Some(""),
     };
-    let Revealed { tokens, pans } = state.detokenizer().detokenize(&ctx, grant, asked).await?;
+    let revealed = state.detokenizer().detokenize(&ctx, grant, asked).await?;
+    answer(revealed)
+}
+
+async fn reveal(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Response, ApiError> {
+    let asked = body.and_then(|b| parse_tokens(from_value(b.0)?));
+    let id = path
+        .ok()
+        .and_then(|Path(id)| uuid::Uuid::parse_str(&id).ok());
+    let revealed = state
+        .detokenizer()
+        .reveal_for_request(&ctx, id, asked)
+        .await?;
+    answer(revealed)
+}
+
+/// The answer that carries revealed card numbers: built straight from the zeroizing `Pan`s,
+/// never cached.
+fn answer(Revealed { tokens, pans }: Revealed) -> Result<Response, ApiError> {
     let mut data = Vec::with_capacity(tokens.len());
     for (token, pan) in tokens.iter().zip(&pans) {
         let value = std::str::from_utf8(pan.expose_digits()).map_err(|_| ApiError::Internal)?;

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// No such grant visible to the caller.
     #[error("no such grant")]
     GrantNotFound,
+    /// A session route called without a console session.
+    #[error("no console session: this route takes the session cookie, not an API key")]
+    NoSession,
     /// No policy allows the access request.
     #[error("{}", .0.detail())]
     PolicyDenied(Denial),
@@ -238,6 +241,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::RequestNotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::GrantNotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NoSession => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::PolicyDenied(_) => (StatusCode::FORBIDDEN, "policy_denied"),
             ApiError::MfaRequired(_) => (StatusCode::FORBIDDEN, "mfa_required"),
             ApiError::SelfApproval => (StatusCode::FORBIDDEN, "self_approval"),
@@ -555,6 +559,7 @@ mod code_tests {
             ApiError::NotFound,
             ApiError::RequestNotFound,
             ApiError::GrantNotFound,
+            ApiError::NoSession,
             ApiError::PolicyDenied(Denial::Purpose),
             ApiError::MfaRequired(MfaFailure::Missing),
             ApiError::SelfApproval,
@@ -602,6 +607,7 @@ mod code_tests {
                 | ApiError::NotFound
                 | ApiError::RequestNotFound
                 | ApiError::GrantNotFound
+                | ApiError::NoSession
                 | ApiError::PolicyDenied(_)
                 | ApiError::MfaRequired(_)
                 | ApiError::SelfApproval

@@ -133,7 +133,7 @@ async fn current(
         session_cookie(&headers, secure).and_then(|c| SessionService::csrf_token(&c)),
     ) else {
         // An API key is no session.
-        return Err(ApiError::NotFound);
+        return Err(ApiError::NoSession);
     };
     Ok(Json(session_body(&ctx.principal, view, csrf)).into_response())
 }
@@ -143,7 +143,7 @@ async fn sign_out(
     ctx: RequestContext,
 ) -> Result<Response, ApiError> {
     if ctx.session.is_none() {
-        return Err(ApiError::NotFound);
+        return Err(ApiError::NoSession);
     }
     state.sessions().sign_out::<ApiError>(&ctx).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -69,6 +69,19 @@ impl HoursUtc {
     }
 }
 
+impl std::fmt::Display for HoursUtc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        )
+    }
+}
+
 impl FromStr for HoursUtc {
     type Err = ();
 

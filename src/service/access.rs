@@ -25,7 +25,7 @@ use crate::domain::access::{DecisionRefusal, transition};
 use crate::domain::audit::Outcome;
 use crate::domain::audit::{Action, AuditEvent};
 use crate::domain::{
-    AccessAsk, Denial, PolicySet, Principal, Purpose, Reason, RequestStatus, Role, Token,
+    AccessAsk, Denial, Policy, PolicySet, Principal, Purpose, Reason, RequestStatus, Role, Token,
 };
 use crate::store::{
     AccessStore, AuditedWrite, DecideOutcome, PrincipalStore, RequestFilter, StoreError,
@@ -386,6 +386,23 @@ impl AccessService {
             None
         };
         Ok((request, draft))
+    }
+
+    /// `GET /v1/policies`: the policies a caller may ask under (those naming one of its
+    /// roles), or every policy for an approver, admin or auditor, who decide and review
+    /// requests made under any of them.
+    pub async fn policies_for<E: AccessRefusal>(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<Vec<Policy>, E> {
+        let caller = ctx.require_any(VIEWERS)?;
+        Ok(self
+            .policies
+            .policies()
+            .iter()
+            .filter(|p| caller.sees_whole_tenant() || p.roles.iter().any(|r| caller.has(*r)))
+            .cloned()
+            .collect())
     }
 
     /// One request, if the caller may see it: its requester, or an approver, admin or auditor

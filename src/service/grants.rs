@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::crypto::grant::{AUDIENCE, GrantClaims, GrantJwt, GrantTokenError, ISSUER};
 use crate::domain::access::GrantRecord;
 use crate::domain::audit::{Action, Outcome};
-use crate::domain::{Principal, PrincipalId, Role, Token};
+use crate::domain::{Principal, PrincipalId, Role, TenantId, Token};
 use crate::store::{AccessStore, AuditedWrite, StoreError, UseOutcome, WriteOutcome};
 
 /// Who may see requests and grants: their own, or the tenant's for approvers, admins and
@@ -292,6 +292,19 @@ impl GrantService {
             )
             .await
             .map_err(GrantError::from)?)
+    }
+
+    /// Why a grant that is no longer handed to its grantee cannot be used: revoked, expired or
+    /// spent (for a reveal through its request, which would otherwise only see no grant).
+    pub async fn why_unusable(&self, tenant: TenantId, jti: Uuid) -> GrantError {
+        let now = self.clock.now();
+        match self.store.grant(tenant, jti).await {
+            Ok(Some(g)) if g.revoked_at.is_some() => GrantError::Revoked,
+            Ok(Some(g)) if g.expires_at <= now => GrantError::Expired,
+            Ok(Some(g)) if g.uses >= g.max_uses => GrantError::Exhausted,
+            Ok(_) => GrantError::Missing,
+            Err(e) => GrantError::Store(e),
+        }
     }
 
     /// Whether `caller` may revoke the grant: its grantee releasing it, or an approver or admin

@@ -31,6 +31,7 @@ mod leaks;
 mod openapi;
 mod operations;
 mod reports;
+mod review;
 mod sessions;
 mod signing_keys;
 mod store;

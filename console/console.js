@@ -66,25 +66,29 @@ function when(iso) {
 }
 
 function countdown(deadline, label) {
-  return h('span', { class: 'countdown', 'data-deadline': deadline, 'data-label': label || '' });
+  const el = h('span', { class: 'countdown', 'data-deadline': deadline, 'data-label': label || '' });
+  drawCountdown(el, Date.now());
+  return el;
+}
+
+function drawCountdown(el, now) {
+  const left = Math.round((Date.parse(el.dataset.deadline) - now) / 1000);
+  const label = el.dataset.label;
+  if (left <= 0) {
+    el.textContent = (label ? label + ' ' : '') + 'ended';
+    el.classList.add('over');
+    return;
+  }
+  const hours = Math.floor(left / 3600);
+  const minutes = Math.floor((left % 3600) / 60);
+  const seconds = String(left % 60).padStart(2, '0');
+  const text = hours > 0 ? `${hours} h ${String(minutes).padStart(2, '0')} min` : `${minutes}:${seconds}`;
+  el.textContent = (label ? label + ' ' : '') + 'in ' + text;
 }
 
 function tick() {
   const now = Date.now();
-  for (const el of document.querySelectorAll('[data-deadline]')) {
-    const left = Math.round((Date.parse(el.dataset.deadline) - now) / 1000);
-    const label = el.dataset.label;
-    if (left <= 0) {
-      el.textContent = (label ? label + ' ' : '') + 'ended';
-      el.classList.add('over');
-      continue;
-    }
-    const hours = Math.floor(left / 3600);
-    const minutes = Math.floor((left % 3600) / 60);
-    const seconds = String(left % 60).padStart(2, '0');
-    const text = hours > 0 ? `${hours} h ${String(minutes).padStart(2, '0')} min` : `${minutes}:${seconds}`;
-    el.textContent = (label ? label + ' ' : '') + 'in ' + text;
-  }
+  for (const el of document.querySelectorAll('[data-deadline]')) drawCountdown(el, now);
   if (session.idleUntil && now > session.idleUntil) ended();
 }
 
@@ -314,7 +318,7 @@ async function requestsPage() {
   const list = h('section', { id: 'my-requests', 'aria-labelledby': 'my-requests-title' },
     h('h2', { id: 'my-requests-title' }, 'Your requests'),
     h('div', { id: 'request-list' }));
-  show(h('h1', {}, 'My requests'), form, list);
+  show(h('h1', {}, 'My requests'), h('div', { class: 'split' }, form, list));
   await refreshRequests(true);
   setInterval(() => refreshRequests(false), POLL_MS);
 }
@@ -362,7 +366,7 @@ function requestItem(r, grant) {
   if (r.status === 'pending') {
     timing = h('span', {}, `${r.approvals} of ${r.approvals_required} approvals · request `, countdown(r.expires_at, 'expires'));
   } else if (grant) {
-    timing = h('span', {}, `uses ${grant.uses} of ${grant.max_uses} · `,
+    timing = h('span', {}, h('span', { class: 'uses', 'data-grant': grant.jti }, `uses ${grant.uses} of ${grant.max_uses}`), ' · ',
       grant.revoked_at ? 'released' : countdown(grant.expires_at, 'grant ends'));
   }
   const tokenRows = r.tokens.map((t) => {
@@ -414,6 +418,12 @@ async function revealCard(id, token, output, button) {
   revealed.add(entry);
   output.append(' ', countdown(new Date(Date.now() + REVEAL_SECONDS * 1000).toISOString(), 'hidden'));
   notice(`Card shown for ${REVEAL_SECONDS} seconds. One use of the grant was spent.`, 'info');
+  // The count of uses, updated in place: the list is not redrawn under a card on screen.
+  const grants = await api('GET', '/v1/grants?limit=100', undefined, { poll: true });
+  for (const g of (grants.ok ? grants.body.grants : [])) {
+    const el = document.querySelector(`.uses[data-grant="${g.jti}"]`);
+    if (el) el.textContent = `uses ${g.uses} of ${g.max_uses}`;
+  }
 }
 
 function hide(entry) {
@@ -469,7 +479,7 @@ function reviewCard(review) {
   const who = review.requester.name || review.requester.id;
   const headerId = 'rev-' + r.id;
   const policy = review.policy;
-  const cards = h('table', { class: 'data' },
+  const cards = h('div', { class: 'scroll' }, h('table', { class: 'data' },
     h('caption', {}, 'Cards asked for'),
     h('thead', {}, h('tr', {}, ['Token', 'Card', 'Reveals (30 days)', 'Revealed by'].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, review.cards.map((c) => h('tr', {},
@@ -480,7 +490,7 @@ function reviewCard(review) {
       h('td', { class: 'num' }, `${c.reveals_30d}${c.reveals_capped ? '+' : ''}`),
       h('td', {}, c.revealed_by.length
         ? c.revealed_by.map((b) => `${b.name || b.principal} (${b.count})`).join(', ')
-        : 'nobody')))));
+        : 'nobody'))))));
   const recent = review.recent_requests.length
     ? h('ul', { class: 'plain' }, review.recent_requests.map((x) =>
       h('li', {}, statusBadge(x.status), ` ${x.purpose.replace(/_/g, ' ')} · ${x.any_token ? 'any token' : x.tokens + ' token(s)'} · ${when(x.created_at)}`)))
@@ -681,10 +691,13 @@ function barChart(title, rows) {
 }
 
 function table(caption, head, rows) {
+  // A column of numbers reads right-aligned, its heading too.
+  const numeric = head.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number'));
+  const cls = (i) => (numeric[i] ? 'num' : null);
   return h('div', { class: 'scroll' }, h('table', { class: 'data' },
     h('caption', {}, caption),
-    h('thead', {}, h('tr', {}, head.map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, rows.length ? rows.map((r) => h('tr', {}, r.map((c, i) => h('td', { class: i > 0 && typeof c === 'number' ? 'num' : null }, c))))
+    h('thead', {}, h('tr', {}, head.map((t, i) => h('th', { scope: 'col', class: cls(i) }, t)))),
+    h('tbody', {}, rows.length ? rows.map((r) => h('tr', {}, r.map((c, i) => h('td', { class: cls(i) }, c))))
       : h('tr', {}, h('td', { colspan: head.length }, 'None')))));
 }
 

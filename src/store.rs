@@ -25,6 +25,7 @@ use zeroize::Zeroizing;
 use crate::crypto::api_key::KeyHash;
 use crate::crypto::fingerprint::Fingerprint;
 use crate::crypto::keys::SealedPan;
+use crate::crypto::session::SessionHash;
 use crate::domain::{
     Allowance, BucketId, MaskedPan, Metadata, Principal, PrincipalId, Role, TenantId, Token,
     TokenFormat,
@@ -231,7 +232,7 @@ pub struct TotpState {
 #[derive(Debug, Clone)]
 pub struct NewSession {
     /// The SHA-256 of the session's token.
-    pub token_hash: [u8; 32],
+    pub token_hash: SessionHash,
     /// Whose it is.
     pub principal: PrincipalId,
     /// Their tenant.
@@ -315,7 +316,7 @@ pub trait PrincipalStore: Send + Sync {
     /// past its absolute limit): the person did something.
     async fn live_session(
         &self,
-        token_hash: &[u8; 32],
+        token_hash: &SessionHash,
         now: DateTime<Utc>,
         idle_until: Option<DateTime<Utc>>,
     ) -> Result<Option<SessionRecord>, StoreError>;

@@ -56,10 +56,13 @@ pub(super) enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// Where the database, master key, credentials and checkpoints live.
-        #[arg(long, default_value = ".strongroom-dev")]
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
 }
+
+/// Where `strongroom dev` keeps its vault unless told otherwise.
+pub(super) const DEFAULT_DATA_DIR: &str = ".strongroom-dev";
 
 /// What `strongroom dev` does besides running the vault.
 #[derive(Debug, Subcommand)]
@@ -71,7 +74,7 @@ pub(super) enum DevCommand {
         /// The demo person's name (e.g. alice, bob).
         name: String,
         /// The dev vault's data directory.
-        #[arg(long, default_value = ".strongroom-dev")]
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::admin::{CliError, command_audit_trail, principal_admin};
+use super::args::DEFAULT_DATA_DIR;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeConfig;
 use crate::crypto::keys::{DEV_KEY_PREFIX, MasterKey, MasterKeyError, MasterKeyKind};
@@ -261,9 +262,21 @@ fn print_banner(base: &str, dir: &Path, credentials: &Credentials, ready_in: Dur
         }
         out.push('\n');
     }
-    out.push_str(
-        "People's current one-time codes (to request and approve): strongroom dev totp NAME\n",
-    );
+    // The code command needs the data directory when it is not the default one.
+    let totp = if dir == Path::new(DEFAULT_DATA_DIR) {
+        "strongroom dev totp".to_owned()
+    } else {
+        format!("strongroom dev totp --data-dir {}", dir.display())
+    };
+    out.push_str(&format!(
+        "People's current one-time codes (to request and approve): {totp} NAME\n\n\
+         The people's console: {base}/console\n\
+         \x20 1. sign in as alice (requester) with her key and `{totp} alice`; ask for a card\n\
+         \x20 2. sign in as bob (approver) with `{totp} bob`; review and approve\n\
+         \x20 3. sign in as alice again; Reveal shows the card for 60 seconds, Release ends the grant\n\
+         \x20 4. sign in as compliance (auditor, no code): the audit trail and the usage report\n\
+         \x20 (a code is good once: wait for the next one, every 30 seconds, to use it again)\n"
+    ));
     let try_it = r#"
 Try it:
 # 1. Tokenize a card number

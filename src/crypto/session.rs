@@ -44,11 +44,11 @@ impl SessionToken {
     }
 
     /// Its stored form.
-    pub fn hash(&self) -> [u8; 32] {
+    pub fn hash(&self) -> SessionHash {
         let digest = ring::digest::digest(&ring::digest::SHA256, self.0.as_ref());
         let mut out = [0u8; 32];
         out.copy_from_slice(digest.as_ref());
-        out
+        SessionHash(out)
     }
 
     /// The CSRF token a page of this session sends back in `X-CSRF-Token`.
@@ -71,10 +71,22 @@ impl SessionToken {
     }
 }
 
-/// A short, public name of a session for the trail: the first 8 bytes of its stored hash, in
-/// hex. It links a session's start and end and cannot be turned back into the token.
-pub fn session_name(hash: &[u8; 32]) -> String {
-    hex::encode(hash.get(..8).unwrap_or_default())
+/// The stored form of a session token: its SHA-256. Printed only by its public name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SessionHash(pub [u8; 32]);
+
+impl SessionHash {
+    /// A short, public name of the session for the trail: the first 8 bytes of the hash, in
+    /// hex. It links a session's start and end and cannot be turned back into the token.
+    pub fn public_name(&self) -> String {
+        hex::encode(self.0.get(..8).unwrap_or_default())
+    }
+}
+
+impl fmt::Debug for SessionHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionHash({}..)", self.public_name())
+    }
 }
 
 impl fmt::Debug for SessionToken {
@@ -122,12 +134,13 @@ mod tests {
         assert!(!a.csrf_matches("not base64 at all!"));
         // Neither the token nor its stored hash is the CSRF token.
         assert!(!a.csrf_matches(&a.expose()));
-        assert!(!a.csrf_matches(&URL_SAFE_NO_PAD.encode(a.hash())));
+        assert!(!a.csrf_matches(&URL_SAFE_NO_PAD.encode(a.hash().0)));
     }
 
     #[test]
-    fn the_public_name_is_a_prefix_of_the_hash() {
-        let hash = [0xabu8; 32];
-        assert_eq!(session_name(&hash), "abababababababab");
+    fn the_public_name_is_a_prefix_of_the_hash_and_all_debug_shows() {
+        let hash = SessionHash([0xabu8; 32]);
+        assert_eq!(hash.public_name(), "abababababababab");
+        assert_eq!(format!("{hash:?}"), "SessionHash(abababababababab..)");
     }
 }

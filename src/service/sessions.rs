@@ -13,14 +13,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::audit::{AuditError, AuditTrail, Refusal};
+use super::audit::{AuditTrail, Refusal};
 use super::authn::Authenticator;
 use super::context::{Forbidden, RequestContext};
 use super::keys::{KeyError, KeyService};
 use super::mfa::{self, MfaError, MfaFailure};
 use super::principals::{AuthFailure, FailedAuth, usable};
 use crate::clock::Clock;
-use crate::crypto::session::{SessionToken, session_name};
+use crate::crypto::session::{SessionHash, SessionToken};
 use crate::domain::audit::{Action, Outcome};
 use crate::domain::{Principal, Role};
 use crate::random::Csprng;
@@ -74,7 +74,7 @@ impl<E: Refusal + From<SessionError> + From<Forbidden> + Send + 'static> Session
 #[derive(Debug, Clone)]
 pub struct SessionView {
     /// The stored hash of its token (which names it in the store).
-    pub token_hash: [u8; 32],
+    pub token_hash: SessionHash,
     /// When it ends unless used before.
     pub idle_expires_at: DateTime<Utc>,
     /// When it ends whatever happens.
@@ -178,7 +178,7 @@ impl SessionService {
             idle_expires_at: now + IDLE_LIMIT,
             expires_at: now + ABSOLUTE_LIMIT,
         };
-        event.subject = Some(session_name(&view.token_hash));
+        event.subject = Some(view.token_hash.public_name());
         let write = AuditedWrite::StartSession(Box::new(NewSession {
             token_hash: view.token_hash,
             principal: ctx.principal.id,
@@ -274,22 +274,30 @@ impl SessionService {
             return Err(E::from(SessionError::Unauthenticated));
         };
         let mut event = ctx.event(Action::SessionEnd, self.clock.now());
-        event.subject = Some(session_name(&session.token_hash));
+        event.subject = Some(session.token_hash.public_name());
         event.detail = Some("signed_out".to_owned());
         let write = AuditedWrite::EndSession {
             token_hash: session.token_hash,
             now: self.clock.now(),
         };
-        let finish = move |_: &WriteOutcome| {
+        // Of sign-outs racing on one session, the one that ends it succeeds; the others found it
+        // ended already, and are refused like any request on an ended session.
+        let finish = move |outcome: &WriteOutcome| {
             let mut event = event;
-            event.outcome = Outcome::Success;
+            if matches!(outcome, WriteOutcome::SessionEnded(true)) {
+                event.outcome = Outcome::Success;
+            } else {
+                event.outcome = Outcome::Denied;
+                event.code = Some(E::from(SessionError::Unauthenticated).code().to_owned());
+                event.detail = Some("already_ended".to_owned());
+            }
             event
         };
-        self.trail
-            .write(write, finish)
-            .await
-            .map(|_| ())
-            .map_err(|e: AuditError| E::from(e))
+        match self.trail.write(write, finish).await {
+            Ok(WriteOutcome::SessionEnded(true)) => Ok(()),
+            Ok(_) => Err(E::from(SessionError::Unauthenticated)),
+            Err(e) => Err(E::from(e)),
+        }
     }
 }
 

@@ -190,7 +190,7 @@ pub enum AuditedWrite {
     /// End a console session (signed out); ending one already ended changes nothing.
     EndSession {
         /// The SHA-256 of the session's token.
-        token_hash: [u8; 32],
+        token_hash: crate::crypto::session::SessionHash,
         /// When.
         now: DateTime<Utc>,
     },

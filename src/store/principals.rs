@@ -113,7 +113,7 @@ macro_rules! principal_store {
                          created_at, idle_expires_at, expires_at) \
                      values ($1, $2, $3, $4, $5, $6)",
                 ))
-                .bind(new.token_hash.to_vec())
+                .bind(new.token_hash.0.to_vec())
                 .bind(new.principal.0)
                 .bind(new.tenant.0)
                 .bind(new.created_at)
@@ -126,14 +126,14 @@ macro_rules! principal_store {
             /// Ends a live console session on `conn`; answers whether one was live.
             pub(in $crate::store) async fn end_session_on(
                 conn: &mut <$db as ::sqlx::Database>::Connection,
-                token_hash: &[u8; 32],
+                token_hash: &$crate::crypto::session::SessionHash,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> Result<bool, $crate::store::StoreError> {
                 let result = ::sqlx::query($dialect.sql(
                     "update console_sessions set ended_at = $2 \
                      where token_hash = $1 and ended_at is null",
                 ))
-                .bind(token_hash.to_vec())
+                .bind(token_hash.0.to_vec())
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
@@ -289,7 +289,7 @@ macro_rules! principal_store {
 
             async fn live_session(
                 &self,
-                token_hash: &[u8; 32],
+                token_hash: &$crate::crypto::session::SessionHash,
                 now: ::chrono::DateTime<::chrono::Utc>,
                 idle_until: Option<::chrono::DateTime<::chrono::Utc>>,
             ) -> Result<Option<$crate::store::SessionRecord>, $crate::store::StoreError> {
@@ -309,7 +309,7 @@ macro_rules! principal_store {
                              where token_hash = $1 and {live} \
                              returning principal_id, idle_expires_at, expires_at"
                         )))
-                        .bind(token_hash.to_vec())
+                        .bind(token_hash.0.to_vec())
                         .bind(now)
                         .bind(until)
                         .fetch_optional(&self.pool)
@@ -320,7 +320,7 @@ macro_rules! principal_store {
                             "select principal_id, idle_expires_at, expires_at \
                              from console_sessions where token_hash = $1 and {live}"
                         )))
-                        .bind(token_hash.to_vec())
+                        .bind(token_hash.0.to_vec())
                         .bind(now)
                         .fetch_optional(&self.pool)
                         .await?

@@ -24,6 +24,7 @@ impl Drop for DataDir {
 struct Dev {
     child: Child,
     base: String,
+    banner: String,
 }
 
 impl Drop for Dev {
@@ -45,15 +46,21 @@ fn start(dir: &Path) -> (Dev, Duration) {
         .unwrap();
     let lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut base = None;
+    let mut banner = String::new();
     for line in lines.map_while(Result::ok) {
         if let Some(rest) = line.split("ready at ").nth(1) {
             base = rest.split_whitespace().next().map(str::to_owned);
+        }
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Ctrl-C stops it") {
             break;
         }
     }
     let dev = Dev {
         child,
         base: base.expect("dev announces where it serves"),
+        banner,
     };
     (dev, started.elapsed())
 }
@@ -196,6 +203,27 @@ async fn dev_runs_a_working_vault_in_one_command_and_keeps_it_across_restarts() 
         "{}",
         r.text().await.unwrap()
     );
+    // The banner shows the console and how to sign in to it; bob does, with his code.
+    let console = format!("The people's console: {}/console", dev.base);
+    assert!(dev.banner.contains(&console), "{}", dev.banner);
+    let code_command = format!("strongroom dev totp --data-dir {} bob", dir.0.display());
+    assert!(dev.banner.contains(&code_command), "{}", dev.banner);
+    let r = client
+        .get(format!("{}/console", dev.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (ok, out, err) = totp("bob");
+    assert!(ok, "{err}");
+    let r = client
+        .post(format!("{}/v1/sessions", dev.base))
+        .json(&json!({"api_key": key_of(&credentials, "bob"),
+                      "totp": out.split_whitespace().next().unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
     let (ok, _, err) = totp("checkout");
     assert!(!ok && err.contains("has no second factor"), "{err}");
     let (ok, _, err) = totp("mallory");

@@ -21,6 +21,7 @@ mod audit_integrity;
 mod auth;
 mod card_data;
 mod cli;
+mod console;
 mod dev;
 mod errors;
 mod grants;

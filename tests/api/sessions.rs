@@ -370,3 +370,37 @@ async fn a_disabled_person_s_session_ends_with_their_key_on_postgres() {
     assert_eq!(stored.0.len(), 32);
     assert!(!String::from_utf8_lossy(&stored.0).contains(cookie_value));
 }
+
+#[tokio::test]
+async fn of_sign_outs_racing_on_one_session_exactly_one_ends_it_and_is_recorded_so() {
+    let app = spawn_pg_app().await;
+    let browser = signed_in(&app, &app.keys.approver).await;
+    let calls = (0..12).map(|_| {
+        let request = app
+            .client
+            .delete(app.url("/v1/sessions/current"))
+            .header("cookie", &browser.cookie)
+            .header("x-csrf-token", &browser.csrf);
+        async move { request.send().await.unwrap() }
+    });
+    let statuses = crate::grants::join_all(calls).await;
+    let ended = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::NO_CONTENT)
+        .count();
+    assert_eq!(ended, 1, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::NO_CONTENT || *s == StatusCode::UNAUTHORIZED)
+    );
+    let r = app.audit(&app.keys.auditor, "?action=session.end").await;
+    let events: Value = r.json().await.unwrap();
+    let successes = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "success")
+        .count();
+    assert_eq!(successes, 1, "{events}");
+}

@@ -243,6 +243,7 @@ conformance!(
     misses_throttle_a_principal_once_per_episode,
     a_principal_is_found_by_its_key_and_disabled_at_once,
     a_totp_step_is_accepted_once_and_failures_lock_the_factor,
+    a_session_lives_until_idle_or_its_limit_or_sign_out_with_its_records,
     requests_are_listed_by_status_and_lapsed_ones_expire,
     grants_are_listed_and_revoked_one_or_all,
     deleted_and_purged_tokens_lose_their_card_data_but_keep_their_value,

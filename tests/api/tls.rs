@@ -1,4 +1,4 @@
-//! HTTPS with rustls: TLS 1.2 and 1.3 both served.
+//! HTTPS with rustls: TLS 1.2 and 1.3 both served; the console's cookie made for HTTPS.
 
 use reqwest::StatusCode;
 use reqwest::tls::Version;
@@ -48,5 +48,42 @@ async fn the_api_is_served_over_tls_1_2_and_1_3() {
     // Plain HTTP to the TLS port gets no answer.
     let plain = app.address.replace("https://", "http://");
     assert!(reqwest::get(format!("{plain}/healthz")).await.is_err());
+
+    // Over HTTPS the console's cookie is `Secure` and `__Host-`: no other host or path can set
+    // it, and a cookie of the plain name is not ours.
+    let client = reqwest::Client::builder()
+        .tls_certs_only([root])
+        .build()
+        .unwrap();
+    let r = client
+        .post(app.url("/v1/sessions"))
+        .json(&serde_json::json!({"api_key": app.keys.auditor}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.starts_with("__Host-strongroom_session="),
+        "{set_cookie}"
+    );
+    assert!(set_cookie.contains("; Secure") && set_cookie.contains("Path=/"));
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let value = cookie.split_once('=').unwrap().1.to_owned();
+    for (sent, status) in [
+        (cookie, StatusCode::OK),
+        (
+            format!("strongroom_session={value}"),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let r = client
+            .get(app.url("/v1/sessions/current"))
+            .header("cookie", sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }

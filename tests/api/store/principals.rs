@@ -3,7 +3,7 @@
 
 use chrono::TimeDelta;
 use strongroom::clock::{Clock, SystemClock};
-use strongroom::domain::Role;
+use strongroom::domain::{PrincipalId, Role, TenantId};
 
 use super::{Backend, fixture, new_principal};
 
@@ -85,5 +85,134 @@ pub(super) async fn a_totp_step_is_accepted_once_and_failures_lock_the_factor(ba
             .unlock_totp(strongroom::domain::PrincipalId(uuid::Uuid::new_v4()))
             .await
             .unwrap()
+    );
+}
+
+pub(super) async fn a_session_lives_until_idle_or_its_limit_or_sign_out_with_its_records(
+    backend: Backend,
+) {
+    use std::sync::Arc;
+
+    use strongroom::crypto::session::SessionHash;
+    use strongroom::domain::audit::{Action, AuditEvent, Outcome};
+    use strongroom::metrics::Metrics;
+    use strongroom::service::AuditTrail;
+    use strongroom::store::{AuditedWrite, NewSession, WriteOutcome};
+
+    let f = fixture(backend).await;
+    let alice = new_principal("alice", Role::Requester);
+    f.store.create_principal(&alice).await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let trail = AuditTrail::spawn(f.store.clone(), None, clock, Metrics::new());
+    let start = SystemClock.now();
+    let write = async |hash: SessionHash, write: AuditedWrite| {
+        let finish = move |_: &WriteOutcome| {
+            let mut event = AuditEvent::new(Action::SessionStart, start);
+            event.tenant = Some(f.tenant);
+            event.subject = Some(hash.public_name());
+            event.outcome = Outcome::Success;
+            event
+        };
+        trail.write(write, finish).await.unwrap()
+    };
+    let started = |hash: SessionHash| {
+        AuditedWrite::StartSession(Box::new(NewSession {
+            token_hash: hash,
+            principal: alice.id,
+            tenant: f.tenant,
+            created_at: start,
+            idle_expires_at: start + TimeDelta::minutes(15),
+            expires_at: start + TimeDelta::hours(8),
+        }))
+    };
+    let (a, b) = (SessionHash([1u8; 32]), SessionHash([2u8; 32]));
+    write(a, started(a)).await;
+    write(b, started(b)).await;
+
+    // Looked at without activity, the idle limit stays; with it, it moves, never past 8 hours.
+    let at = start + TimeDelta::minutes(10);
+    let live = f.store.live_session(&a, at, None).await.unwrap().unwrap();
+    assert_eq!(live.principal.principal.id, alice.id);
+    assert_eq!(
+        live.idle_expires_at.timestamp(),
+        (start + TimeDelta::minutes(15)).timestamp()
+    );
+    let moved = f
+        .store
+        .live_session(&a, at, Some(at + TimeDelta::minutes(15)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        moved.idle_expires_at.timestamp(),
+        (at + TimeDelta::minutes(15)).timestamp()
+    );
+    let capped = f
+        .store
+        .live_session(&a, at, Some(start + TimeDelta::hours(9)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(capped.idle_expires_at, capped.expires_at);
+    // Idle past its limit, a session is over, and a late request does not revive it.
+    let idle = start + TimeDelta::minutes(16);
+    assert!(
+        f.store
+            .live_session(&b, idle, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        f.store
+            .live_session(&b, idle, Some(idle + TimeDelta::minutes(15)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Past 8 hours, whatever the idle limit says.
+    assert!(
+        f.store
+            .live_session(&a, start + TimeDelta::hours(8), None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Signed out: over, once.
+    let end = |hash| AuditedWrite::EndSession {
+        token_hash: hash,
+        now: at,
+    };
+    assert!(matches!(
+        write(a, end(a)).await,
+        WriteOutcome::SessionEnded(true)
+    ));
+    assert!(matches!(
+        write(a, end(a)).await,
+        WriteOutcome::SessionEnded(false)
+    ));
+    assert!(f.store.live_session(&a, at, None).await.unwrap().is_none());
+    assert!(
+        f.store
+            .live_session(&SessionHash([3u8; 32]), at, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Names are read within the tenant only.
+    let names = f
+        .store
+        .principal_names(f.tenant, &[alice.id, PrincipalId(uuid::Uuid::new_v4())])
+        .await
+        .unwrap();
+    assert_eq!(names, vec![(alice.id, "alice".to_owned())]);
+    let other = TenantId(uuid::Uuid::new_v4());
+    assert!(
+        f.store
+            .principal_names(other, &[alice.id])
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

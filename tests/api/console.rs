@@ -147,6 +147,14 @@ impl Browser {
         el.send_keys(text).await.unwrap();
     }
 
+    async fn select(&self, css: &str, value: &str) {
+        self.wait_for(css)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+
     async fn click(&self, css: &str) {
         self.wait_for(css).await.click().await.unwrap();
     }
@@ -258,12 +266,7 @@ impl Browser {
 /// A server whose clock starts now (so the page's countdowns read true) and can be moved.
 async fn console_app() -> (TestApp, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let app = spawn_app_with(Options {
-        clock: clock.clone(),
-        ..Options::default()
-    })
-    .await;
-    (app, clock)
+    (spawn_app_at(clock.clone()).await, clock)
 }
 
 /// The next TOTP time step: a person's code is good once per step.
@@ -304,13 +307,7 @@ async fn a_requester_asks_an_approver_approves_the_requester_reveals_and_the_aud
     assert_eq!(cookies, json!(""));
     next_step(&clock);
     b.fill("#tokens", &token).await;
-    b.client
-        .find(Locator::Css("#purpose"))
-        .await
-        .unwrap()
-        .select_by_value("chargeback")
-        .await
-        .unwrap();
+    b.select("#purpose", "chargeback").await;
     b.fill("#reason", "Chargeback CB-4410 on order 1001").await;
     b.fill("#duration", "20").await;
     b.fill("#uses", "2").await;
@@ -427,13 +424,7 @@ async fn a_requester_asks_an_approver_approves_the_requester_reveals_and_the_aud
     b.sign_in(&app, &app.keys.auditor, None).await;
     b.wait_for_path("/console/audit").await;
     b.wait_for("#audit-table").await;
-    b.client
-        .find(Locator::Css("#f-action"))
-        .await
-        .unwrap()
-        .select_by_value("detokenize")
-        .await
-        .unwrap();
+    b.select("#f-action", "detokenize").await;
     b.press("main", "Search").await;
     let trail = b.wait_for_text("#audit-table", "detokenize").await;
     assert!(trail.contains(&token), "{trail}");

@@ -356,6 +356,15 @@ pub async fn spawn_pg_app() -> TestApp {
     .await
 }
 
+/// A server on a fresh embedded store whose clock the test moves.
+pub async fn spawn_app_at(clock: Arc<ManualClock>) -> TestApp {
+    spawn_app_with(Options {
+        clock,
+        ..Options::default()
+    })
+    .await
+}
+
 /// A server on a fresh database of `options.engine`.
 pub async fn spawn_app_with(options: Options) -> TestApp {
     logs();

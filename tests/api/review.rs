@@ -46,11 +46,7 @@ async fn created(r: reqwest::Response) -> String {
 #[tokio::test]
 async fn an_approver_sees_each_card_s_brand_and_reveals_and_the_requester_s_history() {
     let clock = manual_clock();
-    let app = spawn_app_with(Options {
-        clock: clock.clone(),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_at(clock.clone()).await;
     let visa_pan = random_pan("411111", 16);
     let amex_pan = random_pan("378282", 15);
     let visa = app.token_for(&visa_pan).await;
@@ -168,11 +164,7 @@ async fn an_approver_sees_each_card_s_brand_and_reveals_and_the_requester_s_hist
 #[tokio::test]
 async fn a_reveal_through_a_request_spends_its_grant_and_only_its_grantee_may() {
     let clock = manual_clock();
-    let app = spawn_app_with(Options {
-        clock: clock.clone(),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_at(clock.clone()).await;
     let pan = random_pan("555555", 16);
     let token = app.token_for(&pan).await;
     let other = app.token_for(&random_pan("411111", 16)).await;

@@ -74,11 +74,7 @@ fn dispute(app: &TestApp, token: &str) -> Value {
 #[tokio::test]
 async fn a_person_signs_in_and_the_cookie_stands_in_for_the_key_with_csrf_on_changes() {
     let clock = manual_clock();
-    let app = spawn_app_with(Options {
-        clock: clock.clone(),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_at(clock.clone()).await;
     let token = app.token_for(&random_pan("4", 16)).await;
     let r = sign_in(
         &app,
@@ -176,11 +172,7 @@ async fn a_person_signs_in_and_the_cookie_stands_in_for_the_key_with_csrf_on_cha
 #[tokio::test]
 async fn sign_in_is_refused_for_a_wrong_code_an_unknown_key_and_a_service() {
     let clock = manual_clock();
-    let app = spawn_app_with(Options {
-        clock: clock.clone(),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_at(clock.clone()).await;
     let requester = &app.keys.requester;
     let r = sign_in(&app, &requester.key, None).await;
     assert_problem(r, StatusCode::FORBIDDEN, "mfa_required").await;
@@ -255,11 +247,7 @@ async fn sign_in_is_refused_for_a_wrong_code_an_unknown_key_and_a_service() {
 #[tokio::test]
 async fn a_session_ends_after_15_idle_minutes_8_hours_or_sign_out_and_polling_keeps_none_alive() {
     let clock = manual_clock();
-    let app = spawn_app_with(Options {
-        clock: clock.clone(),
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app_at(clock.clone()).await;
     let poll = |browser: &Browser| {
         app.client
             .get(app.url("/v1/access-requests"))

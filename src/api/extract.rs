@@ -114,8 +114,11 @@ pub fn session_cookie_name(secure: bool) -> &'static str {
 }
 
 /// The value of the session cookie, if the request carries one (only the name this instance
-/// sets counts).
-pub fn session_cookie(headers: &axum::http::HeaderMap, secure: bool) -> Option<String> {
+/// sets counts). A bearer secret: wiped on drop.
+pub fn session_cookie(
+    headers: &axum::http::HeaderMap,
+    secure: bool,
+) -> Option<zeroize::Zeroizing<String>> {
     let name = session_cookie_name(secure);
     headers
         .get_all(header::COOKIE)
@@ -124,7 +127,7 @@ pub fn session_cookie(headers: &axum::http::HeaderMap, secure: bool) -> Option<S
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(n, _)| *n == name)
-        .map(|(_, value)| value.trim_matches('"').to_owned())
+        .map(|(_, value)| zeroize::Zeroizing::new(value.trim_matches('"').to_owned()))
 }
 
 /// A JSON body: checked for media type, size, syntax and duplicate keys, and refused outright

@@ -599,7 +599,7 @@ const ACTIONS = [
   'access_request.create', 'access_request.approve', 'access_request.deny', 'access_request.expire',
   'grant.revoke', 'grant.revoke_all', 'session.start', 'session.end', 'auth.failure', 'audit.read',
   'principal.create', 'principal.disable', 'principal.totp_unlock', 'key.create', 'key.rotate',
-  'key.reencrypt', 'key.destroy', 'key.rewrap', 'tenant.shred', 'tokenize.enumeration_suspected',
+  'key.reencrypt', 'key.destroy', 'key.rewrap', 'key.split', 'tenant.shred', 'tokenize.enumeration_suspected',
   'token.lookup_suspicious', 'guard.release', 'guard.import_open', 'guard.import_close',
   'token.purge', 'service.start', 'service.stop', 'policy.load',
 ];

@@ -10,6 +10,7 @@ pub mod grant;
 pub mod key_strength;
 pub mod keys;
 pub mod session;
+pub mod shares;
 pub mod totp;
 
 use crate::random::RandomError;

@@ -24,8 +24,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(super) enum Command {
-    /// Print a new random master key (base64) for STRONGROOM_MASTER_KEY.
-    Keygen,
+    /// Print a new random master key (base64) for STRONGROOM_MASTER_KEY, or, with --shares and
+    /// --threshold, only custodians' shares of a new key (the key itself is never shown): any
+    /// M of the N shares rebuild it (`serve --sealed`), fewer reveal nothing.
+    Keygen(ShareArgs),
     /// Apply the database migrations. Refuses a development or weak STRONGROOM_MASTER_KEY if
     /// one is set (it is not needed).
     Migrate(DatabaseArgs),
@@ -59,6 +61,20 @@ pub(super) enum Command {
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
+}
+
+/// How to split a master key into custodians' shares (Shamir's scheme over GF(2^8)).
+#[derive(Debug, Args)]
+pub(super) struct ShareArgs {
+    /// How many shares to make, one per custodian (2 to 16).
+    #[arg(long, requires = "threshold", value_parser = clap::value_parser!(u8).range(2..=16))]
+    pub(super) shares: Option<u8>,
+    /// How many shares rebuild the key (2 up to --shares).
+    #[arg(long, requires = "shares", value_parser = clap::value_parser!(u8).range(2..=16))]
+    pub(super) threshold: Option<u8>,
+    /// Print {"shares": [...], "threshold": M} instead of one share a line.
+    #[arg(long, requires = "shares")]
+    pub(super) json: bool,
 }
 
 /// Where `strongroom dev` keeps its vault unless told otherwise.

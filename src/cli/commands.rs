@@ -25,10 +25,21 @@ use crate::store::{self, SchemaStatus};
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Keygen => {
-            let key = MasterKey::generate_base64(&SystemRandom::new())?;
-            println!("{}", key.as_str());
-            Ok(())
+        Command::Keygen(args) => {
+            let rng = SystemRandom::new();
+            let key = MasterKey::generate_base64(&rng)?;
+            match (args.shares, args.threshold) {
+                (Some(shares), Some(threshold)) => {
+                    let bytes = MasterKey::production_bytes(&key)?;
+                    let fingerprint = MasterKey::from_base64(&key)?.fingerprint();
+                    super::keys::print_shares(&bytes, &fingerprint, shares, threshold, args.json)?;
+                    Ok(())
+                }
+                _ => {
+                    println!("{}", key.as_str());
+                    Ok(())
+                }
+            }
         }
         Command::Migrate(db) => {
             // Migrate does not use the key, but it is the first step of a deployment: an

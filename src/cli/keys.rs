@@ -20,6 +20,7 @@ use super::admin::{
 use crate::clock::{Clock, SystemClock};
 use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind};
 use crate::domain::SigningKeyPhase;
+use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::random::SystemRandom;
 use crate::service::keys::DEFAULT_SIGNING_KEY_LEAD_SECONDS;
 use crate::service::keys::admin::{KeyAdmin, opens_every_key};
@@ -99,6 +100,20 @@ pub enum KeysCommand {
         #[command(flatten)]
         checkpoints: CheckpointArgs,
     },
+    /// Split the current master key (STRONGROOM_MASTER_KEY, which must open the stored keys)
+    /// into custodians' shares: any --threshold of the --shares rebuild it, fewer reveal
+    /// nothing (Shamir's scheme over GF(2^8); each share names its split and index and carries
+    /// a checksum). Start the vault with `serve --sealed` and the custodians unseal it; then
+    /// remove the key from the environment. Splitting again makes a new set: shares of
+    /// different splits do not combine. Audited (`key.split`: counts, split id, never a share).
+    Split {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
+        #[command(flatten)]
+        split: SplitCounts,
+    },
     /// Destroy a retired data key: its wrapped key is deleted, so nothing it sealed can be
     /// opened again, by this vault or from a later backup. Refused while any live row is
     /// still sealed under it (run `keys reencrypt` first), for the active key, and for two
@@ -113,6 +128,51 @@ pub enum KeysCommand {
         #[arg(long, value_name = "VERSION")]
         data_key: u32,
     },
+}
+
+/// How many shares, how many rebuild (both required for `keys split`).
+#[derive(Debug, clap::Args)]
+pub struct SplitCounts {
+    /// How many shares to make, one per custodian (2 to 16).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=16))]
+    shares: u8,
+    /// How many shares rebuild the key (2 up to --shares).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(2..=16))]
+    threshold: u8,
+    /// Print {"shares": [...], "threshold": M} instead of one share a line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints a key's shares on standard output (one a line, or JSON) and what they are on
+/// standard error, so that the output holds the shares only.
+pub(super) fn print_shares(
+    key: &[u8; 32],
+    fingerprint: &str,
+    shares: u8,
+    threshold: u8,
+    json: bool,
+) -> Result<String, CliError> {
+    let made = crate::crypto::shares::split(key, shares, threshold, &SystemRandom::new())?;
+    let split = made.first().map(|s| s.split_id()).unwrap_or_default();
+    eprintln!(
+        "master key {fingerprint}, split {split}: any {threshold} of these {shares} shares \
+         rebuild it, fewer reveal nothing. Give each custodian one share, and keep no copy \
+         together with another."
+    );
+    let texts: Vec<zeroize::Zeroizing<String>> = made.iter().map(|s| s.to_text()).collect();
+    if json {
+        let list: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+        let out = zeroize::Zeroizing::new(serde_json::to_string(
+            &json!({"shares": list, "threshold": threshold}),
+        )?);
+        println!("{}", out.as_str());
+    } else {
+        for text in &texts {
+            println!("{}", text.as_str());
+        }
+    }
+    Ok(split)
 }
 
 /// Runs a keys command.
@@ -156,6 +216,50 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
             checkpoints,
             batch_size,
         } => reencrypt(database, checkpoints, batch_size).await,
+        KeysCommand::Split {
+            database,
+            checkpoints,
+            split,
+        } => {
+            let text =
+                zeroize::Zeroizing::new(std::env::var("STRONGROOM_MASTER_KEY").unwrap_or_default());
+            let master = master_key_from_env()?;
+            let bytes = MasterKey::production_bytes(&text)?;
+            let store = connect_current(&database).await?;
+            if !opens_every_key(store.as_ref(), &master).await? {
+                return Err(CliError(
+                    "STRONGROOM_MASTER_KEY does not open this vault's stored keys: it is not \
+                     the key to split; nothing was done"
+                        .into(),
+                ));
+            }
+            if !(2..=split.shares).contains(&split.threshold) {
+                return Err(CliError(
+                    "--threshold must be from 2 up to --shares; nothing was done".into(),
+                ));
+            }
+            let audit =
+                command_audit_trail(&store, Some(&master), checkpoints.audit_checkpoint_file)
+                    .await?;
+            let id = print_shares(
+                &bytes,
+                &master.fingerprint(),
+                split.shares,
+                split.threshold,
+                split.json,
+            )?;
+            let mut event = AuditEvent::new(Action::KeySplit, SystemClock.now());
+            event.outcome = Outcome::Success;
+            event.subject = Some(format!("split:{id}"));
+            event.detail = Some(format!(
+                "shares={} threshold={} master={} by=operator",
+                split.shares,
+                split.threshold,
+                master.fingerprint()
+            ));
+            audit.record_change(event).await?;
+            Ok(())
+        }
         KeysCommand::Rewrap {
             database,
             checkpoints,

@@ -88,7 +88,13 @@ impl MasterKey {
                 .try_into()
                 .map_err(|_| MasterKeyError::WrongLength)?,
         );
-        if let Some(weakness) = key_strength::weakness(&bytes) {
+        Ok((MasterKey::from_bytes(&bytes)?, kind))
+    }
+
+    /// A master key from its 32 bytes (as custodians' shares rebuild it); refuses one that
+    /// [`key_strength::weakness`] judges weak.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<MasterKey, MasterKeyError> {
+        if let Some(weakness) = key_strength::weakness(bytes) {
             return Err(MasterKeyError::Weak(weakness));
         }
         // A keyed digest of the key under a fixed label, cut to 48 bits: enough to tell two
@@ -101,7 +107,23 @@ impl MasterKey {
         for (to, from) in fingerprint.iter_mut().zip(tag.as_ref()) {
             *to = *from;
         }
-        Ok((MasterKey(AeadKey::new(&bytes), fingerprint), kind))
+        Ok(MasterKey(AeadKey::new(bytes), fingerprint))
+    }
+
+    /// The 32 bytes of a production key in its base64 form, checked as [`MasterKey::from_base64`]
+    /// checks it: only to split them into custodians' shares (`crypto::shares`).
+    pub fn production_bytes(text: &str) -> Result<Zeroizing<[u8; 32]>, MasterKeyError> {
+        MasterKey::from_base64(text)?;
+        let decoded = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| MasterKeyError::NotBase64)?,
+        );
+        decoded
+            .as_slice()
+            .try_into()
+            .map(Zeroizing::new)
+            .map_err(|_| MasterKeyError::WrongLength)
     }
 
     /// Parses a production key, the base64 form that `strongroom keygen` prints; refuses a

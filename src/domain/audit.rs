@@ -88,6 +88,8 @@ pub enum Action {
     KeyDestroy,
     /// Every wrapped key and secret was wrapped again under a new master key.
     KeyRewrap,
+    /// The master key was split into custodians' shares (counts and split id; never a share).
+    KeySplit,
     /// A tenant's keys were destroyed, its tokens with them.
     TenantShred,
     /// A caller failed to authenticate.
@@ -120,7 +122,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 33] = [
+    pub const ALL: [Action; 34] = [
         Action::Tokenize,
         Action::TokenizeBatch,
         Action::Lookup,
@@ -140,6 +142,7 @@ impl Action {
         Action::KeyReencrypt,
         Action::KeyDestroy,
         Action::KeyRewrap,
+        Action::KeySplit,
         Action::TenantShred,
         Action::AuthFailure,
         Action::SessionStart,
@@ -178,6 +181,7 @@ impl Action {
             Action::KeyReencrypt => "key.reencrypt",
             Action::KeyDestroy => "key.destroy",
             Action::KeyRewrap => "key.rewrap",
+            Action::KeySplit => "key.split",
             Action::TenantShred => "tenant.shred",
             Action::AuthFailure => "auth.failure",
             Action::SessionStart => "session.start",

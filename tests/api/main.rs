@@ -20,6 +20,7 @@ mod audit;
 mod audit_integrity;
 mod auth;
 mod card_data;
+mod ceremony;
 mod cli;
 mod console;
 mod dev;

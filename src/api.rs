@@ -17,6 +17,7 @@ mod reports;
 pub mod request_id;
 pub mod sessions;
 pub mod source;
+pub mod sys;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use rate_limit::RateLimits;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::service::unseal::Sealer;
 use crate::service::{
     AccessService, AuditReader, AuditTrail, Authenticator, DetokenizeService, GrantService, Health,
     KeyService, ReviewService, SessionService, TokenService, UsageReporter,
@@ -105,6 +107,8 @@ pub struct Services {
     pub authn: Arc<Authenticator>,
     /// People's console sessions.
     pub sessions: Arc<SessionService>,
+    /// Sealing this instance.
+    pub sealer: Sealer,
     /// Readiness.
     pub health: Health,
 }
@@ -186,6 +190,11 @@ impl AppState {
         &self.0.services.sessions
     }
 
+    /// Sealing this instance.
+    pub fn sealer(&self) -> &Sealer {
+        &self.0.services.sealer
+    }
+
     /// Readiness.
     pub fn health(&self) -> &Health {
         &self.0.services.health
@@ -258,6 +267,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(policies::routes());
     routes.extend(reports::routes());
     routes.extend(sessions::routes());
+    routes.extend(sys::routes());
     routes.extend(health::routes());
     routes
 }

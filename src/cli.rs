@@ -18,6 +18,7 @@ pub mod dev;
 mod guard;
 mod keys;
 mod tenant;
+mod unseal;
 
 pub use args::Cli;
 pub use commands::run;

@@ -23,6 +23,7 @@ pub mod reports;
 pub mod review;
 pub mod sessions;
 pub mod tokens;
+pub mod unseal;
 
 pub use access::{
     AccessAskInput, AccessError, AccessRequestView, AccessService, AccessSettings, DecisionInput,

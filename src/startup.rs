@@ -21,13 +21,14 @@ use chrono::TimeDelta;
 
 use crate::api::{self, ApiSettings, AppState, Services};
 use crate::clock::{Clock, SystemClock};
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, TlsFiles};
 use crate::domain::{PolicyError, PolicySet};
 use crate::metrics::Metrics;
 use crate::random::{Csprng, SystemRandom};
 use crate::service::Lifecycle;
 use crate::service::keys::load_checkpoint_key;
 use crate::service::keys::reencrypt::reencrypt_in_background;
+use crate::service::unseal::{SealSwitch, Sealer, Unsealer};
 use crate::service::{
     AccessService, AccessSettings, Alarms, Anchor, AuditReader, AuditTrail, Authenticator,
     DetokenizeService, GrantService, Guard, Health, Housekeeping, KeyError, KeyService,
@@ -101,6 +102,17 @@ pub struct Application {
     header_read_timeout: Duration,
     /// The keys to re-encrypt with in the background, and the rate (rows a second).
     reencrypt: Option<(Arc<KeyService>, u32)>,
+    /// Told by `POST /v1/sys/seal` to stop serving and drop the keys.
+    seal: SealSwitch,
+}
+
+/// Why an instance stopped serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// It was told to stop (a signal, or the caller's future).
+    Shutdown,
+    /// An admin sealed it: its keys are dropped; custodians must unseal it again.
+    Sealed,
 }
 
 impl Application {
@@ -115,17 +127,19 @@ impl Application {
         clock: Arc<dyn Clock>,
         rng: Arc<dyn Csprng>,
     ) -> Result<Application, StartupError> {
+        Application::build_on(config, None, clock, rng).await
+    }
+
+    /// Builds an instance on `listener` when given (one a sealed phase served on before),
+    /// else on a listener bound to `config.listen`.
+    pub async fn build_on(
+        config: ServeConfig,
+        listener: Option<TcpListener>,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn Csprng>,
+    ) -> Result<Application, StartupError> {
         // Cheap refusals first, before touching the database.
-        let tls = match (&config.tls, config.force_plain_http) {
-            (Some(files), _) => Some(TlsAcceptor::from(tls::server_config(
-                &files.cert,
-                &files.key,
-            )?)),
-            (None, false) if !config.listen.ip().is_loopback() => {
-                return Err(StartupError::PlainHttpNotLoopback(config.listen));
-            }
-            (None, _) => None,
-        };
+        let tls = tls_acceptor(config.tls.as_ref(), config.force_plain_http, config.listen)?;
         let policy_text = match &config.policy_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -231,6 +245,7 @@ impl Application {
             audit.clone(),
             metrics.clone(),
         ));
+        let seal = SealSwitch::default();
         let sessions = Arc::new(SessionService::new(
             Arc::clone(&authn),
             store.clone(),
@@ -274,6 +289,7 @@ impl Application {
                 ),
                 access,
                 health,
+                sealer: Sealer::new(seal.clone(), audit.clone(), Arc::clone(&clock)),
                 audit,
                 authn,
                 sessions,
@@ -290,9 +306,12 @@ impl Application {
         );
         // The trail hears of this instance and its policies before anyone is served.
         lifecycle.started(policy_text.as_deref(), &policies).await?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| StartupError::Bind(config.listen, e))?;
+        let listener = match listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| StartupError::Bind(config.listen, e))?,
+        };
         Ok(Application {
             listener,
             tls,
@@ -303,6 +322,7 @@ impl Application {
             purge_interval: config.purge_interval,
             reencrypt,
             header_read_timeout: config.header_read_timeout,
+            seal,
         })
     }
 
@@ -328,11 +348,12 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and drains open connections.
+    /// Serves until `shutdown` completes or an admin seals the instance, then stops accepting
+    /// and drains open connections; says which it was.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Stopped> {
         let Application {
             listener,
             tls,
@@ -343,95 +364,189 @@ impl Application {
             purge_interval,
             header_read_timeout,
             reencrypt,
+            seal,
         } = self;
         let audit = state.audit().clone();
         let reencryptor = reencrypt.map(|(keys, rate)| {
             tokio::spawn(reencrypt_in_background(keys, rate, state.metrics().clone()))
         });
         let purger = tokio::spawn(keep_house(state, housekeeping, purge_interval));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // A client that trickles its headers (slowloris) is cut off instead of holding a task.
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout);
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(router.clone().map_request(
-                move |mut request: axum::http::Request<Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    request
-                },
-            ));
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let served = match tls {
-                    Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                        {
-                            Ok(Ok(tls_stream)) => {
-                                watcher
-                                    .watch(
-                                        builder
-                                            .serve_connection(TokioIo::new(tls_stream), service)
-                                            .into_owned(),
-                                    )
-                                    .await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        }
-                    }
-                    None => {
-                        watcher
-                            .watch(
-                                builder
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .into_owned(),
-                            )
-                            .await
-                    }
-                };
-                if let Err(e) = served {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            });
-        }
+        let stopped = async {
+            tokio::select! {
+                () = shutdown => Stopped::Shutdown,
+                () = seal.sealed() => Stopped::Sealed,
+            }
+        };
+        let stopped = serve(&listener, tls, router, header_read_timeout, stopped).await;
         drop(listener);
         purger.abort();
         if let Some(reencryptor) = reencryptor {
             reencryptor.abort();
         }
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("connections still open after the drain timeout");
-        }
         // The last records are vouched for outside the database before the process ends.
         lifecycle.stopped().await;
         audit.checkpoint().await;
-        Ok(())
+        Ok(stopped)
     }
+}
+
+/// Accepts and serves connections on `listener` with `router` until `stop` completes, then
+/// drains open connections; answers what `stop` said.
+async fn serve<T>(
+    listener: &TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    header_read_timeout: Duration,
+    stop: impl Future<Output = T> + Send,
+) -> T {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that trickles its headers (slowloris) is cut off instead of holding a task.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(stop);
+    let outcome = loop {
+        // Finished connections are reaped as new ones come.
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            outcome = &mut stop => break outcome,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        connections.spawn(async move {
+            let served = match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection(TokioIo::new(tls_stream), service)
+                                        .into_owned(),
+                                )
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout");
+    }
+    // Whatever is still open is cut: it would keep the state, and a sealed instance's keys,
+    // alive.
+    connections.abort_all();
+    outcome
+}
+
+/// TLS from the configured files; plain HTTP only on loopback unless forced.
+fn tls_acceptor(
+    files: Option<&TlsFiles>,
+    force_plain_http: bool,
+    listen: SocketAddr,
+) -> Result<Option<TlsAcceptor>, StartupError> {
+    match (files, force_plain_http) {
+        (Some(files), _) => Ok(Some(TlsAcceptor::from(tls::server_config(
+            &files.cert,
+            &files.key,
+        )?))),
+        (None, false) if !listen.ip().is_loopback() => {
+            Err(StartupError::PlainHttpNotLoopback(listen))
+        }
+        (None, _) => Ok(None),
+    }
+}
+
+/// How a sealed instance serves until its custodians unseal it.
+pub struct SealedConfig {
+    /// Where the stored keys are.
+    pub database_url: crate::store::DatabaseUrl,
+    /// Where it listens (for the plain-HTTP check).
+    pub listen: SocketAddr,
+    /// TLS, or plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
+    /// Plain HTTP on a non-loopback address.
+    pub force_plain_http: bool,
+    /// The threshold the operator expects, if they said.
+    pub threshold: Option<u8>,
+    /// As `ServeConfig::header_read_timeout`.
+    pub header_read_timeout: Duration,
+}
+
+/// Serves sealed on `listener` — `/healthz`, `/readyz` (503 `sealed`) and
+/// `POST /v1/sys/unseal`, everything else 503 `sealed` — until custodians' shares rebuild a
+/// master key that opens the stored keys (answered) or `shutdown` completes (`None`).
+pub async fn run_sealed(
+    config: SealedConfig,
+    listener: &TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Option<crate::crypto::keys::MasterKey>, StartupError> {
+    let tls = tls_acceptor(config.tls.as_ref(), config.force_plain_http, config.listen)?;
+    let store = store::open_serving(&config.database_url, 2, Duration::from_secs(5)).await?;
+    match store.schema_status().await? {
+        SchemaStatus::Current => {}
+        SchemaStatus::Behind { pending } => return Err(StartupError::SchemaBehind { pending }),
+        SchemaStatus::Modified { version } => {
+            return Err(StartupError::SchemaModified { version });
+        }
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // No checkpoint key while sealed (it is derived from the master key): the records are
+    // chained, and the next checkpoint of the unsealed instance vouches for them.
+    let trail = AuditTrail::spawn(store.clone(), None, Arc::clone(&clock), Metrics::new());
+    let unsealer = Arc::new(Unsealer::new(store, trail.clone(), clock, config.threshold));
+    let (unsealed, key) = tokio::sync::oneshot::channel();
+    let router = api::sys::sealed_router(unsealer, unsealed);
+    let stop = async {
+        tokio::select! {
+            () = shutdown => None,
+            key = key => key.ok(),
+        }
+    };
+    let key = serve(listener, tls, router, config.header_read_timeout, stop).await;
+    trail.checkpoint().await;
+    Ok(key)
 }
 
 /// Housekeeping now and then (see [`Housekeeping`]), and forgetting the rate limit state of

@@ -14,9 +14,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
-use super::extract::{JsonBody, OptionalJsonBody, from_value, limit_param, query_params};
+use super::extract::{JsonBody, OptionalJsonBody, Secret, from_value, limit_param, query_params};
 use super::policies::PolicyBody;
 use super::{ApiError, AppState, Route};
 use crate::crypto::totp::TotpCode;
@@ -41,15 +40,6 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// A TOTP code. Wiped on drop, never printed.
-struct Code(Zeroizing<String>);
-
-impl<'de> Deserialize<'de> for Code {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(|s| Code(Zeroizing::new(s)))
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
@@ -63,7 +53,7 @@ struct CreateBody {
     #[serde(default)]
     max_uses: Option<u32>,
     #[serde(default)]
-    totp: Option<Code>,
+    totp: Option<Secret>,
 }
 
 #[derive(Deserialize)]
@@ -72,7 +62,7 @@ struct ApproveBody {
     #[serde(default)]
     comment: Option<String>,
     #[serde(default)]
-    totp: Option<Code>,
+    totp: Option<Secret>,
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@ use crate::domain::{Denial, FormatError, MetadataError, PanError};
 use crate::service::audit::ReadError;
 use crate::service::health::NotReady;
 use crate::service::mfa::MfaFailure;
+use crate::service::unseal::UnsealError;
 use crate::service::{
     AccessError, AuditError, Forbidden, GrantError, KeyError, Refusal, SessionError, Throttled,
     TokenError,
@@ -155,6 +156,17 @@ pub enum ApiError {
     /// nothing was released.
     #[error("a stored card number failed its integrity check; nothing was released")]
     IntegrityError,
+    /// The instance is sealed: custodians' shares must unseal it first.
+    #[error(
+        "the vault is sealed: custodians must unseal it with their shares (POST /v1/sys/unseal)"
+    )]
+    Sealed,
+    /// A custodian's share is mistyped, malformed, of another threshold or given twice.
+    #[error("{0}")]
+    InvalidShare(String),
+    /// The shares given do not make this vault's master key: progress was reset.
+    #[error("{0}")]
+    UnsealFailed(String),
     /// Something failed inside; the cause is logged, not shown.
     #[error("internal error")]
     Internal,
@@ -228,6 +240,9 @@ impl ApiError {
         "database_unavailable",
         "overloaded",
         "integrity_error",
+        "sealed",
+        "invalid_share",
+        "unseal_failed",
         "internal",
     ];
 
@@ -285,6 +300,9 @@ impl ApiError {
             }
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::IntegrityError => (StatusCode::INTERNAL_SERVER_ERROR, "integrity_error"),
+            ApiError::Sealed => (StatusCode::SERVICE_UNAVAILABLE, "sealed"),
+            ApiError::InvalidShare(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_share"),
+            ApiError::UnsealFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unseal_failed"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -339,6 +357,7 @@ impl IntoResponse for ApiError {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Timeout
+            | ApiError::Sealed
             | ApiError::NotReady(_)
             | ApiError::AuditUnavailable
             | ApiError::DatabaseUnavailable
@@ -455,6 +474,21 @@ impl From<SessionError> for ApiError {
             SessionError::Store(e) if e.is_unavailable() => unavailable(&e),
             SessionError::Store(e) => internal("store operation failed", &e),
             SessionError::Random => ApiError::Internal,
+        }
+    }
+}
+
+impl From<UnsealError> for ApiError {
+    fn from(e: UnsealError) -> Self {
+        match e {
+            UnsealError::Share(_) | UnsealError::Threshold(..) => {
+                ApiError::InvalidShare(e.to_string())
+            }
+            UnsealError::WrongSet(_) => ApiError::UnsealFailed(e.to_string()),
+            UnsealError::Throttled(seconds) => ApiError::RateLimited(seconds),
+            UnsealError::Audit(e) => e.into(),
+            UnsealError::Store(e) if e.is_unavailable() => unavailable(&e),
+            UnsealError::Store(e) => internal("store operation failed", &e),
         }
     }
 }
@@ -596,6 +630,9 @@ mod code_tests {
             ApiError::DatabaseUnavailable,
             ApiError::Overloaded,
             ApiError::IntegrityError,
+            ApiError::Sealed,
+            ApiError::InvalidShare(String::new()),
+            ApiError::UnsealFailed(String::new()),
             ApiError::Internal,
         ];
         for e in &all {
@@ -641,6 +678,9 @@ mod code_tests {
                 | ApiError::DatabaseUnavailable
                 | ApiError::Overloaded
                 | ApiError::IntegrityError
+                | ApiError::Sealed
+                | ApiError::InvalidShare(_)
+                | ApiError::UnsealFailed(_)
                 | ApiError::Internal => {}
             }
         }

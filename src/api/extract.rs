@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use zeroize::Zeroizing;
 
 use super::error::{internal, unavailable};
 use super::source::Source;
@@ -191,6 +192,16 @@ impl FromRequest<AppState> for OptionalJsonBody {
         JsonBody::from_request(request, state)
             .await
             .map(|JsonBody(v)| OptionalJsonBody(v))
+    }
+}
+
+/// A secret read from a body (an API key, a TOTP code, a key share): wiped on drop, never
+/// printed.
+pub struct Secret(pub Zeroizing<String>);
+
+impl<'de> de::Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| Secret(Zeroizing::new(s)))
     }
 }
 

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::extract::{JsonBody, from_value, session_cookie, session_cookie_name};
+use super::extract::{JsonBody, Secret, from_value, session_cookie, session_cookie_name};
 use super::source::Source;
 use super::{ApiError, AppState, Route, request_id};
 use crate::domain::{Principal, PrincipalId, Role, TenantId};
@@ -27,15 +27,6 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/v1/sessions/current", current),
         Route::new(Method::DELETE, "/v1/sessions/current", sign_out),
     ]
-}
-
-/// A secret read from the body: wiped on drop, never printed.
-struct Secret(Zeroizing<String>);
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(|s| Secret(Zeroizing::new(s)))
-    }
 }
 
 #[derive(Deserialize)]

@@ -17,14 +17,14 @@ use crate::service::principals::PrincipalAdmin;
 use crate::service::{Anchor, AuditTrail};
 use crate::store::{self, DatabaseUrl, SchemaStatus, Store};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: DatabaseUrl,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct CheckpointArgs {
     /// File of audit checkpoints (JSON lines, appended; keep it off the database host).
     #[arg(long, env = "STRONGROOM_AUDIT_CHECKPOINT_FILE")]

@@ -49,6 +49,18 @@ pub(super) enum Command {
     /// Act on a whole tenant: crypto-shred it.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Hand your custodian's share to a sealed instance (`serve --sealed`): asks for it without
+    /// showing what you type (or reads one line from standard input), names a mistyped share
+    /// before sending anything, and says how many shares are still needed. Each instance is
+    /// unsealed on its own.
+    Unseal {
+        /// The instance, e.g. https://vault-1.internal:8443 (plain http only on loopback).
+        #[arg(long)]
+        url: String,
+        /// The CA certificate (PEM) that signed the instance's TLS certificate.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+    },
     /// Run a local vault in one command: the embedded store, a generated master key, demo
     /// principals and policies, plain HTTP on loopback. Not for real card data.
     Dev {
@@ -158,7 +170,7 @@ pub(super) enum PrincipalCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(super) struct ServeArgs {
     #[command(flatten)]
     pub(super) database: DatabaseArgs,
@@ -177,6 +189,17 @@ pub(super) struct ServeArgs {
     /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
     #[arg(long, env = "STRONGROOM_FORCE_PLAIN_HTTP")]
     pub(super) force_plain_http: bool,
+    /// Start sealed, without STRONGROOM_MASTER_KEY: only /healthz, /readyz (503, reason
+    /// `sealed`) and POST /v1/sys/unseal answer until custodians' shares (`keygen --shares`,
+    /// `keys split`) rebuild the master key; then the vault serves. POST /v1/sys/seal (an
+    /// admin) seals it again.
+    #[arg(long, env = "STRONGROOM_SEALED")]
+    pub(super) sealed: bool,
+    /// With no STRONGROOM_MASTER_KEY set: start sealed, and take only shares of a split with
+    /// this threshold.
+    #[arg(long, env = "STRONGROOM_UNSEAL_THRESHOLD",
+          value_parser = clap::value_parser!(u8).range(2..=16))]
+    pub(super) unseal_threshold: Option<u8>,
     /// Most database connections.
     #[arg(long, env = "STRONGROOM_DB_POOL_SIZE", default_value_t = 10)]
     pub(super) db_pool_size: u32,

@@ -19,7 +19,7 @@ use crate::service::audit;
 use crate::service::keys::existing_checkpoint_key;
 use crate::service::principals::NewPrincipalRequest;
 use crate::service::{KeyService, KeySettings};
-use crate::startup::{Application, shutdown_signal};
+use crate::startup::{Application, SealedConfig, Stopped, run_sealed, shutdown_signal};
 use crate::store::{self, SchemaStatus};
 
 /// Runs the parsed command.
@@ -194,6 +194,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => serve(args).await,
         Command::Guard(command) => guard::run(command).await,
         Command::Keys(command) => keys::run(command).await,
+        Command::Unseal { url, cacert } => super::unseal::run(&url, cacert).await,
         Command::Tenant(command) => tenant::run(command).await,
         Command::Dev {
             command: Some(DevCommand::Totp { name, data_dir }),
@@ -244,13 +245,95 @@ async fn verify_audit(
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
     crate::telemetry::init();
-    let master_key = master_key_from_env()?;
+    // Sealed: asked for, or no key in the environment and a threshold to unseal with.
+    let key_set = !std::env::var("STRONGROOM_MASTER_KEY")
+        .unwrap_or_default()
+        .trim()
+        .is_empty();
+    if args.sealed && key_set {
+        return Err(CliError(
+            "--sealed with STRONGROOM_MASTER_KEY set: a sealed instance holds no key until its \
+             custodians unseal it, so remove the key from the environment"
+                .into(),
+        ));
+    }
+    let mut master = if args.sealed || (!key_set && args.unseal_threshold.is_some()) {
+        None
+    } else {
+        Some(master_key_from_env()?)
+    };
+    if args.force_plain_http && !args.listen.ip().is_loopback() && args.tls_cert.is_none() {
+        tracing::warn!(listen = %args.listen, "serving plain HTTP on a non-loopback address (forced)");
+    }
+    // One listening socket for the whole run: sealed and unsealed phases take turns on it,
+    // so the address never changes and no connection is refused in between.
+    let socket = std::net::TcpListener::bind(args.listen)
+        .map_err(|e| CliError(format!("cannot listen on {}: {e}", args.listen)))?;
+    socket.set_nonblocking(true)?;
+    let listener = || -> Result<tokio::net::TcpListener, CliError> {
+        Ok(tokio::net::TcpListener::from_std(socket.try_clone()?)?)
+    };
+    loop {
+        let key = match master.take() {
+            Some(key) => key,
+            None => {
+                tracing::info!(
+                    listen = %socket.local_addr()?,
+                    version = env!("CARGO_PKG_VERSION"),
+                    "strongroom sealed: waiting for custodians' shares (POST /v1/sys/unseal)"
+                );
+                let sealed = SealedConfig {
+                    database_url: args.database.database_url.clone(),
+                    listen: args.listen,
+                    tls: tls_files(&args),
+                    force_plain_http: args.force_plain_http,
+                    threshold: args.unseal_threshold,
+                    header_read_timeout: Duration::from_secs(10),
+                };
+                match run_sealed(sealed, &listener()?, shutdown_signal()).await? {
+                    Some(key) => key,
+                    None => return Ok(()),
+                }
+            }
+        };
+        let app = Application::build_on(
+            serve_config(&args, key),
+            Some(listener()?),
+            Arc::new(SystemClock),
+            Arc::new(SystemRandom::new()),
+        )
+        .await?;
+        tracing::info!(
+            listen = %app.local_addr(),
+            tls = app.is_tls(),
+            version = env!("CARGO_PKG_VERSION"),
+            "strongroom serving"
+        );
+        match app.run_until_stopped(shutdown_signal()).await? {
+            Stopped::Shutdown => return Ok(()),
+            // The instance and its keys are gone; wait for the custodians again.
+            Stopped::Sealed => tracing::info!("strongroom sealed by an admin"),
+        }
+    }
+}
+
+fn tls_files(args: &ServeArgs) -> Option<TlsFiles> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// The configuration of an unsealed instance from `serve`'s arguments and its master key.
+fn serve_config(args: &ServeArgs, master_key: MasterKey) -> ServeConfig {
+    let tls = tls_files(args);
+    let args = args.clone();
     let mut config = ServeConfig::new(args.database.database_url, master_key);
     config.listen = args.listen;
-    config.tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-        _ => None,
-    };
+    config.tls = tls;
     config.force_plain_http = args.force_plain_http;
     config.policy_file = args.policy_file;
     config.db_pool_size = args.db_pool_size.max(1);
@@ -268,16 +351,5 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     config.audit_lanes = usize::try_from(args.audit_lanes).unwrap_or(1);
     config.keys.max_age = chrono::TimeDelta::days(i64::from(args.data_key_max_age_days));
     config.reencrypt_rows_per_second = args.reencrypt_rows_per_second;
-    if config.force_plain_http && !config.listen.ip().is_loopback() && config.tls.is_none() {
-        tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (forced)");
-    }
-    let app = Application::build(config).await?;
-    tracing::info!(
-        listen = %app.local_addr(),
-        tls = app.is_tls(),
-        version = env!("CARGO_PKG_VERSION"),
-        "strongroom serving"
-    );
-    app.run_until_stopped(shutdown_signal()).await?;
-    Ok(())
+    config
 }

@@ -94,6 +94,15 @@ pub enum Action {
     TenantShred,
     /// A caller failed to authenticate.
     AuthFailure,
+    /// An admin sealed an instance: its master key was wiped from memory.
+    Seal,
+    /// A custodian's share was accepted while sealed (the slot, never the share).
+    UnsealProgress,
+    /// A share was refused while sealed (mistyped, another split, or a set that does not
+    /// rebuild the key: progress reset).
+    UnsealFailed,
+    /// The shares rebuilt the master key: the instance unsealed.
+    Unseal,
     /// A person signed in to the console (or was refused: a role that may not, a wrong code).
     SessionStart,
     /// A person signed out of the console.
@@ -122,7 +131,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 34] = [
+    pub const ALL: [Action; 38] = [
         Action::Tokenize,
         Action::TokenizeBatch,
         Action::Lookup,
@@ -145,6 +154,10 @@ impl Action {
         Action::KeySplit,
         Action::TenantShred,
         Action::AuthFailure,
+        Action::Seal,
+        Action::UnsealProgress,
+        Action::UnsealFailed,
+        Action::Unseal,
         Action::SessionStart,
         Action::SessionEnd,
         Action::AuditRead,
@@ -184,6 +197,10 @@ impl Action {
             Action::KeySplit => "key.split",
             Action::TenantShred => "tenant.shred",
             Action::AuthFailure => "auth.failure",
+            Action::Seal => "seal",
+            Action::UnsealProgress => "unseal.progress",
+            Action::UnsealFailed => "unseal.failed",
+            Action::Unseal => "unseal",
             Action::SessionStart => "session.start",
             Action::SessionEnd => "session.end",
             Action::AuditRead => "audit.read",

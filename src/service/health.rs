@@ -24,6 +24,9 @@ pub enum NotReady {
     /// The keys are not loaded.
     #[error("the keys are not loaded")]
     Keys,
+    /// The instance is sealed: custodians' shares must unseal it.
+    #[error("the instance is sealed")]
+    Sealed,
 }
 
 impl NotReady {
@@ -33,6 +36,7 @@ impl NotReady {
             NotReady::Database => "database",
             NotReady::AuditTrail => "audit_trail",
             NotReady::Keys => "keys",
+            NotReady::Sealed => "sealed",
         }
     }
 }

@@ -109,3 +109,469 @@ async fn keys_split_splits_the_vault_s_own_key_and_records_it_without_a_share() 
         assert!(!text.contains(&share.to_text()[14..60]));
     }
 }
+
+/// A `strongroom serve --sealed` process: its address, and its log lines as they come.
+struct Sealed {
+    child: std::process::Child,
+    address: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Sealed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_sealed(url: &str, policy_file: &std::path::Path, threshold: Option<&str>) -> Sealed {
+    serve_sealed_with(url, policy_file, threshold, &[])
+}
+
+fn serve_sealed_with(
+    url: &str,
+    policy_file: &std::path::Path,
+    threshold: Option<&str>,
+    extra: &[&std::ffi::OsStr],
+) -> Sealed {
+    use std::io::BufRead;
+    let mut command = strongroom();
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit-per-second",
+            "0",
+        ])
+        .arg("--policy-file")
+        .arg(policy_file);
+    command.args(extra);
+    match threshold {
+        // No key and a threshold: sealed by itself.
+        Some(m) => command.args(["--unseal-threshold", m]),
+        None => command.arg("--sealed"),
+    };
+    let mut child = command
+        .env("DATABASE_URL", url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut address = None;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    for line in lines.by_ref().map_while(Result::ok) {
+        log.lock().unwrap().push(line.clone());
+        let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+        if entry["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("strongroom sealed"))
+        {
+            address = entry["listen"].as_str().map(|l| format!("http://{l}"));
+            break;
+        }
+    }
+    // Keep reading, so the pipe never fills and the test can look at every line.
+    let sink = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Sealed {
+        child,
+        address: address.expect("a sealed instance announces its address"),
+        log,
+    }
+}
+
+async fn submit(client: &reqwest::Client, base: &str, share: &str) -> reqwest::Response {
+    client
+        .post(format!("{base}/v1/sys/unseal"))
+        .json(&serde_json::json!({ "share": share }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn progress(r: reqwest::Response) -> (bool, u64) {
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    (
+        body["sealed"].as_bool().unwrap(),
+        body["progress"].as_u64().unwrap(),
+    )
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == reqwest::StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{base} never became ready");
+}
+
+fn split_texts(app: &TestApp, shares: &str, threshold: &str) -> Vec<String> {
+    let (ok, out, err) = run(strongroom()
+        .args([
+            "keys",
+            "split",
+            "--shares",
+            shares,
+            "--threshold",
+            threshold,
+            "--json",
+        ])
+        .env("DATABASE_URL", &app.db.url)
+        .env("STRONGROOM_MASTER_KEY", &app.master_key));
+    assert!(ok, "{err}");
+    let body: Value = serde_json::from_str(&out).unwrap();
+    body["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn custodians_unseal_a_sealed_start_over_http_each_instance_on_its_own_and_an_admin_seals_it()
+{
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    let app = spawn_pg_app().await;
+    let pan = random_pan("4", 16);
+    let token = app.token_for(&pan).await;
+    let texts = split_texts(&app, "5", "3");
+    let other_split = split_texts(&app, "5", "3");
+    let (ok, out, _) =
+        run(strongroom().args(["keygen", "--shares", "5", "--threshold", "3", "--json"]));
+    assert!(ok);
+    let foreign: Vec<String> = serde_json::from_str::<Value>(&out).unwrap()["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    let policy_file = write_policy_file(TEST_POLICIES);
+    let client = reqwest::Client::new();
+
+    let one = serve_sealed(&app.db.url, &policy_file, None);
+    let base = one.address.clone();
+    // Sealed: alive, not ready, and nothing else answers.
+    let r = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = client.get(format!("{base}/readyz")).send().await.unwrap();
+    let problem = assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "not_ready").await;
+    assert_eq!(problem["reason"], "sealed");
+    for (method, path) in [
+        ("POST", "/v1/tokens"),
+        ("GET", "/v1/audit"),
+        ("POST", "/v1/detokenize"),
+        ("POST", "/v1/sys/seal"),
+        ("GET", "/console"),
+    ] {
+        let r = client
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(&app.keys.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert_problem(r, StatusCode::SERVICE_UNAVAILABLE, "sealed").await;
+    }
+
+    // A mistyped share is named at once and changes nothing.
+    let mut typo = texts[0].clone().into_bytes();
+    typo[30] = if typo[30] == b'0' { b'1' } else { b'0' };
+    let r = submit(&client, &base, &String::from_utf8(typo).unwrap()).await;
+    let problem = assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_share").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("mistyped"),
+        "{problem}"
+    );
+    assert_eq!(
+        progress(submit(&client, &base, &texts[0]).await).await,
+        (true, 1)
+    );
+    // The same share twice is refused; progress stays.
+    let r = submit(&client, &base, &texts[0]).await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_share").await;
+    // A share of another split resets the progress.
+    let r = submit(&client, &base, &other_split[1]).await;
+    let problem = assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "unseal_failed").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("reset"),
+        "{problem}"
+    );
+    // A whole set of another key's shares rebuilds nothing this vault opens: reset.
+    assert_eq!(
+        progress(submit(&client, &base, &foreign[0]).await).await,
+        (true, 1)
+    );
+    assert_eq!(
+        progress(submit(&client, &base, &foreign[1]).await).await,
+        (true, 2)
+    );
+    let r = submit(&client, &base, &foreign[2]).await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "unseal_failed").await;
+    let r = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Three custodians: sealed, sealed, unsealed; then it serves, and the token reads back.
+    assert_eq!(
+        progress(submit(&client, &base, &texts[1]).await).await,
+        (true, 1)
+    );
+    assert_eq!(
+        progress(submit(&client, &base, &texts[3]).await).await,
+        (true, 2)
+    );
+    let last = std::time::Instant::now();
+    assert_eq!(
+        progress(submit(&client, &base, &texts[4]).await).await,
+        (false, 3)
+    );
+    wait_ready(&client, &base).await;
+    eprintln!(
+        "unsealed: ready {} ms after the last share",
+        last.elapsed().as_millis()
+    );
+    let r = client
+        .post(format!("{base}/v1/access-requests"))
+        .bearer_auth(&app.keys.detokenizer)
+        .json(
+            &json!({"any_token": true, "purpose": "payment_authorization",
+                      "reason": "order 9", "duration_seconds": 60, "max_uses": 1}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let grant: Value = r.json().await.unwrap();
+    let r = client
+        .post(format!("{base}/v1/detokenize"))
+        .bearer_auth(&app.keys.detokenizer)
+        .header("x-access-grant", grant["grant"].as_str().unwrap())
+        .json(&json!({"tokens": [token]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"][0]["value"], pan.as_str());
+    // Late custodians are told, and nothing is taken.
+    assert_eq!(
+        progress(submit(&client, &base, &texts[2]).await).await,
+        (false, 0)
+    );
+
+    // A second instance is unsealed on its own: still sealed though the first is not.
+    let two = serve_sealed(&app.db.url, &policy_file, Some("3"));
+    let r = client
+        .get(format!("{}/readyz", two.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // It was started for threshold 3: a 2-of-N share is refused as such.
+    let two_of = split_texts(&app, "3", "2");
+    let r = submit(&client, &two.address, &two_of[0]).await;
+    assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_share").await;
+    for (i, share) in texts.iter().take(3).enumerate() {
+        let (sealed, n) = progress(submit(&client, &two.address, share).await).await;
+        assert_eq!((sealed, n), (i < 2, i as u64 + 1));
+    }
+    wait_ready(&client, &two.address).await;
+
+    // An admin seals the first again; only an admin may.
+    let r = client
+        .post(format!("{base}/v1/sys/seal"))
+        .bearer_auth(&app.keys.auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
+    let r = client
+        .post(format!("{base}/v1/sys/seal"))
+        .bearer_auth(&app.keys.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let mut sealed_again = false;
+    for _ in 0..200 {
+        let r = client
+            .get(format!("{base}/v1/tokens/{token}"))
+            .bearer_auth(&app.keys.tokenizer)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            sealed_again = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(sealed_again, "sealed after the admin's seal");
+    let r = client
+        .get(format!("{}/readyz", two.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the other instance serves on");
+    // And unseals again with any three.
+    for share in [&texts[0], &texts[2], &texts[3]] {
+        submit(&client, &base, share).await;
+    }
+    wait_ready(&client, &base).await;
+
+    // The trail: each custodian's slot, the failures, the unseals and the seal; never a share.
+    let read = async |action: &str| -> Vec<Value> {
+        let r = app
+            .audit(
+                &app.keys.auditor,
+                &format!("?scope=system&action={action}&limit=500"),
+            )
+            .await;
+        let body: Value = r.json().await.unwrap();
+        body["events"].as_array().unwrap().clone()
+    };
+    let progress_events = read("unseal.progress").await;
+    let slots: Vec<&str> = progress_events
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert!(slots.contains(&"slot=5 progress=3/3"), "{slots:?}");
+    let failed = read("unseal.failed").await;
+    let reasons: Vec<&str> = failed
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    for reason in [
+        "mistyped",
+        "slot=1 again",
+        "other_split; reset",
+        "wrong_set; reset",
+        "other_threshold",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.starts_with(reason)),
+            "{reason} in {reasons:?}"
+        );
+    }
+    assert_eq!(read("unseal").await.len(), 3);
+    let r = app.audit(&app.keys.auditor, "?action=seal").await;
+    let seals: Value = r.json().await.unwrap();
+    let outcomes: Vec<&str> = seals["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{seals}");
+    assert!(outcomes.contains(&"success") && outcomes.contains(&"denied"));
+    let everything = serde_json::to_string(&[progress_events, failed]).unwrap()
+        + &one.log.lock().unwrap().join("\n")
+        + &two.log.lock().unwrap().join("\n");
+    for share in texts.iter().chain(&foreign).chain(&other_split) {
+        assert!(
+            !everything.contains(&share[17..60]),
+            "a share was recorded or logged"
+        );
+    }
+    let _ = std::fs::remove_file(policy_file);
+}
+
+#[tokio::test]
+async fn custodians_unseal_with_the_cli_over_tls_and_a_typo_is_named_before_it_is_sent() {
+    use std::io::Write;
+
+    let app = spawn_pg_app().await;
+    let texts = split_texts(&app, "3", "2");
+    let dir = std::env::temp_dir().join(format!("strongroom-unseal-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let policy_file = write_policy_file(TEST_POLICIES);
+    let sealed = serve_sealed_with(
+        &app.db.url,
+        &policy_file,
+        None,
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    let url = sealed
+        .address
+        .replace("http://127.0.0.1", "https://localhost");
+    let unseal = |share: &str, cacert: Option<&std::path::Path>| {
+        let mut command = strongroom();
+        command.args(["unseal", "--url", &url]);
+        if let Some(ca) = cacert {
+            command.arg("--cacert").arg(ca);
+        }
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{share}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A typo is named here, and nothing reaches the vault.
+    let mut typo = texts[0].clone().into_bytes();
+    typo[30] = if typo[30] == b'0' { b'1' } else { b'0' };
+    let (ok, _, err) = unseal(&String::from_utf8(typo).unwrap(), Some(&cert));
+    assert!(
+        !ok && err.contains("mistyped") && err.contains("nothing was sent"),
+        "{err}"
+    );
+    // HTTPS needs the CA.
+    let (ok, _, err) = unseal(&texts[0], None);
+    assert!(!ok && err.contains("--cacert"), "{err}");
+    let (ok, out, err) = unseal(&texts[0], Some(&cert));
+    assert!(ok, "{err}");
+    assert!(out.contains("1 of 2"), "{out}");
+    assert!(!out.contains(&texts[0][17..60]) && !err.contains(&texts[0][17..60]));
+    let (ok, out, err) = unseal(&texts[0], Some(&cert));
+    assert!(!ok && err.contains("invalid_share"), "{out}{err}");
+    let (ok, out, err) = unseal(&texts[2], Some(&cert));
+    assert!(ok, "{err}");
+    assert!(out.contains("unsealed"), "{out}");
+    let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([root])
+        .build()
+        .unwrap();
+    wait_ready(&client, &url).await;
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(policy_file);
+}
+
+#[test]
+fn a_sealed_start_refuses_a_master_key_left_in_its_environment() {
+    let (ok, _, err) = run(strongroom()
+        .args(["serve", "--sealed", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env("STRONGROOM_MASTER_KEY", new_master_key()));
+    assert!(!ok);
+    assert!(err.contains("remove the key from the environment"), "{err}");
+}

@@ -320,7 +320,7 @@ pub struct TestApp {
     pub db: Arc<TestDb>,
     pub clock: Arc<dyn Clock>,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<strongroom::startup::Stopped>>>,
     policy_file: Option<std::path::PathBuf>,
 }
 

@@ -7,6 +7,7 @@
 #   DURATION=5 CLIENTS="8 32" SCENARIOS="tokenize_new detokenize" bench/run.sh
 #   FILL=10000000 bench/run.sh         # then fill to 10M tokens and measure again at that size
 #   BIN=/path/to/strongroom bench/run.sh   # measure another build (e.g. a baseline commit's)
+#   KEY=pkcs11 bench/run.sh            # the master key in a SoftHSM2 token instead of the environment
 #
 # Writes the table to $OUT (default bench/results.md) and prints it. Only loopback is used.
 set -euo pipefail
@@ -75,8 +76,20 @@ done
 # --- Strongroom --------------------------------------------------------------------------
 psql "$ADMIN" -qtAc "create database $DB" >/dev/null
 export DATABASE_URL="$BASE/$DB"
-STRONGROOM_MASTER_KEY=$($BIN keygen)
-export STRONGROOM_MASTER_KEY
+if [ "${KEY:-env}" = pkcs11 ]; then
+  # A SoftHSM2 token of the run's own; every wrap and unwrap of the vault's keys goes to it.
+  command -v softhsm2-util >/dev/null 2>&1 || . .ci/softhsm.sh
+  export SOFTHSM2_CONF="$WORK/softhsm2.conf" STRONGROOM_PKCS11_PIN=246810
+  mkdir -p "$WORK/tokens"
+  printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$WORK/tokens" >"$SOFTHSM2_CONF"
+  softhsm2-util --init-token --free --label bench --pin "$STRONGROOM_PKCS11_PIN" --so-pin 13579 >/dev/null
+  STRONGROOM_MASTER_KEY_PKCS11="module=/usr/lib/softhsm/libsofthsm2.so;token=bench;label=master"
+  export STRONGROOM_MASTER_KEY_PKCS11
+  $BIN keygen --pkcs11 "$STRONGROOM_MASTER_KEY_PKCS11" >/dev/null
+else
+  STRONGROOM_MASTER_KEY=$($BIN keygen)
+  export STRONGROOM_MASTER_KEY
+fi
 $BIN migrate >/dev/null
 key_of() { sed -n 's/.*"key":"\([^"]*\)".*/\1/p'; }
 TOKENIZER_KEY=$($BIN principal create --tenant bench --name merchant --role tokenizer --json | key_of)

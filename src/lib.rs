@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod crypto;
 pub mod domain;
+pub mod hsm;
 pub mod metrics;
 pub mod random;
 pub mod service;

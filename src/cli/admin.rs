@@ -61,15 +61,30 @@ pub fn master_key_from_env() -> Result<MasterKey, MasterKeyError> {
     }
 }
 
-/// The master key from the environment and its kind: refuses a missing, malformed or weak key
-/// but takes a development one.
+/// The variable naming an HSM-held master key (`module=…;token=…;label=…`).
+pub const PKCS11_VARIABLE: &str = "STRONGROOM_MASTER_KEY_PKCS11";
+
+/// The master key from the environment and its kind: the HSM key that
+/// `STRONGROOM_MASTER_KEY_PKCS11` names, or `STRONGROOM_MASTER_KEY`; refuses a missing,
+/// malformed or weak key but takes a development one.
 pub fn master_key_from_env_of_any_kind() -> Result<(MasterKey, MasterKeyKind), MasterKeyError> {
-    let text = std::env::var("STRONGROOM_MASTER_KEY").map_err(|_| MasterKeyError::Missing)?;
-    let text = zeroize::Zeroizing::new(text);
-    if text.trim().is_empty() {
-        return Err(MasterKeyError::Missing);
+    let text = zeroize::Zeroizing::new(std::env::var("STRONGROOM_MASTER_KEY").unwrap_or_default());
+    let spec = std::env::var(PKCS11_VARIABLE).unwrap_or_default();
+    match (text.trim().is_empty(), spec.trim().is_empty()) {
+        (false, false) => Err(MasterKeyError::Both),
+        (true, false) => Ok((hsm_master_key(&spec)?, MasterKeyKind::Production)),
+        (false, true) => MasterKey::from_text(&text),
+        (true, true) => Err(MasterKeyError::Missing),
     }
-    MasterKey::from_text(&text)
+}
+
+/// The master key held in the HSM that `spec` names.
+pub fn hsm_master_key(spec: &str) -> Result<MasterKey, MasterKeyError> {
+    let hsm = |e: crate::hsm::HsmError| MasterKeyError::Hsm(e.to_string());
+    let spec: crate::hsm::Pkcs11Spec = spec.parse().map_err(hsm)?;
+    crate::hsm::Pkcs11Kek::open(&spec)
+        .and_then(crate::hsm::Pkcs11Kek::master_key)
+        .map_err(hsm)
 }
 
 /// The production master key, when the environment has one.

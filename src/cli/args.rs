@@ -87,6 +87,11 @@ pub(super) struct ShareArgs {
     /// Print {"shares": [...], "threshold": M} instead of one share a line.
     #[arg(long, requires = "shares")]
     pub(super) json: bool,
+    /// Make the key inside an HSM instead (PKCS#11, `module=PATH;token=TOKEN;label=KEY-LABEL`,
+    /// the PIN from STRONGROOM_PKCS11_PIN): a non-extractable AES-256 key that never leaves it.
+    /// Prints its fingerprint.
+    #[arg(long, conflicts_with = "shares")]
+    pub(super) pkcs11: Option<String>,
 }
 
 /// Where `strongroom dev` keeps its vault unless told otherwise.
@@ -189,6 +194,12 @@ pub(super) struct ServeArgs {
     /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
     #[arg(long, env = "STRONGROOM_FORCE_PLAIN_HTTP")]
     pub(super) force_plain_http: bool,
+    /// The master key held in an HSM instead of STRONGROOM_MASTER_KEY, through PKCS#11:
+    /// `module=PATH;token=TOKEN-LABEL;label=KEY-LABEL` (a non-extractable AES-256 key, made by
+    /// `strongroom keygen --pkcs11`); the user PIN from STRONGROOM_PKCS11_PIN. Every wrap and
+    /// unwrap of the vault's keys happens in the device.
+    #[arg(long, env = "STRONGROOM_MASTER_KEY_PKCS11")]
+    pub(super) master_key_pkcs11: Option<String>,
     /// Start sealed, without STRONGROOM_MASTER_KEY: only /healthz, /readyz (503, reason
     /// `sealed`) and POST /v1/sys/unseal answer until custodians' shares (`keygen --shares`,
     /// `keys split`) rebuild the master key; then the vault serves. POST /v1/sys/seal (an

@@ -25,6 +25,20 @@ use crate::store::{self, SchemaStatus};
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Keygen(args) if args.pkcs11.is_some() => {
+            let text = args.pkcs11.unwrap_or_default();
+            let spec: crate::hsm::Pkcs11Spec = text.parse()?;
+            crate::hsm::generate(&spec)?;
+            let key = super::admin::hsm_master_key(&text)?;
+            println!(
+                "made a non-extractable AES-256 key labelled {} in token {}; fingerprint {}: \
+                 serve with --master-key-pkcs11 '{text}'",
+                spec.label,
+                spec.token,
+                key.fingerprint()
+            );
+            Ok(())
+        }
         Command::Keygen(args) => {
             let rng = SystemRandom::new();
             let key = MasterKey::generate_base64(&rng)?;
@@ -243,22 +257,37 @@ async fn verify_audit(
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), CliError> {
+async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
     crate::telemetry::init();
+    // A variable set to nothing names no HSM key.
+    args.master_key_pkcs11 = args
+        .master_key_pkcs11
+        .filter(|spec| !spec.trim().is_empty());
     // Sealed: asked for, or no key in the environment and a threshold to unseal with.
     let key_set = !std::env::var("STRONGROOM_MASTER_KEY")
         .unwrap_or_default()
         .trim()
-        .is_empty();
+        .is_empty()
+        || args.master_key_pkcs11.is_some();
     if args.sealed && key_set {
         return Err(CliError(
-            "--sealed with STRONGROOM_MASTER_KEY set: a sealed instance holds no key until its \
-             custodians unseal it, so remove the key from the environment"
+            "--sealed with STRONGROOM_MASTER_KEY or STRONGROOM_MASTER_KEY_PKCS11 set: a sealed \
+             instance holds no key until its custodians unseal it, so remove the key from the \
+             environment"
                 .into(),
         ));
     }
     let mut master = if args.sealed || (!key_set && args.unseal_threshold.is_some()) {
         None
+    } else if let Some(spec) = &args.master_key_pkcs11 {
+        if !std::env::var("STRONGROOM_MASTER_KEY")
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+        {
+            return Err(crate::crypto::keys::MasterKeyError::Both.into());
+        }
+        Some(super::admin::hsm_master_key(spec)?)
     } else {
         Some(master_key_from_env()?)
     };

@@ -330,7 +330,9 @@ fn unusable_key(path: &Path, e: MasterKeyError) -> CliError {
         MasterKeyError::Missing
         | MasterKeyError::NotBase64
         | MasterKeyError::WrongLength
-        | MasterKeyError::Development => "does not hold a master key".to_owned(),
+        | MasterKeyError::Development
+        | MasterKeyError::Hsm(_)
+        | MasterKeyError::Both => "does not hold a master key".to_owned(),
     };
     CliError(format!(
         "{} {reason}: remove the directory to start afresh",

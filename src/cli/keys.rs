@@ -317,7 +317,12 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
                 Ok((key, kind)) => {
                     let opens = opens_every_key(store.as_ref(), &key).await?;
                     json!({
-                        "source": "environment (STRONGROOM_MASTER_KEY)",
+                        "source": if key.is_external() {
+                            "pkcs11 (STRONGROOM_MASTER_KEY_PKCS11)"
+                        } else {
+                            "environment (STRONGROOM_MASTER_KEY)"
+                        },
+                        "extractable": key.extractable(),
                         "kind": match kind {
                             MasterKeyKind::Production => "production",
                             MasterKeyKind::Development => "development",
@@ -344,7 +349,17 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
 /// current one would be (missing, malformed, weak, development).
 fn new_master_key_from_env() -> Result<MasterKey, CliError> {
     const NEW: &str = "STRONGROOM_NEW_MASTER_KEY";
+    const NEW_PKCS11: &str = "STRONGROOM_NEW_MASTER_KEY_PKCS11";
     let text = zeroize::Zeroizing::new(std::env::var(NEW).unwrap_or_default());
+    let spec = std::env::var(NEW_PKCS11).unwrap_or_default();
+    if !spec.trim().is_empty() {
+        if !text.trim().is_empty() {
+            return Err(CliError(format!(
+                "both {NEW} and {NEW_PKCS11} are set: keep one"
+            )));
+        }
+        return Ok(super::admin::hsm_master_key(&spec)?);
+    }
     if text.trim().is_empty() {
         return Err(CliError(format!(
             "{NEW} is not set (generate one with `strongroom keygen`)"

@@ -23,7 +23,7 @@ use crate::domain::{Pan, TenantId, Token};
 use crate::random::{self, Csprng, RandomError};
 
 /// Why a master key was refused. Never carries the key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MasterKeyError {
     /// Not set at all.
     #[error("STRONGROOM_MASTER_KEY is not set (generate one with `strongroom keygen`)")]
@@ -44,6 +44,12 @@ pub enum MasterKeyError {
         "STRONGROOM_MASTER_KEY is a development key made by `strongroom dev`; generate a production key with `strongroom keygen`"
     )]
     Development,
+    /// The key is to be in an HSM, and the HSM could not be used.
+    #[error("{0}")]
+    Hsm(String),
+    /// Both a key and an HSM key were configured.
+    #[error("both STRONGROOM_MASTER_KEY and STRONGROOM_MASTER_KEY_PKCS11 are set: keep one")]
+    Both,
 }
 
 /// Where a master key came from, as its text says.
@@ -61,8 +67,37 @@ pub enum MasterKeyKind {
 /// against accidents, not against intent.
 pub const DEV_KEY_PREFIX: &str = "strongroom-dev-key:";
 
-/// The key-encryption key. It only ever wraps and unwraps other keys.
-pub struct MasterKey(AeadKey, [u8; FINGERPRINT_LEN]);
+/// The key-encryption key. It only ever wraps and unwraps other keys: in this process's memory,
+/// or inside an HSM that never lets it out ([`ExternalKek`]).
+pub struct MasterKey(Kek, [u8; FINGERPRINT_LEN]);
+
+/// Where the master key does its work.
+enum Kek {
+    /// In memory (from the environment or rebuilt from shares); wiped on drop.
+    Memory(Box<AeadKey>),
+    /// Inside a device: every wrap and unwrap is a call to it.
+    External(std::sync::Arc<dyn ExternalKek>),
+}
+
+/// An AES-256-GCM key held by a device (an HSM through PKCS#11) that seals and opens with
+/// the nonce and associated data it is given and never reveals the key. Its output is the
+/// ciphertext followed by the 16-byte tag, as AES-GCM everywhere, so what it wraps reads the
+/// same as what a key in memory wraps.
+pub trait ExternalKek: Send + Sync {
+    /// Encrypts `plaintext` under `nonce` and `aad`: ciphertext ‖ tag.
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError>;
+    /// Whether the device would let the key out, as it reports it (`None`: cannot tell).
+    fn extractable(&self) -> Option<bool> {
+        None
+    }
+    /// Decrypts ciphertext ‖ tag; fails on a wrong key, nonce, associated data or a changed byte.
+    fn open(
+        &self,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
+}
 
 /// Bytes of a master key's fingerprint (shown as hex).
 const FINGERPRINT_LEN: usize = 6;
@@ -107,7 +142,72 @@ impl MasterKey {
         for (to, from) in fingerprint.iter_mut().zip(tag.as_ref()) {
             *to = *from;
         }
-        Ok(MasterKey(AeadKey::new(bytes), fingerprint))
+        Ok(MasterKey(
+            Kek::Memory(Box::new(AeadKey::new(bytes))),
+            fingerprint,
+        ))
+    }
+
+    /// A master key held by a device. Its fingerprint is the device's own MAC (GMAC under a
+    /// fixed nonce that no wrap draws, as 2^-96 odds go) of a fixed label, cut to 48 bits.
+    pub fn external(kek: std::sync::Arc<dyn ExternalKek>) -> Result<MasterKey, CryptoError> {
+        let tag = kek.seal(
+            b"strongroomfp",
+            b"strongroom:master-key-fingerprint:v1",
+            &[],
+        )?;
+        let mut fingerprint = [0u8; FINGERPRINT_LEN];
+        for (to, from) in fingerprint.iter_mut().zip(&tag) {
+            *to = *from;
+        }
+        Ok(MasterKey(Kek::External(kek), fingerprint))
+    }
+
+    /// Whether the key is held by a device rather than in memory.
+    pub fn is_external(&self) -> bool {
+        matches!(self.0, Kek::External(_))
+    }
+
+    /// Where the key works, for records: `memory` or `pkcs11`.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.0 {
+            Kek::Memory(_) => "memory",
+            Kek::External(_) => "pkcs11",
+        }
+    }
+
+    /// For a key in a device: whether the device would let it out.
+    pub fn extractable(&self) -> Option<bool> {
+        match &self.0 {
+            Kek::Memory(_) => None,
+            Kek::External(kek) => kek.extractable(),
+        }
+    }
+
+    fn seal(&self, rng: &dyn Csprng, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        match &self.0 {
+            Kek::Memory(key) => key.seal(rng, aad, plaintext),
+            Kek::External(kek) => {
+                let nonce: [u8; 12] = random::bytes(rng)?;
+                let mut sealed = nonce.to_vec();
+                sealed.extend_from_slice(&kek.seal(&nonce, aad, plaintext)?);
+                Ok(sealed)
+            }
+        }
+    }
+
+    fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        match &self.0 {
+            Kek::Memory(key) => key.open(aad, sealed),
+            Kek::External(kek) => {
+                let (nonce, rest) = sealed.split_at_checked(12).ok_or(CryptoError::Malformed)?;
+                if rest.len() < 16 {
+                    return Err(CryptoError::Malformed);
+                }
+                let nonce: [u8; 12] = nonce.try_into().map_err(|_| CryptoError::Malformed)?;
+                kek.open(&nonce, aad, rest)
+            }
+        }
     }
 
     /// The 32 bytes of a production key in its base64 form, checked as [`MasterKey::from_base64`]
@@ -172,13 +272,13 @@ impl MasterKey {
         label: &str,
         secret: &[u8; 32],
     ) -> Result<Vec<u8>, CryptoError> {
-        self.0.seal(rng, &wrap_aad(label), secret)
+        self.seal(rng, &wrap_aad(label), secret)
     }
 
     /// Unwraps a secret wrapped under the same `label`. Fails if the master key is not the one
     /// that wrapped it.
     pub fn unwrap(&self, label: &str, wrapped: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        let plain = self.0.open(&wrap_aad(label), wrapped)?;
+        let plain = self.open(&wrap_aad(label), wrapped)?;
         let bytes: [u8; 32] = plain
             .as_slice()
             .try_into()
@@ -195,7 +295,7 @@ impl MasterKey {
         label: &str,
         secret: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        self.0.seal(rng, &wrap_aad(label), secret)
+        self.seal(rng, &wrap_aad(label), secret)
     }
 
     /// Unwraps a secret wrapped by [`MasterKey::wrap_bytes`] under the same `label`.
@@ -204,7 +304,7 @@ impl MasterKey {
         label: &str,
         wrapped: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        self.0.open(&wrap_aad(label), wrapped)
+        self.open(&wrap_aad(label), wrapped)
     }
 }
 
@@ -463,6 +563,63 @@ mod tests {
 
     fn token(s: &str) -> Token {
         Token::parse(s).unwrap()
+    }
+
+    /// A stand-in device: AES-256-GCM over known bytes, sealing with the nonce it is given.
+    struct Device(AeadKey);
+
+    /// Hands out one given nonce, as the device is told which to use.
+    struct Given([u8; 12]);
+
+    impl Csprng for Given {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), RandomError> {
+            buf.copy_from_slice(self.0.get(..buf.len()).ok_or(RandomError)?);
+            Ok(())
+        }
+    }
+
+    impl ExternalKek for Device {
+        fn seal(
+            &self,
+            nonce: &[u8; 12],
+            aad: &[u8],
+            plaintext: &[u8],
+        ) -> Result<Vec<u8>, CryptoError> {
+            let sealed = self.0.seal(&Given(*nonce), aad, plaintext)?;
+            Ok(sealed[12..].to_vec())
+        }
+
+        fn open(
+            &self,
+            nonce: &[u8; 12],
+            aad: &[u8],
+            sealed: &[u8],
+        ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+            let mut whole = nonce.to_vec();
+            whole.extend_from_slice(sealed);
+            self.0.open(aad, &whole)
+        }
+    }
+
+    #[test]
+    fn a_device_s_wraps_read_as_a_key_in_memory_s_and_back() {
+        let rng = SystemRandom::new();
+        let bytes = random::bytes::<32>(&rng).unwrap();
+        let memory = MasterKey::from_bytes(&bytes).unwrap();
+        let device =
+            MasterKey::external(std::sync::Arc::new(Device(AeadKey::new(&bytes)))).unwrap();
+        assert!(device.is_external() && !memory.is_external());
+        let secret = random::bytes::<32>(&rng).unwrap();
+        let by_device = device.wrap(&rng, "dek:1", &secret).unwrap();
+        assert_eq!(*memory.unwrap("dek:1", &by_device).unwrap(), secret);
+        let by_memory = memory.wrap(&rng, "dek:1", &secret).unwrap();
+        assert_eq!(*device.unwrap("dek:1", &by_memory).unwrap(), secret);
+        // The label binds as in memory: another label, or a cut blob, does not open.
+        assert!(device.unwrap("dek:2", &by_memory).is_err());
+        assert!(device.unwrap("dek:1", &by_memory[..20]).is_err());
+        // Nonces are drawn per wrap.
+        assert_ne!(device.wrap(&rng, "dek:1", &secret).unwrap(), by_device);
+        assert_eq!(device.fingerprint().len(), 12);
     }
 
     #[test]

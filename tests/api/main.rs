@@ -27,6 +27,7 @@ mod dev;
 mod errors;
 mod grants;
 mod guard;
+mod hsm;
 mod integrity;
 mod keys;
 mod leaks;

@@ -150,8 +150,11 @@ impl KeyAdmin {
         let mut event = AuditEvent::new(Action::KeyRewrap, self.clock.now());
         event.subject = Some(format!("master_key:{}", new.fingerprint()));
         event.detail = Some(format!(
-            "from={} data_keys={} secrets={} signing_keys={} tenant_keys={} by=operator",
+            "from={} from_kind={} to_kind={} data_keys={} secrets={} signing_keys={} \
+             tenant_keys={} by=operator",
             old.fingerprint(),
+            old.kind_name(),
+            new.kind_name(),
             counts.data_keys,
             counts.secrets,
             counts.signing_keys,

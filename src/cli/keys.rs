@@ -19,6 +19,7 @@ use super::admin::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::crypto::keys::{MasterKey, MasterKeyError, MasterKeyKind};
+use crate::crypto::shares::KeyShare;
 use crate::domain::SigningKeyPhase;
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::random::SystemRandom;
@@ -99,6 +100,21 @@ pub enum KeysCommand {
         database: DatabaseArgs,
         #[command(flatten)]
         checkpoints: CheckpointArgs,
+        /// Take the current key from custodians' shares instead of the environment: asked one
+        /// by one without echo (or one a line on standard input) until the threshold.
+        #[arg(long)]
+        from_shares: bool,
+        /// Make the new key here and print only its custodians' shares, this many (2 to 16),
+        /// instead of reading STRONGROOM_NEW_MASTER_KEY(_PKCS11). The shares are printed
+        /// before the rewrap commits: if it fails, they are void.
+        #[arg(long, requires = "to_threshold", value_parser = clap::value_parser!(u8).range(2..=16))]
+        to_shares: Option<u8>,
+        /// With --to-shares: how many of them rebuild the new key.
+        #[arg(long, requires = "to_shares", value_parser = clap::value_parser!(u8).range(2..=16))]
+        to_threshold: Option<u8>,
+        /// With --to-shares: print {"shares": [...], "threshold": M}.
+        #[arg(long, requires = "to_shares")]
+        json: bool,
     },
     /// Split the current master key (STRONGROOM_MASTER_KEY, which must open the stored keys)
     /// into custodians' shares: any --threshold of the --shares rebuild it, fewer reveal
@@ -113,6 +129,11 @@ pub enum KeysCommand {
         checkpoints: CheckpointArgs,
         #[command(flatten)]
         split: SplitCounts,
+        /// Take the key from custodians' shares instead of the environment (to replace a
+        /// custodian without anyone holding the whole key): asked one by one without echo, or
+        /// one a line on standard input.
+        #[arg(long)]
+        from_shares: bool,
     },
     /// Destroy a retired data key: its wrapped key is deleted, so nothing it sealed can be
     /// opened again, by this vault or from a later backup. Refused while any live row is
@@ -175,6 +196,55 @@ pub(super) fn print_shares(
     Ok(split)
 }
 
+/// The master key's bytes rebuilt from custodians' shares, read one by one: at a prompt that
+/// does not echo (a mistyped share is named and asked again), or one a line from standard input
+/// (a mistyped share ends the command), until the first share's threshold is reached.
+fn key_bytes_from_shares() -> Result<zeroize::Zeroizing<[u8; 32]>, CliError> {
+    use std::io::BufRead;
+    let terminal = std::io::stdin().is_terminal();
+    let mut lines = std::io::stdin().lock().lines();
+    let mut given: Vec<KeyShare> = Vec::new();
+    loop {
+        let need = given.first().map(KeyShare::threshold);
+        if need.is_some_and(|m| given.len() >= usize::from(m)) {
+            break;
+        }
+        let text = zeroize::Zeroizing::new(if terminal {
+            rpassword::prompt_password(format!(
+                "Share {} (typing is not shown): ",
+                given.len() + 1
+            ))?
+        } else {
+            match lines.next() {
+                Some(line) => line?,
+                None => {
+                    return Err(CliError(format!(
+                        "standard input ended after {} share(s); {} needed",
+                        given.len(),
+                        need.map_or("more".to_owned(), |m| m.to_string())
+                    )));
+                }
+            }
+        });
+        if text.trim().is_empty() {
+            continue;
+        }
+        let admitted = KeyShare::parse(&text)
+            .and_then(|share| crate::crypto::shares::admit(&given, &share).map(|()| share));
+        match admitted {
+            Ok(share) => given.push(share),
+            Err(e) if terminal => eprintln!("that share {e}: give it again"),
+            Err(e) => {
+                return Err(CliError(format!(
+                    "share {} {e}; nothing was done",
+                    given.len() + 1
+                )));
+            }
+        }
+    }
+    Ok(crate::crypto::shares::combine(&given)?)
+}
+
 /// Runs a keys command.
 pub async fn run(command: KeysCommand) -> Result<(), CliError> {
     match command {
@@ -220,11 +290,24 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
             database,
             checkpoints,
             split,
+            from_shares,
         } => {
-            let text =
-                zeroize::Zeroizing::new(std::env::var("STRONGROOM_MASTER_KEY").unwrap_or_default());
-            let master = master_key_from_env()?;
-            let bytes = MasterKey::production_bytes(&text)?;
+            let (master, bytes) = if from_shares {
+                let bytes = key_bytes_from_shares()?;
+                (MasterKey::from_bytes(&bytes)?, bytes)
+            } else {
+                let text = zeroize::Zeroizing::new(
+                    std::env::var("STRONGROOM_MASTER_KEY").unwrap_or_default(),
+                );
+                let master = master_key_from_env()?;
+                if master.is_external() {
+                    return Err(CliError(
+                        "the master key is in an HSM and never leaves it: it cannot be split"
+                            .into(),
+                    ));
+                }
+                (master, MasterKey::production_bytes(&text)?)
+            };
             let store = connect_current(&database).await?;
             if !opens_every_key(store.as_ref(), &master).await? {
                 return Err(CliError(
@@ -263,11 +346,40 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
         KeysCommand::Rewrap {
             database,
             checkpoints,
+            from_shares,
+            to_shares,
+            to_threshold,
+            json,
         } => {
-            let new = new_master_key_from_env()?;
-            let admin = key_admin(&database, &checkpoints).await?;
-            let counts = admin.rewrap(&new).await?;
-            println!(
+            let current = if from_shares {
+                MasterKey::from_bytes(&*key_bytes_from_shares()?)?
+            } else {
+                master_key_from_env()?
+            };
+            let new = match (to_shares, to_threshold) {
+                (Some(shares), Some(threshold)) => {
+                    let text = MasterKey::generate_base64(&SystemRandom::new())?;
+                    let new = MasterKey::from_base64(&text)?;
+                    // Printed before anything commits: shares lost after the commit would lose
+                    // every card.
+                    print_shares(
+                        &*MasterKey::production_bytes(&text)?,
+                        &new.fingerprint(),
+                        shares,
+                        threshold,
+                        json,
+                    )?;
+                    new
+                }
+                _ => new_master_key_from_env()?,
+            };
+            let admin = key_admin_with(current, &database, &checkpoints).await?;
+            let counts = admin.rewrap(&new).await.inspect_err(|_| {
+                if to_shares.is_some() {
+                    eprintln!("the rewrap failed: the shares printed above are void");
+                }
+            })?;
+            let summary = format!(
                 "rewrapped {} data keys, {} secrets, {} signing keys and {} tenant keys under the \
                  master key with fingerprint {}; the old master key opens nothing now: start the \
                  vault with the new one",
@@ -277,6 +389,12 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
                 counts.tenant_keys,
                 new.fingerprint()
             );
+            // With --to-shares, standard output holds the shares only.
+            if to_shares.is_some() {
+                eprintln!("{summary} (sealed start: `serve --sealed`, then unseal)");
+            } else {
+                println!("{summary}");
+            }
             Ok(())
         }
         KeysCommand::Destroy {
@@ -377,7 +495,15 @@ pub(super) async fn key_admin(
 ) -> Result<KeyAdmin, CliError> {
     // The key first: a refused key is a configuration error, reported before the database
     // is reached.
-    let master = master_key_from_env()?;
+    key_admin_with(master_key_from_env()?, database, checkpoints).await
+}
+
+/// The key commands under `master`, recorded in the command's own chain.
+async fn key_admin_with(
+    master: MasterKey,
+    database: &DatabaseArgs,
+    checkpoints: &CheckpointArgs,
+) -> Result<KeyAdmin, CliError> {
     let store = connect_current(database).await?;
     let audit = command_audit_trail(
         &store,

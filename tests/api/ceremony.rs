@@ -288,9 +288,7 @@ async fn custodians_unseal_a_sealed_start_over_http_each_instance_on_its_own_and
     }
 
     // A mistyped share is named at once and changes nothing.
-    let mut typo = texts[0].clone().into_bytes();
-    typo[30] = if typo[30] == b'0' { b'1' } else { b'0' };
-    let r = submit(&client, &base, &String::from_utf8(typo).unwrap()).await;
+    let r = submit(&client, &base, &typo(&texts[0])).await;
     let problem = assert_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_share").await;
     assert!(
         problem["detail"].as_str().unwrap().contains("mistyped"),
@@ -537,9 +535,7 @@ async fn custodians_unseal_with_the_cli_over_tls_and_a_typo_is_named_before_it_i
         )
     };
     // A typo is named here, and nothing reaches the vault.
-    let mut typo = texts[0].clone().into_bytes();
-    typo[30] = if typo[30] == b'0' { b'1' } else { b'0' };
-    let (ok, _, err) = unseal(&String::from_utf8(typo).unwrap(), Some(&cert));
+    let (ok, _, err) = unseal(&typo(&texts[0]), Some(&cert));
     assert!(
         !ok && err.contains("mistyped") && err.contains("nothing was sent"),
         "{err}"
@@ -574,4 +570,173 @@ fn a_sealed_start_refuses_a_master_key_left_in_its_environment() {
         .env("STRONGROOM_MASTER_KEY", new_master_key()));
     assert!(!ok);
     assert!(err.contains("remove the key from the environment"), "{err}");
+}
+
+/// Runs `strongroom keys ARGS` on `url` with `env`, standard input `input`.
+fn keys_with_input(
+    url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &str,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut command = strongroom();
+    command.arg("keys").args(args).env("DATABASE_URL", url);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The share with one hex digit of its body changed.
+fn typo(share: &str) -> String {
+    let mut bytes = share.as_bytes().to_vec();
+    bytes[30] = if bytes[30] == b'0' { b'1' } else { b'0' };
+    String::from_utf8(bytes).unwrap()
+}
+
+fn shares_of(out: &str) -> Vec<String> {
+    serde_json::from_str::<Value>(out).unwrap()["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_vault_moves_from_its_key_to_shares_is_re_split_from_shares_and_moves_back() {
+    let app = spawn_pg_app().await;
+    let pan = random_pan("4", 16);
+    let token = app.token_for(&pan).await;
+    let url = app.db.url.clone();
+
+    // Environment key → a new key that only exists as 3 shares (2 rebuild it).
+    let (ok, out, err) = keys_with_input(
+        &url,
+        &[
+            "rewrap",
+            "--to-shares",
+            "3",
+            "--to-threshold",
+            "2",
+            "--json",
+        ],
+        &[("STRONGROOM_MASTER_KEY", &app.master_key)],
+        "",
+    );
+    assert!(ok, "{err}");
+    let first = shares_of(&out);
+    assert_eq!(first.len(), 3);
+    // The old key opens nothing now.
+    let (ok, _, err) = keys_with_input(
+        &url,
+        &["split", "--shares", "2", "--threshold", "2"],
+        &[("STRONGROOM_MASTER_KEY", &app.master_key)],
+        "",
+    );
+    assert!(!ok && err.contains("does not open"), "{err}");
+
+    // A custodian leaves: two of them re-split the key without anyone holding it whole.
+    let (ok, _, err) = keys_with_input(
+        &url,
+        &[
+            "split",
+            "--from-shares",
+            "--shares",
+            "4",
+            "--threshold",
+            "3",
+            "--json",
+        ],
+        &[],
+        &format!("{}\n{}\n", first[0], typo(&first[2])),
+    );
+    assert!(
+        !ok && err.contains("share 2") && err.contains("nothing was done"),
+        "{err}"
+    );
+    let (ok, out, err) = keys_with_input(
+        &url,
+        &[
+            "split",
+            "--from-shares",
+            "--shares",
+            "4",
+            "--threshold",
+            "3",
+            "--json",
+        ],
+        &[],
+        &format!("{}\n{}\n", first[0], first[2]),
+    );
+    assert!(ok, "{err}");
+    let second = shares_of(&out);
+    assert_eq!(second.len(), 4);
+    let (ok, _, err) = keys_with_input(
+        &url,
+        &["rewrap", "--from-shares"],
+        &[],
+        &format!("{}\n", second[1]),
+    );
+    assert!(
+        !ok && err.contains("ended after 1 share(s); 3 needed"),
+        "{err}"
+    );
+
+    // Shares → a new environment key; the token reads back under it.
+    let env_key = new_master_key();
+    let (ok, _, err) = keys_with_input(
+        &url,
+        &["rewrap", "--from-shares"],
+        &[("STRONGROOM_NEW_MASTER_KEY", &env_key)],
+        &format!("{}\n{}\n{}\n", second[3], second[0], second[1]),
+    );
+    assert!(ok, "{err}");
+    let policy_file = write_policy_file(TEST_POLICIES);
+    let server = crate::cli::serve_process(&url, &env_key, Some(&policy_file));
+    let client = reqwest::Client::new();
+    let grant: Value = client
+        .post(format!("{}/v1/access-requests", server.address))
+        .bearer_auth(&app.keys.detokenizer)
+        .json(
+            &serde_json::json!({"any_token": true, "purpose": "payment_authorization",
+                                   "reason": "order 3", "duration_seconds": 60, "max_uses": 1}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body: Value = client
+        .post(format!("{}/v1/detokenize", server.address))
+        .bearer_auth(&app.keys.detokenizer)
+        .header("x-access-grant", grant["grant"].as_str().unwrap())
+        .json(&serde_json::json!({"tokens": [token]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"][0]["value"], pan.as_str());
+    let _ = std::fs::remove_file(policy_file);
 }

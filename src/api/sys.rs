@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio::sync::{Mutex, oneshot};
 use zeroize::Zeroizing;
 
-use super::extract::{Secret, from_value, parse_strict};
+use super::extract::{Secret, from_value, is_json, parse_strict};
 use super::{ApiError, AppState, Route, middleware, request_id};
 use crate::crypto::keys::MasterKey;
 use crate::service::RequestContext;
@@ -84,13 +84,7 @@ async fn unseal(State(sealed): State<Sealed>, request: Request) -> Result<Respon
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
-    let is_json = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
+    if !is_json(request.headers()) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)

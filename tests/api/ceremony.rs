@@ -341,29 +341,10 @@ async fn custodians_unseal_a_sealed_start_over_http_each_instance_on_its_own_and
         "unsealed: ready {} ms after the last share",
         last.elapsed().as_millis()
     );
-    let r = client
-        .post(format!("{base}/v1/access-requests"))
-        .bearer_auth(&app.keys.detokenizer)
-        .json(
-            &json!({"any_token": true, "purpose": "payment_authorization",
-                      "reason": "order 9", "duration_seconds": 60, "max_uses": 1}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let grant: Value = r.json().await.unwrap();
-    let r = client
-        .post(format!("{base}/v1/detokenize"))
-        .bearer_auth(&app.keys.detokenizer)
-        .header("x-access-grant", grant["grant"].as_str().unwrap())
-        .json(&json!({"tokens": [token]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["data"][0]["value"], pan.as_str());
+    assert_eq!(
+        detokenize_at(&base, &app.keys.detokenizer, &token).await,
+        pan
+    );
     // Late custodians are told, and nothing is taken.
     assert_eq!(
         progress(submit(&client, &base, &texts[2]).await).await,
@@ -655,17 +636,18 @@ async fn a_vault_moves_from_its_key_to_shares_is_re_split_from_shares_and_moves_
     assert!(!ok && err.contains("does not open"), "{err}");
 
     // A custodian leaves: two of them re-split the key without anyone holding it whole.
+    let resplit = [
+        "split",
+        "--from-shares",
+        "--shares",
+        "4",
+        "--threshold",
+        "3",
+        "--json",
+    ];
     let (ok, _, err) = keys_with_input(
         &url,
-        &[
-            "split",
-            "--from-shares",
-            "--shares",
-            "4",
-            "--threshold",
-            "3",
-            "--json",
-        ],
+        &resplit,
         &[],
         &format!("{}\n{}\n", first[0], typo(&first[2])),
     );
@@ -675,15 +657,7 @@ async fn a_vault_moves_from_its_key_to_shares_is_re_split_from_shares_and_moves_
     );
     let (ok, out, err) = keys_with_input(
         &url,
-        &[
-            "split",
-            "--from-shares",
-            "--shares",
-            "4",
-            "--threshold",
-            "3",
-            "--json",
-        ],
+        &resplit,
         &[],
         &format!("{}\n{}\n", first[0], first[2]),
     );
@@ -712,31 +686,9 @@ async fn a_vault_moves_from_its_key_to_shares_is_re_split_from_shares_and_moves_
     assert!(ok, "{err}");
     let policy_file = write_policy_file(TEST_POLICIES);
     let server = crate::cli::serve_process(&url, &env_key, Some(&policy_file));
-    let client = reqwest::Client::new();
-    let grant: Value = client
-        .post(format!("{}/v1/access-requests", server.address))
-        .bearer_auth(&app.keys.detokenizer)
-        .json(
-            &serde_json::json!({"any_token": true, "purpose": "payment_authorization",
-                                   "reason": "order 3", "duration_seconds": 60, "max_uses": 1}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let body: Value = client
-        .post(format!("{}/v1/detokenize", server.address))
-        .bearer_auth(&app.keys.detokenizer)
-        .header("x-access-grant", grant["grant"].as_str().unwrap())
-        .json(&serde_json::json!({"tokens": [token]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["data"][0]["value"], pan.as_str());
+    assert_eq!(
+        detokenize_at(&server.address, &app.keys.detokenizer, &token).await,
+        pan
+    );
     let _ = std::fs::remove_file(policy_file);
 }

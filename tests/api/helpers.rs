@@ -730,6 +730,36 @@ impl TestApp {
     }
 }
 
+/// The PAN of `token`, read through a fresh grant of the `checkout` policy from the vault at
+/// `base` (another process, say) by the detokenizer whose key is `payments`.
+pub async fn detokenize_at(base: &str, payments: &str, token: &str) -> String {
+    let client = reqwest::Client::new();
+    let grant: Value = client
+        .post(format!("{base}/v1/access-requests"))
+        .bearer_auth(payments)
+        .json(
+            &json!({"any_token": true, "purpose": "payment_authorization",
+                      "reason": "order 5", "duration_seconds": 60, "max_uses": 1}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = client
+        .post(format!("{base}/v1/detokenize"))
+        .bearer_auth(payments)
+        .header("x-access-grant", grant["grant"].as_str().unwrap())
+        .json(&json!({"tokens": [token]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    body["data"][0]["value"].as_str().unwrap().to_owned()
+}
+
 /// Asserts a problem+json answer with `status` and `code`; returns the body.
 pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status, "status");

@@ -145,30 +145,7 @@ async fn round_trip(base: &str, tokenizer: &str, payments: &str, pan: &str) -> S
         .as_str()
         .unwrap()
         .to_owned();
-    let grant: Value = client
-        .post(format!("{base}/v1/access-requests"))
-        .bearer_auth(payments)
-        .json(
-            &json!({"any_token": true, "purpose": "payment_authorization",
-                      "reason": "order 5", "duration_seconds": 60, "max_uses": 1}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r = client
-        .post(format!("{base}/v1/detokenize"))
-        .bearer_auth(payments)
-        .header("x-access-grant", grant["grant"].as_str().unwrap())
-        .json(&json!({"tokens": [token]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["data"][0]["value"], pan);
+    assert_eq!(detokenize_at(base, payments, &token).await, pan);
     token
 }
 

@@ -243,7 +243,6 @@ fn split_texts(app: &TestApp, shares: &str, threshold: &str) -> Vec<String> {
 async fn custodians_unseal_a_sealed_start_over_http_each_instance_on_its_own_and_an_admin_seals_it()
 {
     use reqwest::StatusCode;
-    use serde_json::json;
 
     let app = spawn_pg_app().await;
     let pan = random_pan("4", 16);

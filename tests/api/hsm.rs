@@ -6,7 +6,6 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::cli::{run, strongroom};

@@ -180,8 +180,14 @@ pub fn generate(spec: &Pkcs11Spec) -> Result<(), HsmError> {
                 Attribute::Private(true),
                 Attribute::Sensitive(true),
                 Attribute::Extractable(false),
+                // Encrypt and decrypt only: no signing, wrapping or deriving with it.
                 Attribute::Encrypt(true),
                 Attribute::Decrypt(true),
+                Attribute::Sign(false),
+                Attribute::Verify(false),
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+                Attribute::Derive(false),
                 Attribute::Label(spec.label.as_bytes().to_vec()),
             ],
         )

@@ -95,6 +95,7 @@ async fn unseal(State(sealed): State<Sealed>, request: Request) -> Result<Respon
     let (key, progress) = match sealed.unsealer.submit(&body.share.0, source).await? {
         Submitted::Progress(progress) => (None, progress),
         Submitted::Unsealed(key, progress) => (Some(*key), progress),
+        Submitted::AlreadyUnsealed => return Ok(already_unsealed().await.into_response()),
     };
     let done = key.is_some();
     if let Some(key) = key

@@ -302,6 +302,19 @@ async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
     let listener = || -> Result<tokio::net::TcpListener, CliError> {
         Ok(tokio::net::TcpListener::from_std(socket.try_clone()?)?)
     };
+    // One signal listener for the whole run: a SIGTERM that comes between a sealed and an
+    // unsealed phase is not lost.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let shutdown = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
     loop {
         let key = match master.take() {
             Some(key) => key,
@@ -319,7 +332,7 @@ async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
                     threshold: args.unseal_threshold,
                     header_read_timeout: Duration::from_secs(10),
                 };
-                match run_sealed(sealed, &listener()?, shutdown_signal()).await? {
+                match run_sealed(sealed, &listener()?, shutdown()).await? {
                     Some(key) => key,
                     None => return Ok(()),
                 }
@@ -338,7 +351,7 @@ async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
             version = env!("CARGO_PKG_VERSION"),
             "strongroom serving"
         );
-        match app.run_until_stopped(shutdown_signal()).await? {
+        match app.run_until_stopped(shutdown()).await? {
             Stopped::Shutdown => return Ok(()),
             // The instance and its keys are gone; wait for the custodians again.
             Stopped::Sealed => tracing::info!("strongroom sealed by an admin"),

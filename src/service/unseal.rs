@@ -50,6 +50,8 @@ pub enum Submitted {
     Progress(Progress),
     /// The threshold was reached and the key opens the stored keys.
     Unsealed(Box<MasterKey>, Progress),
+    /// The instance was unsealed already: the share was not read.
+    AlreadyUnsealed,
 }
 
 /// Why a share was refused.
@@ -82,7 +84,8 @@ pub struct Unsealer {
     trail: AuditTrail,
     clock: Arc<dyn Clock>,
     expected: Option<u8>,
-    given: Mutex<Vec<KeyShare>>,
+    /// The shares so far; `None` once unsealed, so that late shares are never combined.
+    given: Mutex<Option<Vec<KeyShare>>>,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     limiter_clock: DefaultClock,
 }
@@ -102,7 +105,7 @@ impl Unsealer {
             trail,
             clock,
             expected,
-            given: Mutex::new(Vec::new()),
+            given: Mutex::new(Some(Vec::new())),
             limiter: DefaultKeyedRateLimiter::hashmap(Quota::per_minute(per_minute)),
             limiter_clock: DefaultClock::default(),
         }
@@ -111,6 +114,7 @@ impl Unsealer {
     /// Where unsealing stands now.
     pub async fn progress(&self) -> Progress {
         let given = self.given.lock().await;
+        let given = given.as_deref().unwrap_or_default();
         Progress {
             progress: given.len(),
             threshold: given.first().map(KeyShare::threshold).or(self.expected),
@@ -133,7 +137,10 @@ impl Unsealer {
         let mut event = AuditEvent::new(Action::UnsealProgress, self.clock.now());
         event.source = source.map(|ip| ip.to_string());
         // One submission at a time: a share is checked against the ones before it.
-        let mut given = self.given.lock().await;
+        let mut state = self.given.lock().await;
+        let Some(given) = state.as_mut() else {
+            return Ok(Submitted::AlreadyUnsealed);
+        };
         let share = match KeyShare::parse(text) {
             Ok(share) => share,
             Err(e) => {
@@ -153,19 +160,19 @@ impl Unsealer {
                 .await;
             return Err(UnsealError::Threshold(share.threshold(), expected));
         }
-        match shares::admit(&given, &share) {
+        match shares::admit(given, &share) {
             Ok(()) => {}
             Err(ShareError::Duplicate(slot)) => {
                 self.failed(event, INVALID, &format!("slot={slot} again"), given.len())
                     .await;
                 return Err(UnsealError::Share(ShareError::Duplicate(slot)));
             }
-            Err(_) => {
-                given.clear();
-                self.failed(event, FAILED, "other_split; reset", 0).await;
-                return Err(UnsealError::WrongSet(
-                    "the share comes from another split than the shares before it",
-                ));
+            Err(e) => {
+                // Refused alone, the progress kept: anyone can make a well-formed share of a
+                // split of their own, and one should not undo the custodians' work.
+                self.failed(event, INVALID, "other_split", given.len())
+                    .await;
+                return Err(UnsealError::Share(e));
             }
         }
         let slot = share.index();
@@ -182,7 +189,7 @@ impl Unsealer {
             return Ok(Submitted::Progress(progress));
         }
         // The threshold is reached: the shares are used once, whatever they rebuild.
-        let rebuilt = shares::combine(&given);
+        let rebuilt = shares::combine(given);
         given.clear();
         let key = rebuilt
             .ok()
@@ -209,6 +216,8 @@ impl Unsealer {
                 done.outcome = Outcome::Success;
                 done.detail = Some(format!("master={}", key.fingerprint()));
                 self.trail.record_change(done).await?;
+                // Sealed for good against late shares: they are answered, never combined.
+                *state = None;
                 Ok(Submitted::Unsealed(Box::new(key), progress))
             }
             _ => {

@@ -294,7 +294,7 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
         } => {
             let (master, bytes) = if from_shares {
                 let bytes = key_bytes_from_shares()?;
-                (MasterKey::from_bytes(&bytes)?, bytes)
+                (MasterKey::from_bytes(&bytes)?.with_origin("shares"), bytes)
             } else {
                 let text = zeroize::Zeroizing::new(
                     std::env::var("STRONGROOM_MASTER_KEY").unwrap_or_default(),
@@ -352,14 +352,14 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
             json,
         } => {
             let current = if from_shares {
-                MasterKey::from_bytes(&*key_bytes_from_shares()?)?
+                MasterKey::from_bytes(&*key_bytes_from_shares()?)?.with_origin("shares")
             } else {
                 master_key_from_env()?
             };
             let new = match (to_shares, to_threshold) {
                 (Some(shares), Some(threshold)) => {
                     let text = MasterKey::generate_base64(&SystemRandom::new())?;
-                    let new = MasterKey::from_base64(&text)?;
+                    let new = MasterKey::from_base64(&text)?.with_origin("shares");
                     // Printed before anything commits: shares lost after the commit would lose
                     // every card.
                     print_shares(

@@ -69,7 +69,7 @@ pub const DEV_KEY_PREFIX: &str = "strongroom-dev-key:";
 
 /// The key-encryption key. It only ever wraps and unwraps other keys: in this process's memory,
 /// or inside an HSM that never lets it out ([`ExternalKek`]).
-pub struct MasterKey(Kek, [u8; FINGERPRINT_LEN]);
+pub struct MasterKey(Kek, [u8; FINGERPRINT_LEN], &'static str);
 
 /// Where the master key does its work.
 enum Kek {
@@ -123,7 +123,10 @@ impl MasterKey {
                 .try_into()
                 .map_err(|_| MasterKeyError::WrongLength)?,
         );
-        Ok((MasterKey::from_bytes(&bytes)?, kind))
+        Ok((
+            MasterKey::from_bytes(&bytes)?.with_origin("environment"),
+            kind,
+        ))
     }
 
     /// A master key from its 32 bytes (as custodians' shares rebuild it); refuses one that
@@ -145,6 +148,7 @@ impl MasterKey {
         Ok(MasterKey(
             Kek::Memory(Box::new(AeadKey::new(bytes))),
             fingerprint,
+            "memory",
         ))
     }
 
@@ -160,7 +164,7 @@ impl MasterKey {
         for (to, from) in fingerprint.iter_mut().zip(&tag) {
             *to = *from;
         }
-        Ok(MasterKey(Kek::External(kek), fingerprint))
+        Ok(MasterKey(Kek::External(kek), fingerprint, "pkcs11"))
     }
 
     /// Whether the key is held by a device rather than in memory.
@@ -168,12 +172,16 @@ impl MasterKey {
         matches!(self.0, Kek::External(_))
     }
 
-    /// Where the key works, for records: `memory` or `pkcs11`.
+    /// Where the key came from, for records: `environment`, `shares`, `pkcs11` (or `memory`
+    /// when not said).
     pub fn kind_name(&self) -> &'static str {
-        match &self.0 {
-            Kek::Memory(_) => "memory",
-            Kek::External(_) => "pkcs11",
-        }
+        self.2
+    }
+
+    /// The same key, said to come from `origin` (custodians' `shares`, say).
+    pub fn with_origin(mut self, origin: &'static str) -> MasterKey {
+        self.2 = origin;
+        self
     }
 
     /// For a key in a device: whether the device would let it out.

@@ -193,7 +193,8 @@ impl Unsealer {
         given.clear();
         let key = rebuilt
             .ok()
-            .and_then(|bytes| MasterKey::from_bytes(&bytes).ok());
+            .and_then(|bytes| MasterKey::from_bytes(&bytes).ok())
+            .map(|key| key.with_origin("shares"));
         let opens = match &key {
             Some(key) => match opens_every_key(self.keys.as_ref(), key).await {
                 Ok(opens) => opens,

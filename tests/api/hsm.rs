@@ -263,11 +263,11 @@ async fn a_vault_keyed_in_softhsm_serves_restarts_reads_back_rewraps_both_ways_a
         .collect();
     assert_eq!(details.len(), 2, "{records}");
     assert!(
-        details[0].contains("from_kind=memory to_kind=pkcs11"),
+        details[0].contains("from_kind=environment to_kind=pkcs11"),
         "{details:?}"
     );
     assert!(
-        details[1].contains("from_kind=pkcs11 to_kind=memory"),
+        details[1].contains("from_kind=pkcs11 to_kind=environment"),
         "{details:?}"
     );
     drop(server);

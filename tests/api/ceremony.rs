@@ -707,24 +707,7 @@ async fn a_vault_moves_from_its_key_to_shares_is_re_split_from_shares_and_moves_
         detokenize_at(&server.address, &app.keys.detokenizer, &token).await,
         pan
     );
-    let records: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/audit?scope=system&action=key.rewrap",
-            server.address
-        ))
-        .bearer_auth(&app.keys.auditor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let details: Vec<&str> = records["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["detail"].as_str().unwrap())
-        .collect();
+    let details = system_details(&server.address, &app.keys.auditor, "key.rewrap").await;
     // Newest first.
     assert!(
         details[0].contains("from_kind=shares to_kind=environment"),

@@ -760,6 +760,26 @@ pub async fn detokenize_at(base: &str, payments: &str, token: &str) -> String {
     body["data"][0]["value"].as_str().unwrap().to_owned()
 }
 
+/// The `detail` of each record of `action` in the trail's system scope (no tenant), newest
+/// first, as the auditor whose key is `auditor` reads them from the vault at `base`.
+pub async fn system_details(base: &str, auditor: &str, action: &str) -> Vec<String> {
+    let records: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/audit?scope=system&action={action}"))
+        .bearer_auth(auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    records["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// Asserts a problem+json answer with `status` and `code`; returns the body.
 pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status, "status");

@@ -243,25 +243,8 @@ async fn a_vault_keyed_in_softhsm_serves_restarts_reads_back_rewraps_both_ways_a
         issued
     );
     // Both moves are in the trail, with the kinds of key on either side.
-    let records: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/audit?scope=system&action=key.rewrap",
-            server.address
-        ))
-        .bearer_auth(&auditor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let details: Vec<&str> = records["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["detail"].as_str().unwrap())
-        .collect();
-    assert_eq!(details.len(), 2, "{records}");
+    let details = system_details(&server.address, &auditor, "key.rewrap").await;
+    assert_eq!(details.len(), 2, "{details:?}");
     assert!(
         details[0].contains("from_kind=environment to_kind=pkcs11"),
         "{details:?}"

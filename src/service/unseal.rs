@@ -111,16 +111,6 @@ impl Unsealer {
         }
     }
 
-    /// Where unsealing stands now.
-    pub async fn progress(&self) -> Progress {
-        let given = self.given.lock().await;
-        let given = given.as_deref().unwrap_or_default();
-        Progress {
-            progress: given.len(),
-            threshold: given.first().map(KeyShare::threshold).or(self.expected),
-        }
-    }
-
     /// Takes one custodian's share (as typed) from `source`.
     pub async fn submit(
         &self,

@@ -239,6 +239,11 @@ impl Browser {
         active.send_keys(&keys).await.unwrap();
     }
 
+    /// Signs `person` in with their current one-time code.
+    async fn sign_in_person(&self, app: &TestApp, person: &Person) {
+        self.sign_in(app, &person.key, Some(app.code(person))).await;
+    }
+
     async fn sign_out(&self) {
         self.click("#sign-out").await;
         self.wait_for_path("/console?signed_out=1").await;
@@ -286,12 +291,7 @@ async fn a_requester_asks_an_approver_approves_the_requester_reveals_and_the_aud
     b.goto(&app, "/console").await;
     b.wait_for("#api-key").await;
     b.shot("01-sign-in").await;
-    b.sign_in(
-        &app,
-        &app.keys.requester.key,
-        Some(app.code(&app.keys.requester)),
-    )
-    .await;
+    b.sign_in_person(&app, &app.keys.requester).await;
     b.wait_for_path("/console/requests").await;
     b.wait_for_text("#policy-limits", "Policy support-chargeback")
         .await;
@@ -327,12 +327,7 @@ async fn a_requester_asks_an_approver_approves_the_requester_reveals_and_the_aud
     b.sign_out().await;
 
     // The approver sees the card masked, its brand, and who revealed it; approves with a code.
-    b.sign_in(
-        &app,
-        &app.keys.approver.key,
-        Some(app.code(&app.keys.approver)),
-    )
-    .await;
+    b.sign_in_person(&app, &app.keys.approver).await;
     b.wait_for_path("/console/inbox").await;
     let inbox = b.wait_for_text("#inbox", "alice asks to see 1 card").await;
     assert!(
@@ -373,12 +368,7 @@ async fn a_requester_asks_an_approver_approves_the_requester_reveals_and_the_aud
 
     // The requester reveals the card once; it is hidden after 60 seconds.
     next_step(&clock);
-    b.sign_in(
-        &app,
-        &app.keys.requester.key,
-        Some(app.code(&app.keys.requester)),
-    )
-    .await;
+    b.sign_in_person(&app, &app.keys.requester).await;
     b.wait_for_path("/console/requests").await;
     b.wait_for_text("#request-list", "approved").await;
     b.wait_for_text("#request-list", "uses 0 of 2").await;
@@ -474,12 +464,7 @@ async fn the_console_refuses_a_wrong_code_a_lapsed_session_and_a_change_without_
     b.wait_for_text("#sign-in-error", "forbidden").await;
 
     // Signed in: a change without the CSRF token is refused, with it the same change works.
-    b.sign_in(
-        &app,
-        &app.keys.requester.key,
-        Some(app.code(&app.keys.requester)),
-    )
-    .await;
+    b.sign_in_person(&app, &app.keys.requester).await;
     b.wait_for_path("/console/requests").await;
     let token = app.token_for(&random_pan("411111", 16)).await;
     next_step(&clock);

@@ -40,11 +40,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn browser() -> Browser {
-    let program =
-        std::env::var("STRONGROOM_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
+fn spawn_driver(program: &str) -> (Child, String) {
     let port = free_port();
-    let driver = Command::new(&program)
+    let driver = Command::new(program)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -55,7 +53,13 @@ async fn browser() -> Browser {
                  chromedriver (Debian: apt-get install chromium chromium-driver; .ci/run does it)"
             )
         });
-    let url = format!("http://127.0.0.1:{port}");
+    (driver, format!("http://127.0.0.1:{port}"))
+}
+
+async fn browser() -> Browser {
+    let program =
+        std::env::var("STRONGROOM_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());
+    let (mut driver, mut url) = spawn_driver(&program);
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
@@ -67,7 +71,12 @@ async fn browser() -> Browser {
         }),
     );
     let mut last = None;
-    for _ in 0..100 {
+    // Under the whole suite's load the driver and the browser can take a while; a driver that
+    // exited (its port taken meanwhile by another test) is started again on another.
+    for _ in 0..600 {
+        if matches!(driver.try_wait(), Ok(Some(_))) {
+            (driver, url) = spawn_driver(&program);
+        }
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         match ClientBuilder::new(connector)
             .capabilities(capabilities.clone())
@@ -89,7 +98,8 @@ async fn browser() -> Browser {
             }
         }
     }
-    panic!("chromedriver did not answer: {last:?}");
+    let _ = driver.kill();
+    panic!("chromedriver did not answer in 60 s: {last:?}");
 }
 
 impl Browser {

@@ -13,10 +13,12 @@
 
 pub mod admin;
 mod args;
+mod client;
 mod commands;
 pub mod dev;
 mod guard;
 mod keys;
+mod principals;
 mod tenant;
 mod unseal;
 

@@ -57,8 +57,8 @@ pub enum StartupError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// The policy file could not be read.
-    #[error("cannot read the policy file {0}")]
-    PolicyFile(String),
+    #[error("cannot read the policy file {0}: {1}")]
+    PolicyFile(String, String),
     /// The policy file is not valid.
     #[error("invalid policy file {0}: {1}")]
     Policy(String, PolicyError),
@@ -141,10 +141,9 @@ impl Application {
         // Cheap refusals first, before touching the database.
         let tls = tls_acceptor(config.tls.as_ref(), config.force_plain_http, config.listen)?;
         let policy_text = match &config.policy_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|_| StartupError::PolicyFile(path.display().to_string()))?,
-            ),
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                StartupError::PolicyFile(path.display().to_string(), e.to_string())
+            })?),
             None => None,
         };
         let policies = Arc::new(match (&config.policy_file, &policy_text) {
@@ -152,6 +151,16 @@ impl Application {
                 .map_err(|e| StartupError::Policy(path.display().to_string(), e))?,
             _ => PolicySet::empty(),
         });
+        if policies.policies().is_empty() {
+            // Not an error (a vault may only tokenize), but every access request will be
+            // refused with reason `purpose`, and a newcomer should not have to guess why.
+            tracing::warn!(
+                policy_file = config.policy_file.as_ref().map(|p| p.display().to_string()),
+                "no access policy: every access request is refused (reason purpose) and \
+                 nobody can detokenize; give --policy-file / STRONGROOM_POLICY_FILE a TOML \
+                 file with [[policy]] tables (README, Policies)"
+            );
+        }
 
         // A request never waits for a connection longer than it may run.
         let wait = config.api.request_timeout;

@@ -59,6 +59,10 @@ pub enum StoreError {
     /// Rows a change depends on changed while it was prepared; nothing was written.
     #[error("{0} changed meanwhile; nothing was written")]
     Changed(&'static str),
+    /// The database could not be reached or opened at start: where, why and what to do,
+    /// never the URL's password.
+    #[error("{0}")]
+    Connect(String),
 }
 
 impl StoreError {
@@ -267,9 +271,31 @@ pub struct PrincipalRecord {
     pub disabled_at: Option<DateTime<Utc>>,
 }
 
+/// A principal as an administrator lists it: with its tenant's name, when it was made and
+/// its second factor's state. Never its key's hash nor its TOTP secret.
+#[derive(Debug, Clone)]
+pub struct PrincipalListing {
+    /// The principal, its key's expiry and when it was disabled.
+    pub record: PrincipalRecord,
+    /// Its tenant's name.
+    pub tenant_name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Whether it has a TOTP second factor.
+    pub second_factor: bool,
+    /// Until when its second factor is locked after wrong codes, if it is.
+    pub totp_locked_until: Option<DateTime<Utc>>,
+}
+
 /// Tenants and principals.
 #[async_trait]
 pub trait PrincipalStore: Send + Sync {
+    /// Every principal of the tenant named `tenant`, or of every tenant, by tenant and name.
+    async fn list_principals(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<PrincipalListing>, StoreError>;
+
     /// Creates the tenant if new, then the principal.
     async fn create_principal(&self, new: &NewPrincipal) -> Result<PrincipalRecord, StoreError>;
 
@@ -749,6 +775,7 @@ pub async fn open_serving(
     max_connections: u32,
     request_timeout: std::time::Duration,
 ) -> Result<Arc<dyn Store>, StoreError> {
+    url.check().map_err(StoreError::Connect)?;
     let embedded = url.is_embedded();
     let url = url.expose();
     if embedded {
@@ -768,6 +795,7 @@ pub async fn open_waiting(
     max_connections: u32,
     acquire_wait: std::time::Duration,
 ) -> Result<Arc<dyn Store>, StoreError> {
+    url.check().map_err(StoreError::Connect)?;
     let embedded = url.is_embedded();
     let url = url.expose();
     if embedded {
@@ -792,6 +820,11 @@ impl DatabaseUrl {
         &self.0
     }
 
+    /// Refuses a URL that names neither engine, naming its scheme only.
+    pub fn check(&self) -> Result<(), String> {
+        self.expose().parse::<DatabaseUrl>().map(drop)
+    }
+
     /// Whether it names the embedded store (SQLite) rather than PostgreSQL.
     pub fn is_embedded(&self) -> bool {
         self.0.starts_with("sqlite:")
@@ -804,11 +837,37 @@ impl From<String> for DatabaseUrl {
     }
 }
 
-impl std::str::FromStr for DatabaseUrl {
-    type Err = std::convert::Infallible;
+/// The engines a URL may name, as the command line's messages list them.
+pub const ENGINES: &str = "postgres://USER:PASSWORD@HOST:5432/DATABASE (PostgreSQL: production, \
+     any number of instances) or sqlite:///PATH/vault.db (the embedded store: one node)";
 
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+
+    /// Takes the two engines' URLs only: anything else (a `mysql://` URL) would otherwise be
+    /// read as PostgreSQL's and fail with a driver's message. The refusal names the scheme,
+    /// never the URL, which may hold a password.
     fn from_str(url: &str) -> Result<Self, Self::Err> {
-        Ok(DatabaseUrl(Zeroizing::new(url.to_owned())))
+        let url = url.trim();
+        let scheme = url
+            .split_once(':')
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql" | "sqlite") => {
+                Ok(DatabaseUrl(Zeroizing::new(url.to_owned())))
+            }
+            Some(scheme)
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                Err(format!(
+                    "unsupported database URL scheme `{scheme}:`; Strongroom stores in {ENGINES}"
+                ))
+            }
+            _ => Err(format!("not a database URL; expected {ENGINES}")),
+        }
     }
 }
 
@@ -832,6 +891,33 @@ impl<T: TokenStore + PrincipalStore + KeyStore + AccessStore + AuditStore + Guar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_url_of_another_engine_is_refused_by_scheme_never_echoed() {
+        for url in [
+            "postgres://a@b/c",
+            "postgresql://a@b/c",
+            "sqlite:///tmp/v.db",
+            "sqlite::memory:",
+        ] {
+            assert!(url.parse::<DatabaseUrl>().is_ok(), "{url}");
+        }
+        let e = "mysql://root:hunter2@db/vault"
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(
+            e.contains("`mysql:`") && e.contains("postgres://") && e.contains("sqlite://"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2") && !e.contains("db/vault"), "{e}");
+        let e = "hunter2".parse::<DatabaseUrl>().unwrap_err();
+        assert!(
+            e.starts_with("not a database URL") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = "user:hunter2@db".parse::<DatabaseUrl>().unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
 
     #[test]
     fn a_database_url_never_prints() {

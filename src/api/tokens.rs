@@ -93,6 +93,10 @@ pub struct TokenBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     created: Option<bool>,
     metadata: Option<Metadata>,
+    /// In tokenize answers: the PAN already had a token whose stored metadata differs from
+    /// the request's, and the stored metadata was kept (and is what `metadata` shows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata_ignored: Option<bool>,
     created_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
 }
@@ -101,6 +105,7 @@ impl TokenBody {
     fn new(view: TokenView, with_created: bool) -> TokenBody {
         TokenBody {
             created: with_created.then_some(view.created),
+            metadata_ignored: with_created.then_some(view.metadata_ignored),
             token: view.token,
             format: view.format,
             masked: view.masked,

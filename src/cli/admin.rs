@@ -19,7 +19,11 @@ use crate::store::{self, DatabaseUrl, SchemaStatus, Store};
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// PostgreSQL URL.
+    /// Where the vault's data is: postgres://USER:PASSWORD@HOST:5432/DATABASE (PostgreSQL:
+    /// production, any number of instances) or sqlite:///PATH/vault.db (the embedded store:
+    /// one node, one writer). Never printed.
+    // Taken as it is (clap would echo a refused value, password and all): `store::open`
+    // refuses another engine's URL naming only its scheme.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: DatabaseUrl,
 }
@@ -68,13 +72,87 @@ pub const PKCS11_VARIABLE: &str = "STRONGROOM_MASTER_KEY_PKCS11";
 /// `STRONGROOM_MASTER_KEY_PKCS11` names, or `STRONGROOM_MASTER_KEY`; refuses a missing,
 /// malformed or weak key but takes a development one.
 pub fn master_key_from_env_of_any_kind() -> Result<(MasterKey, MasterKeyKind), MasterKeyError> {
-    let text = zeroize::Zeroizing::new(std::env::var("STRONGROOM_MASTER_KEY").unwrap_or_default());
+    let text = master_key_text()?;
     let spec = std::env::var(PKCS11_VARIABLE).unwrap_or_default();
     match (text.trim().is_empty(), spec.trim().is_empty()) {
         (false, false) => Err(MasterKeyError::Both),
         (true, false) => Ok((hsm_master_key(&spec)?, MasterKeyKind::Production)),
-        (false, true) => MasterKey::from_text(&text),
+        (false, true) => {
+            let (key, kind) = MasterKey::from_text(&text).map_err(from_key_file)?;
+            Ok(match key_file_named() {
+                Some(_) => (key.with_origin("file"), kind),
+                None => (key, kind),
+            })
+        }
         (true, true) => Err(MasterKeyError::Missing),
+    }
+}
+
+/// The variable naming a file that holds the master key.
+pub const KEY_FILE_VARIABLE: &str = "STRONGROOM_MASTER_KEY_FILE";
+
+/// The master key's text, from `STRONGROOM_MASTER_KEY` or from the file
+/// `STRONGROOM_MASTER_KEY_FILE` names (empty when neither is set). A key in a file stays out
+/// of the environment (which other processes of the same user, crash reports and `docker
+/// inspect` can read) and survives the shell that made it; like an SSH key, the file is
+/// refused when anyone but its owner could read it.
+pub fn master_key_text() -> Result<zeroize::Zeroizing<String>, MasterKeyError> {
+    let text = zeroize::Zeroizing::new(std::env::var("STRONGROOM_MASTER_KEY").unwrap_or_default());
+    let Some(path) = key_file_named() else {
+        return Ok(text);
+    };
+    if !text.trim().is_empty() {
+        return Err(MasterKeyError::File(format!(
+            "both STRONGROOM_MASTER_KEY and {KEY_FILE_VARIABLE} are set: keep one"
+        )));
+    }
+    read_key_file(std::path::Path::new(&path))
+}
+
+/// The text of a key file that only its owner can read.
+pub fn read_key_file(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, MasterKeyError> {
+    let shown = path.display();
+    let unreadable = |e: std::io::Error| {
+        MasterKeyError::File(format!("cannot read the master key file {shown}: {e}"))
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = file.metadata().map_err(unreadable)?.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(MasterKeyError::File(format!(
+                "the master key file {shown} can be read or changed by other users (mode \
+                 {mode:04o}): run `chmod 600 {shown}`"
+            )));
+        }
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::io::Read::read_to_string(&mut file, &mut text).map_err(unreadable)?;
+    if text.trim().is_empty() {
+        return Err(MasterKeyError::File(format!(
+            "the master key file {shown} is empty (write one with `strongroom keygen --out {shown}`)"
+        )));
+    }
+    Ok(text)
+}
+
+/// The key file `STRONGROOM_MASTER_KEY_FILE` names, if it names one.
+pub fn key_file_named() -> Option<std::ffi::OsString> {
+    std::env::var_os(KEY_FILE_VARIABLE).filter(|p| !p.is_empty())
+}
+
+/// A key's refusal, saying where the key came from when it was a file.
+fn from_key_file(e: MasterKeyError) -> MasterKeyError {
+    match key_file_named() {
+        Some(path) => MasterKeyError::File(e.to_string().replace(
+            "STRONGROOM_MASTER_KEY",
+            &format!(
+                "the master key in {}",
+                std::path::Path::new(&path).display()
+            ),
+        )),
+        None => e,
     }
 }
 

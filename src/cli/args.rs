@@ -15,15 +15,55 @@ use super::tenant::TenantCommand;
 use crate::domain::Role;
 
 /// Strongroom: a card-data tokenization vault with just-in-time access.
+///
+/// Merchants tokenize card numbers over HTTPS; the numbers are stored encrypted (AES-256-GCM)
+/// and nobody reads one back without a short-lived grant that an approval workflow minted for
+/// them, for named tokens, a purpose and a time. Every change is in a hash-chained audit trail.
 #[derive(Debug, Parser)]
-#[command(name = "strongroom", version, about)]
+#[command(name = "strongroom", version, about, after_help = TOUR)]
 pub struct Cli {
     #[command(subcommand)]
     pub(super) command: Command,
 }
 
+/// Where to go from `strongroom --help`: the way the README walks.
+const TOUR: &str = "\
+Start here:
+  strongroom dev                   a local vault in one command: embedded store, demo keys and
+                                   policies, ready-to-paste calls; plain HTTP on loopback
+  strongroom totp code bob         a demo person's one-time code (alice asks, bob approves)
+  http://127.0.0.1:8080/console    the people's console: ask, approve, reveal, audit
+
+Then production (README, \"Production\"):
+  strongroom keygen --out FILE     a master key in a file only you can read; back it up
+  strongroom migrate               DATABASE_URL=postgres://... (or sqlite:///... for one node)
+  strongroom principal create      API keys for services and people; `principal list` shows them
+  strongroom serve                 --tls-cert, --tls-key, --policy-file; `health` checks it
+
+Keys (docs/keys.md): keygen --shares, keys status|rotate|split|rewrap, serve --sealed, unseal.
+
+Roles: tokenizer, detokenizer, requester, approver, auditor, admin.
+Engines: postgres://USER:PASSWORD@HOST:5432/DB (production), sqlite:///PATH (one node).
+Environment: DATABASE_URL; STRONGROOM_MASTER_KEY or STRONGROOM_MASTER_KEY_FILE (or
+STRONGROOM_MASTER_KEY_PKCS11); a STRONGROOM_* variable for every flag of `serve`;
+STRONGROOM_LOG, the log filter (default info; e.g. warn, or strongroom=debug): JSON lines on
+stdout. `strongroom COMMAND --help` explains each command.";
+
 #[derive(Debug, Subcommand)]
 pub(super) enum Command {
+    /// Run a local vault in one command: the embedded store, a generated master key, demo
+    /// principals and policies, plain HTTP on loopback. Not for real card data.
+    Dev {
+        /// Address to listen on (loopback only): an IP address and port, or localhost:PORT.
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+        listen: SocketAddr,
+        /// Where the database, master key, credentials and checkpoints live.
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+    },
+    /// One-time codes of the dev vault's demo people.
+    #[command(subcommand)]
+    Totp(TotpCommand),
     /// Print a new random master key (base64) for STRONGROOM_MASTER_KEY, or, with --shares and
     /// --threshold, only custodians' shares of a new key (the key itself is never shown): any
     /// M of the N shares rebuild it (`serve --sealed`), fewer reveal nothing.
@@ -34,7 +74,9 @@ pub(super) enum Command {
     /// Manage principals (API callers).
     #[command(subcommand)]
     Principal(PrincipalCommand),
-    /// Serve the API (reads STRONGROOM_MASTER_KEY; refuses a development or weak one).
+    /// Serve the API and the console (reads STRONGROOM_MASTER_KEY or
+    /// STRONGROOM_MASTER_KEY_FILE; refuses a development or weak key). Logs JSON lines on
+    /// stdout, filtered by STRONGROOM_LOG (default info).
     Serve(ServeArgs),
     /// Work with the audit trail.
     #[command(subcommand)]
@@ -61,17 +103,22 @@ pub(super) enum Command {
         #[arg(long)]
         cacert: Option<PathBuf>,
     },
-    /// Run a local vault in one command: the embedded store, a generated master key, demo
-    /// principals and policies, plain HTTP on loopback. Not for real card data.
-    Dev {
-        #[command(subcommand)]
-        command: Option<DevCommand>,
-        /// Address to listen on (loopback only).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Where the database, master key, credentials and checkpoints live.
-        #[arg(long, default_value = DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+    /// Ask a running vault whether it is up: GET /healthz, exit 0 on 200 and 1 otherwise
+    /// (for a container's HEALTHCHECK or a load balancer's script).
+    Health {
+        /// The vault, e.g. https://localhost:8443.
+        #[arg(
+            long,
+            env = "STRONGROOM_HEALTH_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        url: String,
+        /// The CA certificate (PEM) that signed the vault's TLS certificate.
+        #[arg(long, env = "STRONGROOM_HEALTH_CACERT")]
+        cacert: Option<PathBuf>,
+        /// Longest to wait for the answer, in milliseconds.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        timeout_ms: u64,
     },
 }
 
@@ -92,19 +139,30 @@ pub(super) struct ShareArgs {
     /// Prints its fingerprint.
     #[arg(long, conflicts_with = "shares")]
     pub(super) pkcs11: Option<String>,
+    /// Write the key to this new file, readable by you only (mode 0600), instead of printing
+    /// it; serve with STRONGROOM_MASTER_KEY_FILE=FILE. An existing file is never overwritten.
+    /// Back the file up offline: without the key no stored card can be read.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["shares", "pkcs11"])]
+    pub(super) out: Option<PathBuf>,
+    /// With --out: when the file already holds a valid key, keep it and succeed (for a
+    /// container's first-start step that runs on every start).
+    #[arg(long, requires = "out")]
+    pub(super) keep_existing: bool,
 }
 
 /// Where `strongroom dev` keeps its vault unless told otherwise.
 pub(super) const DEFAULT_DATA_DIR: &str = ".strongroom-dev";
 
-/// What `strongroom dev` does besides running the vault.
+/// One-time codes.
 #[derive(Debug, Subcommand)]
-pub(super) enum DevCommand {
-    /// Print the current one-time code of a demo person (a requester or approver of the dev
-    /// vault), to sign in or approve with: only for the demo principals in the dev data
-    /// directory, whose secrets it keeps on purpose.
-    Totp {
-        /// The demo person's name (e.g. alice, bob).
+pub(super) enum TotpCommand {
+    /// Print the current one-time code of a demo person of `strongroom dev` (alice, the
+    /// requester; bob, the approver), to ask, approve or sign in to the console with. The code
+    /// goes to standard output alone (for `$(...)`), how long it stays valid to standard error.
+    /// Only for the demo people of a dev data directory, which keeps their secrets on purpose:
+    /// a real person's code comes from their authenticator app.
+    Code {
+        /// The demo person's name (alice or bob).
         name: String,
         /// The dev vault's data directory.
         #[arg(long, default_value = DEFAULT_DATA_DIR)]
@@ -136,7 +194,10 @@ pub(super) enum PrincipalCommand {
         /// The principal's name, unique in the tenant.
         #[arg(long)]
         name: String,
-        /// A role; repeat for several. admin cannot be combined with a card-data role.
+        /// A role; repeat for several: tokenizer (tokenize, look up, delete), detokenizer (a
+        /// payment service: detokenize under a grant), requester (a person who asks for
+        /// access), approver (decides others' requests), auditor (reads the trail and
+        /// reports), admin (revokes grants; cannot be combined with a card-data role).
         #[arg(long = "role", required = true, value_parser = parse_role)]
         roles: Vec<Role>,
         /// When the key stops working (RFC 3339).
@@ -163,6 +224,35 @@ pub(super) enum PrincipalCommand {
         #[command(flatten)]
         checkpoints: CheckpointArgs,
     },
+    /// List principals (all tenants, or one): id, tenant, name, roles, second factor, when
+    /// created, when the key expires, when it was disabled. Never a key or a secret.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Only this tenant's (by name).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print {"principals": [...]} instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one principal, by id or by tenant and name.
+    Show {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The principal's id.
+        #[arg(long, conflicts_with_all = ["tenant", "name"], required_unless_present = "name")]
+        id: Option<Uuid>,
+        /// Its tenant's name (with --name).
+        #[arg(long, requires = "name")]
+        tenant: Option<String>,
+        /// Its name in the tenant (with --tenant).
+        #[arg(long, requires = "tenant")]
+        name: Option<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Disable a principal's key at once.
     Disable {
         #[command(flatten)]
@@ -179,8 +269,9 @@ pub(super) enum PrincipalCommand {
 pub(super) struct ServeArgs {
     #[command(flatten)]
     pub(super) database: DatabaseArgs,
-    /// Address to listen on. Plain HTTP only on loopback unless forced.
-    #[arg(long, env = "STRONGROOM_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: an IP address and port, or localhost:PORT. Plain HTTP only on
+    /// loopback unless forced.
+    #[arg(long, env = "STRONGROOM_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub(super) listen: SocketAddr,
     /// TLS certificate chain (PEM).
     #[arg(long, env = "STRONGROOM_TLS_CERT", requires = "tls_key")]
@@ -188,7 +279,8 @@ pub(super) struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "STRONGROOM_TLS_KEY", requires = "tls_cert")]
     pub(super) tls_key: Option<PathBuf>,
-    /// Access policy file (TOML).
+    /// Access policy file (TOML, `[[policy]]` tables: README, Policies). Without one every
+    /// access request is refused and nobody can detokenize (a warning says so at start).
     #[arg(long, env = "STRONGROOM_POLICY_FILE")]
     pub(super) policy_file: Option<PathBuf>,
     /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
@@ -307,6 +399,25 @@ pub(super) struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub(super) tokenize_bucket_budget: u32,
+}
+
+/// `--listen`: an IP address and port, or `localhost:PORT` (this machine only). Other host
+/// names are refused rather than resolved: which interfaces a vault listens on must be
+/// what the operator wrote, not what a resolver answers.
+pub(super) fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let hint = "give an IP address and port, e.g. 127.0.0.1:8080 (this machine only), \
+                0.0.0.0:8443 (every interface), [::1]:8080, or localhost:PORT";
+    match s.rsplit_once(':') {
+        Some((host, port)) if host.eq_ignore_ascii_case("localhost") => port
+            .parse::<u16>()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .map_err(|_| format!("{port:?} is not a port (0 to 65535)")),
+        Some(_) => Err(format!("{s:?} is not an address to listen on: {hint}")),
+        None => Err(format!("{s:?} has no port: {hint}")),
+    }
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {

@@ -8,7 +8,9 @@ use super::admin::{
     CheckpointArgs, CliError, DatabaseArgs, command_audit_trail, connect_current,
     master_key_from_env, master_key_from_env_of_any_kind, optional_master_key, principal_admin,
 };
-use super::args::{AuditCommand, Cli, Command, DevCommand, PrincipalCommand, ServeArgs};
+use super::args::{
+    AuditCommand, Cli, Command, PrincipalCommand, ServeArgs, ShareArgs, TotpCommand,
+};
 use super::{dev, guard, keys, tenant};
 use crate::clock::SystemClock;
 use crate::config::{ServeConfig, TlsFiles};
@@ -39,6 +41,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Keygen(ShareArgs {
+            out: Some(path),
+            keep_existing,
+            ..
+        }) => keygen_to_file(&path, keep_existing),
         Command::Keygen(args) => {
             let rng = SystemRandom::new();
             let key = MasterKey::generate_base64(&rng)?;
@@ -161,6 +168,49 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Principal(PrincipalCommand::List {
+            database,
+            tenant,
+            json,
+        }) => {
+            let store = connect_current(&database).await?;
+            let listed = store.list_principals(tenant.as_deref()).await?;
+            if let (Some(tenant), true) = (&tenant, listed.is_empty()) {
+                return Err(CliError(format!(
+                    "no tenant named {tenant:?} has principals"
+                )));
+            }
+            super::principals::print_list(&listed, json);
+            Ok(())
+        }
+        Command::Principal(PrincipalCommand::Show {
+            database,
+            id,
+            tenant,
+            name,
+            json,
+        }) => {
+            let store = connect_current(&database).await?;
+            let listed = store.list_principals(tenant.as_deref()).await?;
+            let found = listed.iter().find(|p| {
+                let principal = &p.record.principal;
+                id.is_some_and(|id| principal.id.0 == id)
+                    || name.as_deref().is_some_and(|n| principal.name == n)
+            });
+            match found {
+                Some(listing) => {
+                    super::principals::print_one(listing, json);
+                    Ok(())
+                }
+                None => Err(CliError(match (id, tenant, name) {
+                    (Some(id), _, _) => format!("no principal {id}"),
+                    (_, Some(tenant), Some(name)) => {
+                        format!("no principal named {name:?} in tenant {tenant:?}")
+                    }
+                    _ => "no such principal".into(),
+                })),
+            }
+        }
         Command::Principal(PrincipalCommand::Disable {
             database,
             id,
@@ -210,15 +260,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys(command) => keys::run(command).await,
         Command::Unseal { url, cacert } => super::unseal::run(&url, cacert).await,
         Command::Tenant(command) => tenant::run(command).await,
-        Command::Dev {
-            command: Some(DevCommand::Totp { name, data_dir }),
-            ..
-        } => dev::totp(&data_dir, &name),
-        Command::Dev {
-            command: None,
-            listen,
-            data_dir,
-        } => {
+        Command::Totp(TotpCommand::Code { name, data_dir }) => dev::totp(&data_dir, &name),
+        Command::Health {
+            url,
+            cacert,
+            timeout_ms,
+        } => super::client::health(&url, cacert, Duration::from_millis(timeout_ms)).await,
+        Command::Dev { listen, data_dir } => {
             crate::telemetry::init_with_default("warn");
             dev::run(listen, &data_dir).await
         }
@@ -257,6 +305,51 @@ async fn verify_audit(
     }
 }
 
+/// `keygen --out FILE`: a new production key in a new file only its owner can read; with
+/// `keep_existing`, a file that already holds a valid key is left as it is.
+fn keygen_to_file(path: &std::path::Path, keep_existing: bool) -> Result<(), CliError> {
+    let shown = path.display();
+    if keep_existing && path.exists() {
+        let text = super::admin::read_key_file(path)?;
+        let key = MasterKey::from_base64(&text)
+            .map_err(|e| CliError(format!("{shown} holds no usable master key: {e}")))?;
+        println!(
+            "kept the master key already in {shown} (fingerprint {})",
+            key.fingerprint()
+        );
+        return Ok(());
+    }
+    let key = MasterKey::generate_base64(&SystemRandom::new())?;
+    let fingerprint = MasterKey::from_base64(&key)?.fingerprint();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            CliError(format!(
+                "{shown} exists and is not overwritten (a key in it may be the only copy)"
+            ))
+        } else {
+            CliError(format!("cannot create {shown}: {e}"))
+        }
+    })?;
+    let written = std::io::Write::write_all(&mut file, key.as_bytes())
+        .and_then(|()| std::io::Write::write_all(&mut file, b"\n"))
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        // Half a key is worse than none: nobody must start a vault on it.
+        let _ = std::fs::remove_file(path);
+        return Err(CliError(format!("cannot write {shown}: {e}")));
+    }
+    println!(
+        "wrote a new master key to {shown} (mode 0600, fingerprint {fingerprint}); serve with \
+         STRONGROOM_MASTER_KEY_FILE={shown}. Back the file up offline now: without it no \
+         stored card can be read again."
+    );
+    Ok(())
+}
+
 async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
     crate::telemetry::init();
     // A variable set to nothing names no HSM key.
@@ -264,27 +357,20 @@ async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
         .master_key_pkcs11
         .filter(|spec| !spec.trim().is_empty());
     // Sealed: asked for, or no key in the environment and a threshold to unseal with.
-    let key_set = !std::env::var("STRONGROOM_MASTER_KEY")
-        .unwrap_or_default()
-        .trim()
-        .is_empty()
-        || args.master_key_pkcs11.is_some();
+    let key_text_set = !super::admin::master_key_text()?.trim().is_empty();
+    let key_set = key_text_set || args.master_key_pkcs11.is_some();
     if args.sealed && key_set {
         return Err(CliError(
-            "--sealed with STRONGROOM_MASTER_KEY or STRONGROOM_MASTER_KEY_PKCS11 set: a sealed \
-             instance holds no key until its custodians unseal it, so remove the key from the \
-             environment"
+            "--sealed with STRONGROOM_MASTER_KEY, STRONGROOM_MASTER_KEY_FILE or \
+             STRONGROOM_MASTER_KEY_PKCS11 set: a sealed instance holds no key until its \
+             custodians unseal it, so remove the key from the environment"
                 .into(),
         ));
     }
     let mut master = if args.sealed || (!key_set && args.unseal_threshold.is_some()) {
         None
     } else if let Some(spec) = &args.master_key_pkcs11 {
-        if !std::env::var("STRONGROOM_MASTER_KEY")
-            .unwrap_or_default()
-            .trim()
-            .is_empty()
-        {
+        if key_text_set {
             return Err(crate::crypto::keys::MasterKeyError::Both.into());
         }
         Some(super::admin::hsm_master_key(spec)?)

@@ -28,7 +28,7 @@ use crate::random::SystemRandom;
 use crate::service::principals::NewPrincipalRequest;
 use crate::service::{KeyService, KeySettings};
 use crate::startup::{Application, shutdown_signal};
-use crate::store::{SqliteStore, Store};
+use crate::store::{PrincipalStore, SqliteStore, Store};
 
 /// The demo tenant.
 pub const TENANT: &str = "demo";
@@ -78,6 +78,10 @@ pub struct Credentials {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevPrincipal {
+    /// Its id (for `principal disable --id`, `unlock-totp --id`, `guard import-open
+    /// --principal`). A directory from before ids were written gets them on its next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
     /// Its name in the demo tenant.
     pub name: String,
     /// Its roles.
@@ -89,7 +93,7 @@ pub struct DevPrincipal {
     pub totp_secret: Option<String>,
 }
 
-/// `strongroom dev totp NAME`: prints the current one-time code of demo person `name` and how
+/// `strongroom totp code NAME`: prints the current one-time code of demo person `name` and how
 /// long it stays valid, from the dev data directory's credentials.
 pub fn totp(dir: &Path, name: &str) -> Result<(), CliError> {
     let file = dir.join("dev-credentials.json");
@@ -124,10 +128,9 @@ pub fn totp(dir: &Path, name: &str) -> Result<(), CliError> {
         .ok_or_else(|| CliError(format!("{name} has no second factor (only people do)")))?;
     let now = u64::try_from(SystemClock.now().timestamp()).unwrap_or(0);
     let left = STEP_SECONDS - now % STEP_SECONDS;
-    println!(
-        "{} (valid for {left} more seconds; each code is accepted once)",
-        secret.code_at(now)
-    );
+    // The code alone on standard output, so that `$(strongroom totp code bob)` is the code.
+    println!("{}", secret.code_at(now));
+    eprintln!("valid for {left} more seconds; each code is accepted once");
     Ok(())
 }
 
@@ -162,12 +165,26 @@ pub async fn run(listen: SocketAddr, dir: &Path) -> Result<(), CliError> {
     let credentials_file = dir.join("dev-credentials.json");
     let credentials = if credentials_file.exists() {
         let text = std::fs::read_to_string(&credentials_file)?;
-        serde_json::from_str::<Credentials>(&text).map_err(|_| {
+        let mut credentials = serde_json::from_str::<Credentials>(&text).map_err(|_| {
             CliError(format!(
                 "{} is not readable: remove the directory to start afresh",
                 credentials_file.display()
             ))
-        })?
+        })?;
+        if credentials.principals.iter().any(|p| p.id.is_none()) {
+            let listed = store.list_principals(Some(TENANT)).await?;
+            for p in &mut credentials.principals {
+                p.id = listed
+                    .iter()
+                    .find(|l| l.record.principal.name == p.name)
+                    .map(|l| l.record.principal.id.0);
+            }
+            replace_private(
+                &credentials_file,
+                serde_json::to_string_pretty(&credentials)?.as_bytes(),
+            )?;
+        }
+        credentials
     } else {
         let credentials = seed(store, master_key(&key_file)?, &checkpoints).await?;
         write_private(
@@ -222,6 +239,7 @@ async fn seed(
             })
             .await?;
         principals.push(DevPrincipal {
+            id: Some(created.record.principal.id.0),
             name: (*name).to_owned(),
             roles: vec![*role],
             key: created.key.expose().to_owned(),
@@ -262,11 +280,13 @@ fn print_banner(base: &str, dir: &Path, credentials: &Credentials, ready_in: Dur
         }
         out.push('\n');
     }
-    // The code command needs the data directory when it is not the default one.
+    // The code command as it can be pasted: this binary (its path when it is not the
+    // `strongroom` on the PATH, as under `cargo run`) and the data directory when it is not the
+    // default one.
     let totp = if dir == Path::new(DEFAULT_DATA_DIR) {
-        "strongroom dev totp".to_owned()
+        format!("{} totp code", program())
     } else {
-        format!("strongroom dev totp --data-dir {}", dir.display())
+        format!("{} totp code --data-dir {}", program(), dir.display())
     };
     out.push_str(&format!(
         "People's current one-time codes (to request and approve): {totp} NAME\n\n\
@@ -278,27 +298,43 @@ fn print_banner(base: &str, dir: &Path, credentials: &Credentials, ready_in: Dur
          \x20 (a code is good once: wait for the next one, every 30 seconds, to use it again)\n"
     ));
     let try_it = r#"
-Try it:
+Try it from a shell, a payment service first:
 # 1. Tokenize a card number
-TOKEN=$(curl -s BASE/v1/tokens -H 'Authorization: Bearer TOKENIZER' \
+TOKEN=$(curl -s @BASE@/v1/tokens -H 'Authorization: Bearer @TOKENIZER@' \
   -H 'Content-Type: application/json' -d '{"value": "4111 1111 1111 1111"}' \
   | sed 's/.*"token":"\([^"]*\)".*/\1/')
 # 2. A payment service asks for a grant (auto-approved by the `checkout` policy)
-GRANT=$(curl -s BASE/v1/access-requests -H 'Authorization: Bearer PAYMENTS' \
+GRANT=$(curl -s @BASE@/v1/access-requests -H 'Authorization: Bearer @PAYMENTS@' \
   -H 'Content-Type: application/json' \
   -d '{"any_token": true, "purpose": "payment_authorization", "reason": "order 1001", "duration_seconds": 60, "max_uses": 5}' \
   | sed 's/.*"grant":"\([^"]*\)".*/\1/')
 # 3. Detokenize under it
-curl -s BASE/v1/detokenize -H 'Authorization: Bearer PAYMENTS' -H "X-Access-Grant: $GRANT" \
+curl -s @BASE@/v1/detokenize -H 'Authorization: Bearer @PAYMENTS@' -H "X-Access-Grant: $GRANT" \
+  -H 'Content-Type: application/json' -d "{\"tokens\": [\"$TOKEN\"]}"
+
+# The people's flow (the `support-chargeback` policy: another person approves, both with a code)
+# 4. alice (requester) asks for that card for a dispute, with her one-time code
+REQUEST=$(curl -s @BASE@/v1/access-requests -H 'Authorization: Bearer @ALICE@' \
+  -H 'Content-Type: application/json' \
+  -d "{\"tokens\": [\"$TOKEN\"], \"purpose\": \"dispute\", \"reason\": \"chargeback CB-77\", \"duration_seconds\": 600, \"totp\": \"$(@TOTP@ alice)\"}" \
+  | sed 's/^{"id":"\([^"]*\)".*/\1/')
+# 5. bob (approver) approves it with his
+curl -s @BASE@/v1/access-requests/$REQUEST/approve -H 'Authorization: Bearer @BOB@' \
+  -H 'Content-Type: application/json' -d "{\"comment\": \"CB-77 checked\", \"totp\": \"$(@TOTP@ bob)\"}"
+# 6. alice reveals the card: the vault spends one use of her grant (she never holds the JWT)
+curl -s @BASE@/v1/access-requests/$REQUEST/reveal -H 'Authorization: Bearer @ALICE@' \
   -H 'Content-Type: application/json' -d "{\"tokens\": [\"$TOKEN\"]}"
 
 Ctrl-C stops it; `strongroom dev` again picks up where it left off.
 "#;
     out.push_str(
         &try_it
-            .replace("BASE", base)
-            .replace("TOKENIZER", key_of(credentials, "checkout"))
-            .replace("PAYMENTS", key_of(credentials, "payments")),
+            .replace("@BASE@", base)
+            .replace("@TOKENIZER@", key_of(credentials, "checkout"))
+            .replace("@PAYMENTS@", key_of(credentials, "payments"))
+            .replace("@ALICE@", key_of(credentials, "alice"))
+            .replace("@BOB@", key_of(credentials, "bob"))
+            .replace("@TOTP@", &totp),
     );
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(out.as_bytes());
@@ -332,12 +368,30 @@ fn unusable_key(path: &Path, e: MasterKeyError) -> CliError {
         | MasterKeyError::WrongLength
         | MasterKeyError::Development
         | MasterKeyError::Hsm(_)
-        | MasterKeyError::Both => "does not hold a master key".to_owned(),
+        | MasterKeyError::Both
+        | MasterKeyError::File(_) => "does not hold a master key".to_owned(),
     };
     CliError(format!(
         "{} {reason}: remove the directory to start afresh",
         path.display()
     ))
+}
+
+/// How to run this binary from a shell: `strongroom` when that is on the PATH and is this
+/// binary, else its full path (under `cargo run` it is not on the PATH).
+fn program() -> String {
+    let exe = std::env::current_exe().and_then(|p| p.canonicalize()).ok();
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("strongroom"))
+            .find(|p| p.is_file())
+            .and_then(|p| p.canonicalize().ok())
+    });
+    match (exe, on_path) {
+        (Some(exe), Some(found)) if exe == found => "strongroom".to_owned(),
+        (Some(exe), _) => exe.display().to_string(),
+        (None, _) => "strongroom".to_owned(),
+    }
 }
 
 /// Creates the data directory, owner only (0700). An existing directory open to others is

@@ -296,9 +296,7 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
                 let bytes = key_bytes_from_shares()?;
                 (MasterKey::from_bytes(&bytes)?.with_origin("shares"), bytes)
             } else {
-                let text = zeroize::Zeroizing::new(
-                    std::env::var("STRONGROOM_MASTER_KEY").unwrap_or_default(),
-                );
+                let text = super::admin::master_key_text()?;
                 let master = master_key_from_env()?;
                 if master.is_external() {
                     return Err(CliError(
@@ -437,6 +435,8 @@ pub async fn run(command: KeysCommand) -> Result<(), CliError> {
                     json!({
                         "source": if key.is_external() {
                             "pkcs11 (STRONGROOM_MASTER_KEY_PKCS11)"
+                        } else if super::admin::key_file_named().is_some() {
+                            "file (STRONGROOM_MASTER_KEY_FILE)"
                         } else {
                             "environment (STRONGROOM_MASTER_KEY)"
                         },

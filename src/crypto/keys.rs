@@ -50,6 +50,10 @@ pub enum MasterKeyError {
     /// Both a key and an HSM key were configured.
     #[error("both STRONGROOM_MASTER_KEY and STRONGROOM_MASTER_KEY_PKCS11 are set: keep one")]
     Both,
+    /// The key file (`STRONGROOM_MASTER_KEY_FILE`) could not be used: the reason, naming the
+    /// file, never its content.
+    #[error("{0}")]
+    File(String),
 }
 
 /// Where a master key came from, as its text says.

@@ -275,10 +275,14 @@ impl PolicySet {
 
     /// Parses and validates a policy file.
     pub fn from_toml(text: &str) -> Result<PolicySet, PolicyError> {
-        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError {
-            policy: None,
-            // toml's message names the line and the field; a policy file holds no secrets.
-            reason: e.message().to_owned(),
+        let file: PolicyFile = toml::from_str(text).map_err(|e| {
+            // A policy file holds no secrets: its text may be quoted back.
+            let at = e.span().map_or(0, |span| span.start);
+            let (line, column) = line_and_column(text, at);
+            PolicyError {
+                policy: policy_around(text, at),
+                reason: format!("line {line}, column {column}: {}", e.message().trim_end()),
+            }
         })?;
         let mut names = HashSet::new();
         let mut policies = Vec::with_capacity(file.policy.len());
@@ -349,6 +353,32 @@ impl Policy {
             approver_mfa: self.mfa,
         })
     }
+}
+
+/// The 1-based line and column of byte `at` in `text`.
+fn line_and_column(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The policy whose `[[policy]]` table holds byte `at`: its `name` when the table has one
+/// on a line of its own, else its place in the file ("#2").
+fn policy_around(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at).unwrap_or(text);
+    let start = before.rfind("[[policy]]")?;
+    let index = before.matches("[[policy]]").count();
+    let table = text.get(start + "[[policy]]".len()..).unwrap_or_default();
+    let table = table.split("[[").next().unwrap_or_default();
+    let name = table.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        let value = value.split('#').next()?.trim();
+        (key.trim() == "name")
+            .then(|| value.trim_matches(|c| c == '"' || c == '\'').to_owned())
+            .filter(|name| !name.is_empty())
+    });
+    Some(name.unwrap_or_else(|| format!("#{index}")))
 }
 
 /// An IPv4-mapped IPv6 address compares as the IPv4 address it carries.
@@ -672,5 +702,26 @@ max_duration_seconds = 7200
                 .contains("policy `p`")
         );
         assert!(PolicySet::from_toml("").unwrap().policies().is_empty());
+    }
+
+    #[test]
+    fn a_toml_error_names_its_line_column_and_policy() {
+        let text = "[[policy]]\nname = \"checkout\"\nroles = [\"detokenizer\"]\n\
+                    purposes = [\"payment_authorization\"]\napprovals = 0\n\
+                    max_duration_seconds = 300\n\n[[policy]]\nname = \"support\"\n\
+                    roles = [\"requester\"]\nmax_uses = \"five\"\n";
+        let e = PolicySet::from_toml(text).unwrap_err().to_string();
+        assert!(
+            e.starts_with("policy `support`: line 11, column 12:"),
+            "{e}"
+        );
+        // A syntax error in a table without a name yet: its place in the file.
+        let e = PolicySet::from_toml("[[policy]]\nroles = [\"requester\"\n").unwrap_err();
+        assert_eq!(e.policy.as_deref(), Some("#1"), "{e}");
+        assert!(e.reason.starts_with("line 2,"), "{e}");
+        // Before any policy: no policy is named.
+        let e = PolicySet::from_toml("oops = \n").unwrap_err();
+        assert_eq!(e.policy, None, "{e}");
+        assert!(e.reason.starts_with("line 1, column"), "{e}");
     }
 }

@@ -63,6 +63,10 @@ pub struct TokenView {
     pub expires_at: Option<DateTime<Utc>>,
     /// Whether this call created it (false: the PAN already had a token in this format).
     pub created: bool,
+    /// Whether the call asked for metadata other than the existing token's, which was kept:
+    /// a token has one metadata, set when it is created, and a later tokenize of its PAN
+    /// neither changes it silently nor fails the payment flow that asked.
+    pub metadata_ignored: bool,
 }
 
 /// Why a token operation failed.
@@ -556,7 +560,14 @@ impl TokenService {
                         row.expires_at,
                         true,
                     )),
-                    RowOutcome::Existing(record) => existing_view(*record, now),
+                    RowOutcome::Existing(record) => {
+                        let asked = items.get(p.index).and_then(|i| i.metadata.as_ref());
+                        existing_view(*record, now).map(|mut view| {
+                            view.metadata_ignored =
+                                asked.is_some_and(|asked| view.metadata.as_ref() != Some(asked));
+                            view
+                        })
+                    }
                     RowOutcome::Refused { until } => {
                         Err(TokenError::EnumerationSuspected(retry_after(now, until)))
                     }
@@ -812,6 +823,7 @@ fn view(
         created_at,
         expires_at,
         created,
+        metadata_ignored: false,
     }
 }
 

@@ -28,6 +28,55 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// One connection attempt before the pool is made, so that a database that cannot be used
+/// is named at once with its reason and what to do — the pool would retry until its wait ran
+/// out and then say only "pool timed out". Host, port, user and database are printed; the
+/// password never is.
+async fn probe(options: &PgConnectOptions, wait: Duration) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let (host, port) = (options.get_host(), options.get_port());
+    let (user, database) = (
+        options.get_username(),
+        options.get_database().unwrap_or(options.get_username()),
+    );
+    let at = format!("PostgreSQL at {host}:{port}");
+    let attempt = sqlx::PgConnection::connect_with(options);
+    let outcome = match tokio::time::timeout(wait.max(Duration::from_secs(1)), attempt).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            return Err(StoreError::Connect(format!(
+                "{at} did not answer within {} s",
+                wait.max(Duration::from_secs(1)).as_secs()
+            )));
+        }
+    };
+    let e = match outcome {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let code = match &e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    Err(StoreError::Connect(match (&e, code.as_deref()) {
+        (sqlx::Error::Io(io), _) => format!("cannot connect to {at}: {io}"),
+        (sqlx::Error::Tls(tls), _) => format!("TLS to {at} failed: {tls}"),
+        (_, Some("3D000")) => format!(
+            "database \"{database}\" does not exist on {at}: create it (as a PostgreSQL \
+             superuser: `createdb -h {host} -p {port} -O {user} {database}`), then run \
+             `strongroom migrate`"
+        ),
+        (sqlx::Error::Database(db), Some("28P01" | "28000")) => {
+            format!("{at} refused user \"{user}\": {}", db.message())
+        }
+        (sqlx::Error::Database(db), _) => format!("{at}: {}", db.message()),
+        (other, _) => format!("cannot connect to {at}: {other}"),
+    }))
+}
+
 impl PgStore {
     /// Connects a pool of at most `max_connections` to `url`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<PgStore, StoreError> {
@@ -64,6 +113,7 @@ impl PgStore {
         max_connections: u32,
         acquire_wait: Duration,
     ) -> Result<PgStore, StoreError> {
+        probe(&options, acquire_wait).await?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_wait)

@@ -157,6 +157,37 @@ macro_rules! principal_store {
 
         #[::async_trait::async_trait]
         impl $crate::store::PrincipalStore for $store {
+            async fn list_principals(
+                &self,
+                tenant: Option<&str>,
+            ) -> Result<Vec<$crate::store::PrincipalListing>, $crate::store::StoreError> {
+                const COLUMNS: &str = "select p.id, p.tenant_id, p.name, p.roles, p.expires_at, \
+                     p.disabled_at, p.lookups_throttled_until, t.name as tenant_name, \
+                     p.created_at, (p.totp_secret is not null) as second_factor, \
+                     p.totp_locked_until \
+                     from principals p join tenants t on t.id = p.tenant_id";
+                let rows: Vec<$crate::store::rows::PrincipalListingRow> = match tenant {
+                    Some(tenant) => {
+                        ::sqlx::query_as($dialect.sql_owned(format!(
+                            "{COLUMNS} where t.name = $1 order by p.name, p.id"
+                        )))
+                        .bind(tenant)
+                        .fetch_all(&self.pool)
+                        .await?
+                    }
+                    None => {
+                        ::sqlx::query_as(
+                            $dialect.sql_owned(format!("{COLUMNS} order by t.name, p.name, p.id")),
+                        )
+                        .fetch_all(&self.pool)
+                        .await?
+                    }
+                };
+                rows.into_iter()
+                    .map($crate::store::PrincipalListing::try_from)
+                    .collect()
+            }
+
             async fn create_principal(
                 &self,
                 new: &$crate::store::NewPrincipal,

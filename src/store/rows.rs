@@ -136,6 +136,30 @@ pub(super) struct PrincipalRow {
     pub(super) lookups_throttled_until: Option<DateTime<Utc>>,
 }
 
+#[derive(sqlx::FromRow)]
+pub(super) struct PrincipalListingRow {
+    #[sqlx(flatten)]
+    pub(super) principal: PrincipalRow,
+    pub(super) tenant_name: String,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) second_factor: bool,
+    pub(super) totp_locked_until: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<PrincipalListingRow> for crate::store::PrincipalListing {
+    type Error = StoreError;
+
+    fn try_from(row: PrincipalListingRow) -> Result<Self, Self::Error> {
+        Ok(crate::store::PrincipalListing {
+            record: row.principal.try_into()?,
+            tenant_name: row.tenant_name,
+            created_at: row.created_at,
+            second_factor: row.second_factor,
+            totp_locked_until: row.totp_locked_until,
+        })
+    }
+}
+
 impl TryFrom<PrincipalRow> for PrincipalRecord {
     type Error = StoreError;
 

@@ -16,6 +16,8 @@ pub fn strongroom() -> Command {
     command
         .env_remove("DATABASE_URL")
         .env_remove("STRONGROOM_MASTER_KEY")
+        .env_remove("STRONGROOM_MASTER_KEY_FILE")
+        .env_remove("STRONGROOM_POLICY_FILE")
         .env_remove("STRONGROOM_LISTEN");
     command
 }

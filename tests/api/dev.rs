@@ -117,6 +117,27 @@ async fn dev_runs_a_working_vault_in_one_command_and_keeps_it_across_restarts() 
     for file in ["master.key", "dev-credentials.json"] {
         assert_eq!(mode(&dir.0.join(file)), 0o600, "{file}");
     }
+    // Each with its id, as `principal list` gives it (for `principal disable --id` and such).
+    let (ok, out, err) = crate::cli::run(
+        strongroom()
+            .args(["principal", "list", "--tenant", "demo", "--json"])
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.0.join("strongroom.db").display()),
+            ),
+    );
+    assert!(ok, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    for p in principals {
+        let id = p["id"].as_str().expect("an id in dev-credentials.json");
+        let row = listed["principals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {listed}"));
+        assert_eq!(row["name"], p["name"]);
+    }
 
     // The newcomer's walk: tokenize, an auto-approved grant, detokenize.
     let client = reqwest::Client::new();
@@ -167,10 +188,10 @@ async fn dev_runs_a_working_vault_in_one_command_and_keeps_it_across_restarts() 
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["data"][0]["value"], pan.as_str());
 
-    // A demo person's one-time code, as `strongroom dev totp` prints it, opens a request.
+    // A demo person's one-time code, as `strongroom totp code` prints it, opens a request.
     let totp = |name: &str| {
         let out = strongroom()
-            .args(["dev", "totp", name, "--data-dir"])
+            .args(["totp", "code", name, "--data-dir"])
             .arg(&dir.0)
             .output()
             .unwrap();
@@ -182,11 +203,13 @@ async fn dev_runs_a_working_vault_in_one_command_and_keeps_it_across_restarts() 
     };
     let (ok, out, err) = totp("alice");
     assert!(ok, "{err}");
-    let code = out.split_whitespace().next().unwrap().to_owned();
+    // The code alone on standard output (for `$(...)`), its validity on standard error.
+    let code = out.trim_end().to_owned();
     assert!(
         code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
         "{out}"
     );
+    assert!(err.contains("more seconds"), "{err}");
     let r = client
         .post(format!("{}/v1/access-requests", dev.base))
         .bearer_auth(key_of(&credentials, "alice"))
@@ -206,7 +229,7 @@ async fn dev_runs_a_working_vault_in_one_command_and_keeps_it_across_restarts() 
     // The banner shows the console and how to sign in to it; bob does, with his code.
     let console = format!("The people's console: {}/console", dev.base);
     assert!(dev.banner.contains(&console), "{}", dev.banner);
-    let code_command = format!("strongroom dev totp --data-dir {} bob", dir.0.display());
+    let code_command = format!("totp code --data-dir {} bob", dir.0.display());
     assert!(dev.banner.contains(&code_command), "{}", dev.banner);
     let r = client
         .get(format!("{}/console", dev.base))
@@ -284,6 +307,39 @@ async fn tokenize_one(dev: &Dev, dir: &Path) {
 }
 
 #[cfg(unix)]
+#[tokio::test]
+async fn the_banners_calls_work_as_pasted_the_services_flow_and_the_peoples() {
+    let dir = new_dir("strongroom-dev-paste");
+    let (dev, _) = start(&dir.0);
+    let (_, calls) = dev
+        .banner
+        .split_once("Try it from a shell")
+        .expect("the banner has calls to try");
+    let script: Vec<&str> = calls
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.starts_with("Ctrl-C"))
+        .collect();
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c"])
+        .arg(script.join("\n"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", dev.banner);
+    // The payment service's detokenize, bob's approval and alice's reveal, in that order.
+    let detokenized = stdout.find("\"value\":\"4111111111111111\"");
+    let approved = stdout.find("\"status\":\"approved\"");
+    let revealed = stdout.rfind("\"value\":\"4111111111111111\"");
+    assert!(
+        detokenized.is_some() && approved > detokenized && revealed > approved,
+        "{stdout}\n{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn dev_keeps_its_directory_0700_and_every_file_in_it_0600_the_database_and_wal_included() {
     let dir = new_dir("strongroom-dev-modes");

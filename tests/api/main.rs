@@ -31,6 +31,7 @@ mod hsm;
 mod integrity;
 mod keys;
 mod leaks;
+mod onboarding;
 mod openapi;
 mod operations;
 mod reports;

@@ -51,6 +51,86 @@ async fn tokenizing_a_pan_returns_a_six_four_token_that_fails_luhn() {
 }
 
 #[tokio::test]
+async fn retokenizing_with_other_metadata_keeps_the_stored_one_and_says_so() {
+    let app = spawn_app().await;
+    let pan = random_pan("4", 16);
+    let tokenize = |metadata: Option<Value>| {
+        let mut body = json!({"value": pan});
+        if let Some(metadata) = metadata {
+            body["metadata"] = metadata;
+        }
+        let app = &app;
+        async move {
+            let r = app.tokenize(&app.keys.tokenizer, &body).await;
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = tokenize(Some(json!({"customer": "c_42", "channel": "web"}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(first["metadata_ignored"], false, "{first}");
+    // The same metadata (in another key order), or none at all: nothing is ignored.
+    for metadata in [Some(json!({"channel": "web", "customer": "c_42"})), None] {
+        let (status, again) = tokenize(metadata).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(again["token"], first["token"]);
+        assert_eq!(again["metadata_ignored"], false, "{again}");
+        assert_eq!(again["metadata"], first["metadata"]);
+    }
+    // Other metadata: the token and its stored metadata, flagged.
+    let (status, other) = tokenize(Some(json!({"customer": "c_99"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(other["token"], first["token"]);
+    assert_eq!(other["metadata_ignored"], true, "{other}");
+    assert_eq!(
+        other["metadata"],
+        json!({"customer": "c_42", "channel": "web"})
+    );
+    // The stored metadata did not change.
+    let looked_up: Value = app
+        .get_token(&app.keys.tokenizer, first["token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        looked_up["metadata"],
+        json!({"customer": "c_42", "channel": "web"})
+    );
+    assert!(looked_up.get("metadata_ignored").is_none(), "{looked_up}");
+    // Per item in a batch; a token first made without metadata counts too.
+    let bare = random_pan("5", 16);
+    let (status, _) = {
+        let r = app
+            .tokenize(&app.keys.tokenizer, &json!({"value": bare}))
+            .await;
+        (r.status(), ())
+    };
+    assert_eq!(status, StatusCode::CREATED);
+    let batch: Value = app
+        .tokenize_batch(
+            &app.keys.tokenizer,
+            &json!({"items": [
+                {"value": pan, "metadata": {"customer": "c_42", "channel": "web"}},
+                {"value": pan, "metadata": {"customer": "c_7"}},
+                {"value": bare, "metadata": {"customer": "c_8"}},
+            ]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let flags: Vec<&Value> = (0..3)
+        .map(|i| &batch["results"][i]["metadata_ignored"])
+        .collect();
+    assert_eq!(
+        flags,
+        [&json!(false), &json!(true), &json!(true)],
+        "{batch}"
+    );
+    assert_eq!(batch["results"][2]["metadata"], Value::Null, "{batch}");
+}
+
+#[tokio::test]
 async fn every_format_has_its_documented_shape() {
     let app = spawn_app().await;
     let pan = random_pan("5", 16);

@@ -42,7 +42,7 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or answered with an error.
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Database(#[from] sqlx::Error),
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
@@ -65,7 +65,33 @@ pub enum StoreError {
     Connect(String),
 }
 
+/// A driver's error as an operator reads it: the server's message and SQLSTATE, without the
+/// place in PostgreSQL's own source that the driver appends ("at line 3655"), and what to do
+/// about a missing privilege.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let hint = if code == "42501" {
+                ": the role in DATABASE_URL lacks a privilege (`migrate` runs as the schema's \
+                 owner; `serve` and the other commands as a role granted what the README's \
+                 production section grants)"
+            } else {
+                ""
+            };
+            format!("{} (SQLSTATE {code}){hint}", db.message())
+        }
+        other => other.to_string(),
+    }
+}
+
 impl StoreError {
+    /// Whether the database refused for want of a privilege (SQLSTATE 42501).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("42501"))
+    }
+
     /// Whether the database is unreachable, overloaded or stalled right now — a condition that
     /// passes, answered `503` with `Retry-After` — rather than a fault of this request or of the
     /// data: a pool with no free connection in time, a connection that failed or was cut, a
@@ -823,6 +849,15 @@ impl DatabaseUrl {
     /// Refuses a URL that names neither engine, naming its scheme only.
     pub fn check(&self) -> Result<(), String> {
         self.expose().parse::<DatabaseUrl>().map(drop)
+    }
+
+    /// The PostgreSQL user it connects as, if it names one.
+    pub fn user(&self) -> Option<String> {
+        if self.is_embedded() {
+            return None;
+        }
+        let options: sqlx::postgres::PgConnectOptions = self.expose().parse().ok()?;
+        Some(options.get_username().to_owned())
     }
 
     /// Whether it names the embedded store (SQLite) rather than PostgreSQL.

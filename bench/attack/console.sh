@@ -177,9 +177,9 @@ req pay-ask POST /v1/access-requests -H "$(key "${KEYS[payments]}")" "${JSON[@]}
   -d '{"any_token":true,"purpose":"payment_authorization","reason":"order 1001","duration_seconds":60,"max_uses":5}'
 RP=$(jq -r .id <<<"$B")
 [ -n "${T[3]}" ] && [ "${T[3]}" != null ] && [ "$ST" = 201 ] || { echo "setup failed: tokenize/ask $ST $B"; exit 1; }
-DEVCODE=$($BIN dev totp alice --data-dir "$D1" | awk '{print $1}')
+DEVCODE=$($BIN totp code alice --data-dir "$D1" 2>/dev/null)
 MYCODE=$(py totp "${SECRET[alice]}" $(( $(date +%s) / 30 )))
-check "the TOTP codes computed here are dev totp's ($DEVCODE)" '[ "$DEVCODE" = "$MYCODE" ] || [ "$(py totp "${SECRET[alice]}" $(( $(date +%s) / 30 - 1 )))" = "$DEVCODE" ]'
+check "the TOTP codes computed here are totp code's ($DEVCODE)" '[ "$DEVCODE" = "$MYCODE" ] || [ "$(py totp "${SECRET[alice]}" $(( $(date +%s) / 30 - 1 )))" = "$DEVCODE" ]'
 check "dev's banner names the console" 'grep -q "$URL/console" "$W/vault1.log"'
 
 # --- 1. Sign-in refusals ---------------------------------------------------------------------

@@ -48,11 +48,24 @@ impl<E: std::fmt::Display> From<E> for CliError {
 /// The store at the URL, refusing a schema that is not current.
 pub async fn connect_current(db: &DatabaseArgs) -> Result<Arc<dyn Store>, CliError> {
     let store = store::open(&db.database_url, 2).await?;
-    match store.schema_status().await? {
+    match store
+        .schema_status()
+        .await
+        .map_err(|e| as_user(e, &db.database_url))?
+    {
         SchemaStatus::Current => Ok(store),
         _ => Err(CliError(
             "the database schema is not current: run `strongroom migrate` first".into(),
         )),
+    }
+}
+
+/// A store's refusal, naming the database user when it lacked a privilege (the URL's user;
+/// never its password).
+pub fn as_user(e: store::StoreError, url: &DatabaseUrl) -> CliError {
+    match (e.is_permission_denied(), url.user()) {
+        (true, Some(user)) => CliError(format!("{e} (connected as user \"{user}\")")),
+        _ => CliError(e.to_string()),
     }
 }
 
@@ -61,7 +74,7 @@ pub async fn connect_current(db: &DatabaseArgs) -> Result<Arc<dyn Store>, CliErr
 pub fn master_key_from_env() -> Result<MasterKey, MasterKeyError> {
     match master_key_from_env_of_any_kind()? {
         (key, MasterKeyKind::Production) => Ok(key),
-        (_, MasterKeyKind::Development) => Err(MasterKeyError::Development),
+        (_, MasterKeyKind::Development) => Err(from_key_file(MasterKeyError::Development)),
     }
 }
 
@@ -115,6 +128,19 @@ pub fn read_key_file(path: &std::path::Path) -> Result<zeroize::Zeroizing<String
     let unreadable = |e: std::io::Error| {
         MasterKeyError::File(format!("cannot read the master key file {shown}: {e}"))
     };
+    // A device, a pipe or a directory is no key file (and a pipe would block the open), nor
+    // something to `chmod`: refused before anything is opened.
+    let kind = std::fs::metadata(path).map_err(unreadable)?;
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(MasterKeyError::File(format!(
+            "the master key file {shown} is {what}: name the file `strongroom keygen --out` wrote"
+        )));
+    }
     let mut file = std::fs::File::open(path).map_err(unreadable)?;
     #[cfg(unix)]
     {

@@ -68,8 +68,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             // the schema is touched.
             optional_master_key()?;
             let store = store::open(&db.database_url, 2).await?;
-            let before = store.schema_status().await?;
-            store.migrate().await?;
+            let named = |e| super::admin::as_user(e, &db.database_url);
+            let before = store.schema_status().await.map_err(named)?;
+            store.migrate().await.map_err(named)?;
             match before {
                 SchemaStatus::Behind { pending } => {
                     println!("applied {pending} migration(s); schema is current")
@@ -311,8 +312,10 @@ fn keygen_to_file(path: &std::path::Path, keep_existing: bool) -> Result<(), Cli
     let shown = path.display();
     if keep_existing && path.exists() {
         let text = super::admin::read_key_file(path)?;
-        let key = MasterKey::from_base64(&text)
-            .map_err(|e| CliError(format!("{shown} holds no usable master key: {e}")))?;
+        let key = MasterKey::from_base64(&text).map_err(|e| {
+            let reason = e.to_string().replace("STRONGROOM_MASTER_KEY ", "the key ");
+            CliError(format!("{shown} holds no usable master key: {reason}"))
+        })?;
         println!(
             "kept the master key already in {shown} (fingerprint {})",
             key.fingerprint()

@@ -284,9 +284,13 @@ fn print_banner(base: &str, dir: &Path, credentials: &Credentials, ready_in: Dur
     // `strongroom` on the PATH, as under `cargo run`) and the data directory when it is not the
     // default one.
     let totp = if dir == Path::new(DEFAULT_DATA_DIR) {
-        format!("{} totp code", program())
+        format!("{} totp code", shell_quoted(&program()))
     } else {
-        format!("{} totp code --data-dir {}", program(), dir.display())
+        format!(
+            "{} totp code --data-dir {}",
+            shell_quoted(&program()),
+            shell_quoted(&dir.display().to_string())
+        )
     };
     out.push_str(&format!(
         "People's current one-time codes (to request and approve): {totp} NAME\n\n\
@@ -375,6 +379,17 @@ fn unusable_key(path: &Path, e: MasterKeyError) -> CliError {
         "{} {reason}: remove the directory to start afresh",
         path.display()
     ))
+}
+
+/// `text` as one word of a POSIX shell: as it is when it holds nothing the shell would read
+/// (a path without spaces), else in single quotes.
+fn shell_quoted(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:,=@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// How to run this binary from a shell: `strongroom` when that is on the PATH and is this
@@ -496,4 +511,21 @@ fn replace_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
 /// The default data directory.
 pub fn default_dir() -> PathBuf {
     PathBuf::from(".strongroom-dev")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_goes_into_the_banner_as_one_shell_word() {
+        assert_eq!(
+            shell_quoted("/work/target/release/strongroom"),
+            "/work/target/release/strongroom"
+        );
+        assert_eq!(shell_quoted("/tmp/with space/dev"), "'/tmp/with space/dev'");
+        assert_eq!(shell_quoted("/tmp/it's"), r"'/tmp/it'\''s'");
+        assert_eq!(shell_quoted("/tmp/$(reboot)"), "'/tmp/$(reboot)'");
+        assert_eq!(shell_quoted(""), "''");
+    }
 }

@@ -62,7 +62,7 @@ impl TotpSecret {
             .map(TotpSecret)
     }
 
-    /// A secret from the base32 form [`TotpSecret::to_base32`] gives (`strongroom dev totp`
+    /// A secret from the base32 form [`TotpSecret::to_base32`] gives (`strongroom totp code`
     /// reads a demo person's from the dev data directory).
     pub fn from_base32(text: &str) -> Option<TotpSecret> {
         let secret = Secret::try_from_base32(text.trim()).ok()?;

@@ -110,6 +110,31 @@ async fn keygen_writes_a_key_file_only_its_owner_reads_and_every_command_takes_i
         !ok && err.contains("nope.key") && err.contains("No such file"),
         "{err}"
     );
+    // Not a regular file: refused as such, never with advice to `chmod` it.
+    for path in ["/dev/null", scratch.0.to_str().unwrap()] {
+        let (ok, _, err) = run(strongroom()
+            .args(["migrate"])
+            .env("DATABASE_URL", &db.url)
+            .env("STRONGROOM_MASTER_KEY_FILE", path));
+        assert!(
+            !ok && (err.contains("is not a regular file") || err.contains("is a directory"))
+                && !err.contains("chmod"),
+            "{err}"
+        );
+    }
+    // A development key in a file: the refusal names the file, not a variable that is unset.
+    let dev_key = scratch.0.join("dev.key");
+    std::fs::write(&dev_key, format!("strongroom-dev-key:{}", key.trim())).unwrap();
+    set_mode(&dev_key, 0o600);
+    let (ok, _, err) = run(strongroom()
+        .args(["migrate"])
+        .env("DATABASE_URL", &db.url)
+        .env("STRONGROOM_MASTER_KEY_FILE", &dev_key));
+    assert!(
+        !ok && err.contains("dev.key") && err.contains("development key"),
+        "{err}"
+    );
+    assert!(!err.contains(key.trim()), "{err}");
     let weak = scratch.0.join("weak.key");
     std::fs::write(&weak, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
     set_mode(&weak, 0o600);
@@ -260,6 +285,37 @@ async fn a_database_that_cannot_be_used_is_named_with_its_reason_and_what_to_do(
         "{err}"
     );
     assert!(!err.contains("line "), "{err}");
+
+    // A role without the privileges: the privilege named, what to do, no line of PostgreSQL's
+    // own source.
+    let db = TestDb::create(true).await;
+    let role = format!("strongroom_norights_{}", uuid::Uuid::new_v4().simple());
+    let pool = db.pool().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("create role {role} login")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(
+        url, db.url,
+        "the test database's URL names the postgres user"
+    );
+    let (ok, _, err) = run(strongroom()
+        .args(["principal", "list"])
+        .env("DATABASE_URL", &url));
+    sqlx::query(sqlx::AssertSqlSafe(format!("drop role {role}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(
+        !ok && err.contains("permission denied") && err.contains("lacks a privilege"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("connected as user \"{role}\"")),
+        "{err}"
+    );
+    assert!(!err.contains(" at line "), "{err}");
 
     // Another engine's URL: its scheme, never the URL (which holds a password).
     for command in [vec!["migrate"], vec!["principal", "list"], vec!["serve"]] {

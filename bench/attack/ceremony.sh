@@ -646,8 +646,8 @@ HV1=$(reveal "$URLH" "$HDET" "$HT1"); HV2=$(reveal "$URLH" "$HDET" "$HT2")
 check "under the new environment key: both cards read back (env -> HSM -> env)" '[ "$HV1" = "$HPAN1" ] && [ "$HV2" = "$HPAN2" ]'
 stop "$P"
 run hsm-audit psql "$DATABASE_URL" -qtAc "select detail from audit_events where action = 'key.rewrap' and outcome = 'success' order by id"
-check "both rewraps recorded with the kinds of key (memory -> pkcs11, pkcs11 -> memory)" \
-  'grep -q "from_kind=memory to_kind=pkcs11" <<<"$(sed -n 1p <<<"$OUT")" && grep -q "from_kind=pkcs11 to_kind=memory" <<<"$(sed -n 2p <<<"$OUT")"'
+check "both rewraps recorded with the kinds of key (environment -> pkcs11, pkcs11 -> environment)" \
+  'grep -q "from_kind=environment to_kind=pkcs11" <<<"$(sed -n 1p <<<"$OUT")" && grep -q "from_kind=pkcs11 to_kind=environment" <<<"$(sed -n 2p <<<"$OUT")"'
 check "the PIN (right or wrong) and the environment keys in no output or log" '! cat "$W"/out/hsm-* "$W"/out/rewrap-* "$W"/out/serve-* "$W"/out/both* "$W"/log/H-* | grep -qF -e "$PIN" -e "$WRONGPIN" -e "$KE" -e "$K2"'
 
 echo "took $(( $(date +%s) - T0 )) s"

@@ -104,8 +104,13 @@ pub(super) enum Command {
         cacert: Option<PathBuf>,
     },
     /// Ask a running vault whether it is up: GET /healthz, exit 0 on 200 and 1 otherwise
-    /// (for a container's HEALTHCHECK or a load balancer's script).
+    /// (for a container's HEALTHCHECK or a load balancer's script). A sealed vault is up (it
+    /// waits for its custodians; restarting it would lose their shares): --ready asks /readyz
+    /// instead, which is 503 while sealed, or while the database or audit trail is unusable.
     Health {
+        /// Ask /readyz (ready to serve card data) instead of /healthz (the process is up).
+        #[arg(long)]
+        ready: bool,
         /// The vault, e.g. https://localhost:8443.
         #[arg(
             long,

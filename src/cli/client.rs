@@ -140,30 +140,37 @@ pub(super) fn field(answer: &Value, name: &str) -> Value {
     answer.get(name).cloned().unwrap_or_default()
 }
 
-/// `strongroom health`: the vault's `/healthz`, within `timeout`; success only on 200.
+/// `strongroom health`: the vault's `path` (`/healthz` or `/readyz`), within `timeout`;
+/// success only on 200.
 pub(super) async fn health(
     url: &str,
+    path: &str,
     cacert: Option<PathBuf>,
     timeout: std::time::Duration,
 ) -> Result<(), CliError> {
     let vault = VaultUrl::parse(url)?;
-    let request = Request::get("/healthz")
+    let url = url.trim_end_matches('/');
+    let request = Request::get(path)
         .body(Body::empty())
         .map_err(|_| CliError("cannot build the request".into()))?;
     let asked = send(&vault, cacert, PlainHttp::Anywhere, request);
     match tokio::time::timeout(timeout, asked).await {
         Err(_) => Err(CliError(format!(
-            "{url}/healthz did not answer within {} ms",
+            "{url}{path} did not answer within {} ms",
             timeout.as_millis()
         ))),
         Ok(Err(e)) => Err(e),
         Ok(Ok((200, _))) => {
-            println!("ok: {url}/healthz answered 200");
+            println!("ok: {url}{path} answered 200");
             Ok(())
         }
         Ok(Ok((status, answer))) => Err(CliError(format!(
-            "{url}/healthz answered {status} {}",
-            field(&answer, "code").as_str().unwrap_or_default()
+            "{url}{path} answered {status} {}{}",
+            field(&answer, "code").as_str().unwrap_or_default(),
+            field(&answer, "reason")
+                .as_str()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         ))),
     }
 }

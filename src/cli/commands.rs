@@ -263,10 +263,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Tenant(command) => tenant::run(command).await,
         Command::Totp(TotpCommand::Code { name, data_dir }) => dev::totp(&data_dir, &name),
         Command::Health {
+            ready,
             url,
             cacert,
             timeout_ms,
-        } => super::client::health(&url, cacert, Duration::from_millis(timeout_ms)).await,
+        } => {
+            let path = if ready { "/readyz" } else { "/healthz" };
+            super::client::health(&url, path, cacert, Duration::from_millis(timeout_ms)).await
+        }
         Command::Dev { listen, data_dir } => {
             crate::telemetry::init_with_default("warn");
             dev::run(listen, &data_dir).await

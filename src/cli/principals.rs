@@ -14,23 +14,50 @@ pub(super) fn print_list(listed: &[PrincipalListing], json: bool) {
         println!("{}", json!({ "principals": principals }));
         return;
     }
-    println!(
-        "{:<36}  {:<12}  {:<14}  {:<20}  {:<13}  {:<20}  {:<20}  DISABLED",
-        "ID", "TENANT", "NAME", "ROLES", "SECOND FACTOR", "CREATED", "EXPIRES"
-    );
-    for p in listed {
-        let principal = &p.record.principal;
-        println!(
-            "{:<36}  {:<12}  {:<14}  {:<20}  {:<13}  {:<20}  {:<20}  {}",
-            principal.id.0,
-            p.tenant_name,
-            principal.name,
-            roles(p).join(","),
-            second_factor(p),
-            at(Some(p.created_at)),
-            at(p.record.expires_at),
-            at(p.record.disabled_at),
-        );
+    let rows: Vec<[String; 8]> = listed
+        .iter()
+        .map(|p| {
+            let principal = &p.record.principal;
+            [
+                principal.id.0.to_string(),
+                p.tenant_name.clone(),
+                principal.name.clone(),
+                roles(p).join(","),
+                second_factor(p).to_owned(),
+                at(Some(p.created_at)),
+                at(p.record.expires_at),
+                at(p.record.disabled_at),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "TENANT",
+        "NAME",
+        "ROLES",
+        "SECOND FACTOR",
+        "CREATED",
+        "EXPIRES",
+        "DISABLED",
+    ];
+    // Each column as wide as its widest cell, so that long names keep the table readable.
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
     }
 }
 

@@ -444,3 +444,32 @@ fn help_lists_roles_engines_the_log_filter_and_where_to_go_next() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn health_asks_a_running_vault_and_fails_on_silence_on_nothing_or_without_its_ca() {
+    let db = TestDb::create(true).await;
+    let server = crate::cli::serve_process(&db.url, &new_master_key(), None);
+    let health = |args: &[&str]| {
+        let mut command = strongroom();
+        command.arg("health").args(args);
+        run(&mut command)
+    };
+    let (ok, out, err) = health(&["--url", &server.address]);
+    assert!(ok && out.contains("/healthz answered 200"), "{out}{err}");
+    let (ok, out, err) = health(&["--ready", "--url", &format!("{}/", server.address)]);
+    assert!(ok && out.contains("/readyz answered 200"), "{out}{err}");
+    let https = server.address.replacen("http://", "https://", 1);
+    let (ok, _, err) = health(&["--url", &https]);
+    assert!(!ok && err.contains("https needs --cacert"), "{err}");
+    drop(server);
+
+    // A listener that takes the connection and never answers: given up within the timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let (ok, _, err) = health(&["--url", &url, "--timeout-ms", "300"]);
+    assert!(!ok && err.contains("did not answer within 300 ms"), "{err}");
+    // Nothing listening; https without the CA that signed the vault's certificate.
+    drop(silent);
+    let (ok, _, err) = health(&["--url", &url]);
+    assert!(!ok && err.contains("cannot reach"), "{err}");
+}

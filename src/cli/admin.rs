@@ -168,6 +168,22 @@ pub fn key_file_named() -> Option<std::ffi::OsString> {
     std::env::var_os(KEY_FILE_VARIABLE).filter(|p| !p.is_empty())
 }
 
+/// Writes a new file readable by its owner only (mode 0600), on disk before it returns; never
+/// over an existing one. A write that fails halfway removes the file: half a key or half a
+/// credentials file is worse than none.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    let written = std::io::Write::write_all(&mut file, bytes).and_then(|()| file.sync_all());
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
 /// A key's refusal, saying where the key came from when it was a file.
 fn from_key_file(e: MasterKeyError) -> MasterKeyError {
     match key_file_named() {

@@ -328,27 +328,19 @@ fn keygen_to_file(path: &std::path::Path, keep_existing: bool) -> Result<(), Cli
     }
     let key = MasterKey::generate_base64(&SystemRandom::new())?;
     let fingerprint = MasterKey::from_base64(&key)?.fingerprint();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| {
+    // Sized up front, so that adding the newline moves no copy of the key in memory.
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(key.len() + 1));
+    text.push_str(key.as_str());
+    text.push('\n');
+    super::admin::write_private(path, text.as_bytes()).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             CliError(format!(
                 "{shown} exists and is not overwritten (a key in it may be the only copy)"
             ))
         } else {
-            CliError(format!("cannot create {shown}: {e}"))
+            CliError(format!("cannot write {shown}: {e}"))
         }
     })?;
-    let written = std::io::Write::write_all(&mut file, key.as_bytes())
-        .and_then(|()| std::io::Write::write_all(&mut file, b"\n"))
-        .and_then(|()| file.sync_all());
-    if let Err(e) = written {
-        // Half a key is worse than none: nobody must start a vault on it.
-        let _ = std::fs::remove_file(path);
-        return Err(CliError(format!("cannot write {shown}: {e}")));
-    }
     println!(
         "wrote a new master key to {shown} (mode 0600, fingerprint {fingerprint}); serve with \
          STRONGROOM_MASTER_KEY_FILE={shown}. Back the file up offline now: without it no \

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::admin::{CliError, command_audit_trail, principal_admin};
+use super::admin::{CliError, command_audit_trail, principal_admin, write_private};
 use super::args::DEFAULT_DATA_DIR;
 use crate::clock::{Clock, SystemClock};
 use crate::config::ServeConfig;
@@ -478,18 +478,6 @@ fn create_private_file(path: &Path) -> Result<(), CliError> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?;
-    Ok(())
-}
-
-/// Writes a new file readable by its owner only (mode 0600).
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
     Ok(())
 }
 

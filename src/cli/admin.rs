@@ -153,8 +153,15 @@ pub fn read_key_file(path: &std::path::Path) -> Result<zeroize::Zeroizing<String
             )));
         }
     }
-    let mut text = zeroize::Zeroizing::new(String::new());
-    std::io::Read::read_to_string(&mut file, &mut text).map_err(unreadable)?;
+    // Room for any key file up front, so that reading moves no copy of the key in memory
+    // (a growing string leaves its old buffers behind, unwiped); more is no key file.
+    const MOST: usize = 4096;
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(MOST));
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(&mut file, MOST as u64 - 1),
+        &mut text,
+    )
+    .map_err(unreadable)?;
     if text.trim().is_empty() {
         return Err(MasterKeyError::File(format!(
             "the master key file {shown} is empty (write one with `strongroom keygen --out {shown}`)"

@@ -14,6 +14,7 @@
 #
 #   bench/attack/ceremony.sh        # BIN=/path/to/strongroom for another build; KEEP=1 keeps $W
 set -u
+. "$(dirname "$0")/lib.sh"   # check, note, finish, py, JSON, key, hdr, gone_within
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/release/strongroom}
 PORT=${PORT:-18830}
@@ -43,13 +44,6 @@ for v in STRONGROOM_MASTER_KEY STRONGROOM_MASTER_KEY_PKCS11 STRONGROOM_NEW_MASTE
 done
 T0=$(date +%s)
 
-fail=0; n=0; passed=0
-check() {
-  n=$((n + 1))
-  if eval "$2"; then printf '  ok    %2d. %s\n' "$n" "$1"; passed=$((passed + 1))
-  else printf '  FAIL  %2d. %s\n' "$n" "$1"; fail=1; fi
-}
-note() { echo "  info  $*"; }
 # run NAME CMD...: stdout and stderr together in $OUT and $W/out/NAME (grepped for leaks), exit in $RC.
 run() { local name=$1; shift; OUT=$("$@" 2>&1 </dev/null); RC=$?; printf '%s\n' "$OUT" >"$W/out/$name"; }
 # A refusal is clean: nonzero, not a panic (101) or a signal, no backtrace.
@@ -110,7 +104,6 @@ def par(port, items, prefix):
 
 getattr(sys.modules[__name__], sys.argv[1])(*sys.argv[2:])
 PY
-py() { python3 "$W/h.py" "$@"; }
 
 # req NAME METHOD PATH [curl args]: from $SRC to $BASE; status in $ST, body in $B, problem code
 # in $CODE, response headers in $H; kept in $W/out/NAME.* (grepped for leaks).
@@ -123,9 +116,6 @@ req() {
   B=$(cat "$W/out/$name.body"); H=$(tr -d '\r' <"$W/out/$name.headers")
   CODE=$(jq -r '.code? // empty' <<<"$B" 2>/dev/null)
 }
-JSON=(-H 'Content-Type: application/json')
-key() { printf 'Authorization: Bearer %s' "$1"; }
-hdr() { grep -i "^$1:" <<<"$H" | head -n1 | cut -d' ' -f2- ; }
 # sub NAME SHARE: submits SHARE (any text) as {"share": SHARE}; $SEALED, $PROG, $THR from the answer.
 sub() {
   req "$1" POST /v1/sys/unseal "${JSON[@]}" --data-binary "$(jq -nc --arg s "$2" '{share: $s}')" "${@:3}"
@@ -155,8 +145,6 @@ start() {
   done
   return 1
 }
-# gone_within SECONDS PID: whether PID has exited within SECONDS.
-gone_within() { local i; for i in $(seq $(($1 * 10))); do kill -0 "$2" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
 # stop PID: SIGTERM, again after 5 s if it is still there, then SIGKILL.
 stop() {
   kill "$1" 2>/dev/null
@@ -650,6 +638,4 @@ check "both rewraps recorded with the kinds of key (environment -> pkcs11, pkcs1
   'grep -q "from_kind=environment to_kind=pkcs11" <<<"$(sed -n 1p <<<"$OUT")" && grep -q "from_kind=pkcs11 to_kind=environment" <<<"$(sed -n 2p <<<"$OUT")"'
 check "the PIN (right or wrong) and the environment keys in no output or log" '! cat "$W"/out/hsm-* "$W"/out/rewrap-* "$W"/out/serve-* "$W"/out/both* "$W"/log/H-* | grep -qF -e "$PIN" -e "$WRONGPIN" -e "$KE" -e "$K2"'
 
-echo "took $(( $(date +%s) - T0 )) s"
-echo "$passed/$n ok"
-exit $fail
+finish

@@ -12,6 +12,7 @@
 #
 #   bench/attack/console.sh        # BIN=/path/to/strongroom for another build; KEEP=1 keeps $W
 set -u
+. "$(dirname "$0")/lib.sh"   # check, note, finish, py, JSON, key, hdr, gone_within
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/release/strongroom}
 PORT=${PORT:-18790}
@@ -28,14 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 T0=$(date +%s)
-
-fail=0; n=0; passed=0
-check() {
-  n=$((n + 1))
-  if eval "$2"; then printf '  ok    %2d. %s\n' "$n" "$1"; passed=$((passed + 1))
-  else printf '  FAIL  %2d. %s\n' "$n" "$1"; fail=1; fi
-}
-note() { echo "  info  $*"; }
 
 cat >"$W/h.py" <<'PY'
 import base64, hashlib, hmac, http.client, json, random, struct, sys, threading
@@ -97,7 +90,6 @@ def par(n, method, port, path, headers, body, src, prefix):
 
 getattr(sys.modules[__name__], sys.argv[1])(*sys.argv[2:])
 PY
-py() { python3 "$W/h.py" "$@"; }
 
 # req NAME METHOD PATH [curl args]: from $SRC to $BASE (vault 1 unless set); status in $ST,
 # body in $B, problem code in $CODE, response headers in $H; kept in $W/out/NAME.* (grepped).
@@ -109,11 +101,8 @@ req() {
   B=$(cat "$W/out/$name.body"); H=$(tr -d '\r' <"$W/out/$name.headers")
   CODE=$(jq -r '.code? // empty' <<<"$B" 2>/dev/null)
 }
-JSON=(-H 'Content-Type: application/json')
-key() { printf 'Authorization: Bearer %s' "$1"; }
 ck() { printf 'Cookie: strongroom_session=%s' "$1"; }
 xs() { if [ -n "$1" ]; then printf 'X-CSRF-Token: %s' "$1"; else printf 'X-CSRF-Token;'; fi; }
-hdr() { grep -i "^$1:" <<<"$H" | head -n1 | cut -d' ' -f2- ; }
 setcookie() { sed -n 's/^[Ss]et-[Cc]ookie: strongroom_session=\([^;]*\);.*/\1/p' <<<"$H" | head -n1; }
 cnt() { tr ' ' '\n' <<<"$2" | grep -cx "$1"; }
 
@@ -558,6 +547,4 @@ for v in 1 2; do
 done
 check "no 5xx answer anywhere" '! grep -lE "^HTTP/1.1 5" "$W"/out/*.headers | grep -q .'
 
-echo "took $(( $(date +%s) - T0 )) s"
-echo "$passed/$n ok"
-exit $fail
+finish

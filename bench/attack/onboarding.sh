@@ -15,6 +15,7 @@
 #
 #   bench/attack/onboarding.sh        # BIN=/path/to/strongroom for another build; KEEP=1 keeps $W
 set -u
+. "$(dirname "$0")/lib.sh"   # check, note, finish, py, JSON, key, hdr, gone_within
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 BIN=${BIN:-target/release/strongroom}
@@ -49,13 +50,6 @@ for v in STRONGROOM_MASTER_KEY STRONGROOM_MASTER_KEY_FILE STRONGROOM_MASTER_KEY_
 done
 T0=$(date +%s)
 
-fail=0; n=0; passed=0
-check() {
-  n=$((n + 1))
-  if eval "$2"; then printf '  ok    %2d. %s\n' "$n" "$1"; passed=$((passed + 1))
-  else printf '  FAIL  %2d. %s\n' "$n" "$1"; fail=1; fi
-}
-note() { echo "  info  $*"; }
 # run NAME CMD...: stdout and stderr together in $OUT and $W/out/NAME (grepped for leaks), exit
 # in $RC, seconds taken in $SECS; stdout alone in $W/out/NAME.stdout.
 run() {
@@ -163,7 +157,6 @@ def http(port, ready, status, delay="0", body='{"status":"ok"}'):
 
 getattr(sys.modules[__name__], sys.argv[1])(*sys.argv[2:])
 PY
-py() { python3 "$W/h.py" "$@"; }
 # bg_py NAME ARGS...: a helper server in the background, its pid in PIDS; waits until it listens.
 bg_py() {
   local name=$1; shift
@@ -180,8 +173,6 @@ req() {
   ST=$(curl -s --max-time 20 -o "$W/out/$name.body" -w '%{http_code}' -X "$m" "$URL$p" "$@")
   B=$(cat "$W/out/$name.body"); CODE=$(jq -r '.code? // empty' <<<"$B" 2>/dev/null)
 }
-JSON=(-H 'Content-Type: application/json')
-key() { printf 'Authorization: Bearer %s' "$1"; }
 tok() { # NAME KEY BODY: POST /v1/tokens
   req "$1" POST /v1/tokens -H "$(key "$2")" "${JSON[@]}" --data-binary "$3"
 }
@@ -202,7 +193,6 @@ start() {
   done
   return 1
 }
-gone_within() { local i; for i in $(seq $(($1 * 10))); do kill -0 "$2" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
 stop() {
   kill "$1" 2>/dev/null
   gone_within 5 "$1" || kill -KILL "$1" 2>/dev/null
@@ -904,6 +894,4 @@ check "no panic and no 5xx in the vaults' logs" '! cat "$W"/log/main.* "$W"/log/
 check "the audit trail verifies, checkpoints included" 'env "${KFE[@]}" "$BIN" audit verify >"$W/out/final-verify" 2>&1 </dev/null'
 stop "$MAINPID"
 
-echo "took $(( $(date +%s) - T0 )) s"
-echo "$passed/$n ok"
-exit $fail
+finish

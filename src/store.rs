@@ -848,7 +848,7 @@ impl DatabaseUrl {
 
     /// Refuses a URL that names neither engine, naming its scheme only.
     pub fn check(&self) -> Result<(), String> {
-        self.expose().parse::<DatabaseUrl>().map(drop)
+        check_engine(self.expose())
     }
 
     /// The PostgreSQL user it connects as, if it names one.
@@ -884,25 +884,30 @@ impl std::str::FromStr for DatabaseUrl {
     /// never the URL, which may hold a password.
     fn from_str(url: &str) -> Result<Self, Self::Err> {
         let url = url.trim();
-        let scheme = url
-            .split_once(':')
-            .map(|(scheme, _)| scheme.to_ascii_lowercase());
-        match scheme.as_deref() {
-            Some("postgres" | "postgresql" | "sqlite") => {
-                Ok(DatabaseUrl(Zeroizing::new(url.to_owned())))
-            }
-            Some(scheme)
-                if !scheme.is_empty()
-                    && scheme
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
-            {
-                Err(format!(
-                    "unsupported database URL scheme `{scheme}:`; Strongroom stores in {ENGINES}"
-                ))
-            }
-            _ => Err(format!("not a database URL; expected {ENGINES}")),
+        check_engine(url)?;
+        Ok(DatabaseUrl(Zeroizing::new(url.to_owned())))
+    }
+}
+
+/// Whether `url` names one of the two engines; the refusal names its scheme only.
+fn check_engine(url: &str) -> Result<(), String> {
+    let scheme = url
+        .trim()
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("postgres" | "postgresql" | "sqlite") => Ok(()),
+        Some(scheme)
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            Err(format!(
+                "unsupported database URL scheme `{scheme}:`; Strongroom stores in {ENGINES}"
+            ))
         }
+        _ => Err(format!("not a database URL; expected {ENGINES}")),
     }
 }
 

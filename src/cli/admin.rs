@@ -194,13 +194,10 @@ pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()
 /// A key's refusal, saying where the key came from when it was a file.
 fn from_key_file(e: MasterKeyError) -> MasterKeyError {
     match key_file_named() {
-        Some(path) => MasterKeyError::File(e.to_string().replace(
-            "STRONGROOM_MASTER_KEY",
-            &format!(
-                "the master key in {}",
-                std::path::Path::new(&path).display()
-            ),
-        )),
+        Some(path) => MasterKeyError::File(e.describe_as(&format!(
+            "the master key in {}",
+            std::path::Path::new(&path).display()
+        ))),
         None => e,
     }
 }

@@ -317,8 +317,10 @@ fn keygen_to_file(path: &std::path::Path, keep_existing: bool) -> Result<(), Cli
     if keep_existing && path.exists() {
         let text = super::admin::read_key_file(path)?;
         let key = MasterKey::from_base64(&text).map_err(|e| {
-            let reason = e.to_string().replace("STRONGROOM_MASTER_KEY ", "the key ");
-            CliError(format!("{shown} holds no usable master key: {reason}"))
+            CliError(format!(
+                "{shown} holds no usable master key: {}",
+                e.describe_as("the key")
+            ))
         })?;
         println!(
             "kept the master key already in {shown} (fingerprint {})",

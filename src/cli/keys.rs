@@ -483,8 +483,7 @@ fn new_master_key_from_env() -> Result<MasterKey, CliError> {
             "{NEW} is not set (generate one with `strongroom keygen`)"
         )));
     }
-    MasterKey::from_base64(&text)
-        .map_err(|e| CliError(e.to_string().replace("STRONGROOM_MASTER_KEY", NEW)))
+    MasterKey::from_base64(&text).map_err(|e| CliError(e.describe_as(NEW)))
 }
 
 /// The key commands under the production master key from the environment, recorded in the

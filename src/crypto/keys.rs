@@ -56,6 +56,14 @@ pub enum MasterKeyError {
     File(String),
 }
 
+impl MasterKeyError {
+    /// The refusal of a key that came from `source` (another variable, a file) rather than
+    /// `STRONGROOM_MASTER_KEY`, which the messages name.
+    pub fn describe_as(&self, source: &str) -> String {
+        self.to_string().replace("STRONGROOM_MASTER_KEY", source)
+    }
+}
+
 /// Where a master key came from, as its text says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MasterKeyKind {
